@@ -1,0 +1,3 @@
+from clusterprior.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Command line: ``clusterprior demo | train ...``.
+
+Exit codes: 0 success, 2 bad input (one line on stderr naming the problem),
+1 internal failure (with its traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clusterprior.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Measure the natural clustering prior of deep networks (Carbonnelle 2022).",
+)
+
+DEMO_DATA, DEMO_MODEL, DEMO_EPOCHS = "mnist1d-hier", "cnn", 20
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["n_train=2000", "target=coarse"]`` -> ``{"n_train": 2000, "target": "coarse"}``
+    (values read as JSON when they parse, else kept as strings)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--data-option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def parse_milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise UserError(f"--milestones expects comma-separated epochs like 150,230,240, got {text!r}") from None
+
+
+def _progress_callback(console: Console, total: int, label: str):
+    """A rich progress bar over epochs, as a training callback; returns ``(progress, callback)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=True)
+    task = progress.add_task(label, total=total, info="")
+
+    def callback(state) -> None:
+        row = state.row
+        info = f"loss {row['train_loss']:.4f}" + (f"  test acc {row['test_acc']:.3f}" if "test_acc" in row else "")
+        progress.update(task, advance=1, info=info)
+
+    return progress, callback
+
+
+def _history_table(history: list[dict[str, float]]) -> Table:
+    table = Table(title="training history")
+    cols = [c for c in ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds") if c in history[0]]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in history:
+        table.add_row(*(str(row[c]) if c == "epoch" else f"{row[c]:.4g}" for c in cols))
+    return table
+
+
+def _neuron_table(counts: dict[str, int]) -> Table:
+    table = Table(title="ReLU layers", caption=f"{len(counts)} layers, {sum(counts.values())} neurons")
+    table.add_column("layer")
+    table.add_column("neurons", justify="right")
+    for name, n in counts.items():
+        table.add_row(name, str(n))
+    return table
+
+
+def train_and_report(
+    *, data_name: str, data_options: dict[str, Any], model_name: str, model_kwargs: dict[str, Any],
+    config: Any, out: Path, checkpoint_format: str, quiet: bool,
+) -> int:
+    """Load, build, train, save and print one model; the body of ``train`` and ``demo``."""
+    import torch
+
+    from clusterprior import data, models, train
+
+    console = Console(quiet=quiet)
+    train_split = data.load(data_name, "train", **data_options)
+    test_split = data.load(data_name, "test", **data_options)
+    torch.manual_seed(config.seed)
+    model = models.build(model_name, train_split.input_shape, train_split.n_classes, **model_kwargs)
+    counts = models.neuron_counts(model, train_split.input_shape)
+    console.print(f"{data_name}: {len(train_split)} train / {len(test_split)} test, input {list(train_split.input_shape)}, "
+                  f"{train_split.n_classes} classes; model {model_name}, {sum(p.numel() for p in model.parameters())} parameters")
+    progress, callback = _progress_callback(console, config.epochs, f"training {model_name}")
+    with progress:
+        result = train.fit(model, train_split, test_split, config, callbacks=[callback])
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = train.checkpoint.save(out / f"model.{checkpoint_format}", model,
+                                 extra={"data": {"name": data_name, "options": data_options}, "train": config.to_dict()})
+    result.frame().to_csv(out / "history.csv", index=False)
+    summary = {"status": result.status, "stop_reason": result.stop_reason, "final": result.final,
+               "neurons": counts, "checkpoint": ckpt.name}
+    (out / "result.json").write_text(json.dumps(summary, indent=2))
+    console.print(_history_table(result.history))
+    console.print(_neuron_table(counts))
+    final = result.final
+    console.print(f"status: {result.status} ({result.stop_reason}); test accuracy {final.get('test_acc', float('nan')):.4f}; "
+                  f"saved {ckpt}, {out / 'history.csv'}, {out / 'result.json'}")
+    return 0
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("clusterprior-demo"), help="Output folder."),
+    epochs: int = typer.Option(DEMO_EPOCHS, min=1, help="Training epochs."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress or tables."),
+) -> None:
+    """The main job on the embedded default data set.
+
+    For now: train one small CNN on mnist1d-hier (with augmentation) and print its
+    history and neuron counts.
+    """
+    from clusterprior.train import TrainConfig
+
+    config = TrainConfig(epochs=epochs, augment=True, device="cpu")
+    train_and_report(data_name=DEMO_DATA, data_options={}, model_name=DEMO_MODEL, model_kwargs={}, config=config,
+                     out=out, checkpoint_format="safetensors", quiet=quiet)
+
+
+@app.command("train")
+def train_cmd(
+    data: str = typer.Option("mnist1d-hier", help="Data set name or path to an .npz file."),
+    model: str = typer.Option("mlp", help="mlp, cnn, vgg or wrn."),
+    out: Path = typer.Option(Path("runs/train"), help="Output folder (checkpoint, history.csv, result.json)."),
+    epochs: int = typer.Option(20, help="Maximum epochs."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    optimizer: str = typer.Option("sgd", help="sgd or adam."),
+    lr: float = typer.Option(0.05, help="Learning rate."),
+    momentum: float = typer.Option(0.9, help="SGD momentum."),
+    weight_decay: float = typer.Option(0.0, help="Weight decay."),
+    milestones: str = typer.Option("", help="Epochs after which the rate is multiplied by --gamma, e.g. 150,230,240."),
+    gamma: float = typer.Option(0.2, help="Learning-rate factor at each milestone."),
+    warmup: int = typer.Option(0, help="Linear warm-up epochs (from lr/10)."),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help="Data augmentation (the data set's default)."),
+    dropout: float = typer.Option(0.0, help="Dropout rate."),
+    width: float = typer.Option(1.0, help="Width factor."),
+    depth: float = typer.Option(1.0, help="Depth factor."),
+    batchnorm: bool = typer.Option(True, "--batchnorm/--no-batchnorm", help="BatchNorm before every ReLU."),
+    stop_loss: Optional[float] = typer.Option(None, help="Stop once the epoch's training loss is below this."),
+    seed: int = typer.Option(0, help="Seed of initialisation, data order, augmentation and dropout."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    data_dir: Optional[str] = typer.Option(None, help="Folder with the CIFAR archives."),
+    data_option: list[str] = typer.Option([], "--data-option", "-o", help="Data set option KEY=VALUE (repeatable)."),
+    checkpoint_format: str = typer.Option("safetensors", help="safetensors or pt."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress or tables."),
+) -> None:
+    """Train one model and save its checkpoint and history."""
+    from clusterprior.train import TrainConfig, resolve_device
+
+    if checkpoint_format not in ("safetensors", "pt"):
+        raise UserError(f"--checkpoint-format must be safetensors or pt, got {checkpoint_format!r}")
+    options = parse_options(data_option)
+    if data_dir is not None:
+        options["root"] = data_dir
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+        weight_decay=weight_decay, milestones=parse_milestones(milestones), gamma=gamma, warmup_epochs=warmup,
+        augment=augment, stop_loss=stop_loss, seed=seed, device=str(resolve_device(device)),
+    )
+    model_kwargs = {"width": width, "depth": depth, "dropout": dropout, "batchnorm": batchnorm}
+    train_and_report(data_name=data, data_options=options, model_name=model, model_kwargs=model_kwargs, config=config,
+                     out=out, checkpoint_format=checkpoint_format, quiet=quiet)
+
+
+def _error(message: str) -> None:
+    print(f"clusterprior: error: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args or ["--help"], prog_name="clusterprior", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.TyperException as e:  # bad usage: unknown option, wrong type, ... (exit code 2)
+        _error(e.format_message())
+        return e.exit_code
+    except UserError as e:
+        _error(str(e))
+        return 2
+    except (KeyboardInterrupt, typer.Abort):
+        print("clusterprior: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The training loop: short, fast and entirely visible.
+
+Data stay as tensors on the device; an epoch is a random permutation split into
+batches, each augmented in one vectorised call. The loop syncs with the device
+once per epoch (loss, accuracy, divergence check), evaluates on the test split,
+appends a history row and calls the callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clusterprior.data import Split
+from clusterprior.errors import UserError
+from clusterprior.train.augment import augment
+from clusterprior.train.config import TrainConfig, lr_at
+
+
+@dataclass
+class EpochState:
+    """What a callback sees after each epoch."""
+
+    epoch: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    history: list[dict[str, float]]
+    config: TrainConfig
+
+    @property
+    def row(self) -> dict[str, float]:
+        return self.history[-1]
+
+
+Callback = Callable[[EpochState], "bool | None"]  # return True to stop training
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`fit`: ``status`` is "done" or "diverged"."""
+
+    status: str
+    stop_reason: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.history)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+
+
+def _memory_format(x: torch.Tensor, config: TrainConfig) -> torch.memory_format:
+    return torch.channels_last if (config.channels_last and x.ndim == 4) else torch.contiguous_format
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (eval mode) on ``(x, y)``."""
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, len(y), batch_size):
+        out = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        loss += F.cross_entropy(out, target, reduction="sum")
+        correct += (out.argmax(1) == target).sum()
+    model.train(was_training)
+    n = max(1, len(y))
+    return loss.item() / n, correct.item() / n
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Sequence[torch.Tensor]:
+    """Random batches of one epoch; a trailing batch of one sample is dropped (BatchNorm)."""
+    chunks = torch.randperm(n, generator=generator).split(batch_size)
+    return chunks[:-1] if len(chunks) > 1 and len(chunks[-1]) < 2 else chunks
+
+
+def fit(
+    model: nn.Module,
+    train: Split,
+    test: Split | None = None,
+    config: TrainConfig | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """Train ``model`` on ``train`` with cross-entropy; evaluate ``test`` every epoch.
+
+    Deterministic for a given ``config.seed`` on CPU (data order, augmentation and
+    dropout are seeded here; seed the model's initialisation before building it).
+    A NaN or infinite training loss ends the run with status "diverged".
+    History rows: epoch, lr, train_loss, train_acc (running means over the epoch's
+    augmented batches, train mode), test_loss, test_acc, seconds.
+    """
+    config = config or TrainConfig()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    order_gen = torch.Generator().manual_seed(config.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    fmt = _memory_format(train.x, config)
+    model.to(device=device, memory_format=fmt)
+    x, y = train.x.to(device), train.y.to(device)
+    x_test = y_test = None
+    if test is not None:
+        x_test, y_test = test.x.to(device).contiguous(memory_format=fmt), test.y.to(device)
+    aug_params = {**train.meta.augment, **config.augment_options} if config.augment else {}
+    optimizer = make_optimizer(model, config)
+    history: list[dict[str, float]] = []
+    result = TrainResult("done", "max_epochs", history)
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        batches = _batches(len(y), config.batch_size, order_gen)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        for step, idx in enumerate(batches):
+            lr = lr_at(config, epoch, step, len(batches))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = idx.to(device)
+            xb, yb = x[idx], y[idx]
+            if aug_params:
+                xb = augment(xb, aug_gen, **aug_params)
+            out = model(xb.contiguous(memory_format=fmt))
+            loss = F.cross_entropy(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.detach().argmax(1) == yb).sum()
+            seen += len(idx)
+        row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+        if not math.isfinite(row["train_loss"]):
+            history.append({**row, "seconds": time.perf_counter() - start})
+            return TrainResult("diverged", "non-finite loss", history)
+        if x_test is not None:
+            row["test_loss"], row["test_acc"] = evaluate(model, x_test, y_test, config.eval_batch_size)
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        state = EpochState(epoch, model, optimizer, history, config)
+        stop = [cb(state) for cb in callbacks]
+        if any(stop):
+            result.stop_reason = "callback"
+            break
+        if config.stop_loss is not None and row["train_loss"] < config.stop_loss:
+            result.stop_reason = "loss_threshold"
+            break
+    return result
