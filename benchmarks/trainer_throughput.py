@@ -20,17 +20,27 @@ in the same process:
 
 Timing: every variant first runs one untimed warm-up epoch on a fresh model
 (thread pools, allocator, oneDNN primitive caches). Then each repeat times one
-whole training run of ``--epochs`` epochs per variant (wall clock around the
-call, model built beforehand), alternating the variants and rotating their order
-between repeats so that drift in machine speed hits all of them alike. The
-median over ``--repeats`` runs is kept. Throughput is training samples per second,
-``epochs * n_train / median_seconds`` (the per-epoch test evaluation is part of
-the cost, as it is part of ``fit``). The ratio is ours / reference throughput
-(goal: >= 0.95).
+whole training run per variant (wall clock around the call, model built
+beforehand; 5 to 20 epochs by case so that a run lasts about a second, or
+``--epochs`` for all), alternating the variants and rotating their order between
+repeats so that drift in machine speed hits all of them alike.
+Throughput is training samples per second, ``epochs * n_train / median_seconds``
+over the ``--repeats`` runs (the per-epoch test evaluation is part of the cost,
+as it is part of ``fit``). The ratio ours / reference (goal: >= 0.95) is the
+median of the per-repeat ratios ``t_reference / t_ours``: the two runs of one
+repeat are adjacent in time, so slow drift of the machine cancels; the min-max
+of those ratios is reported as the noise band.
+
+Noise: on a small shared VM (2 vCPUs) single runs of these sizes vary by about
++-10 %, more than the 5 % being tested, hence runs of about a second and 7
+repeats by default. Anything else running on the machine ruins the numbers (two OpenMP
+threads on two busy cores can be 10-40x slower), so the 1-minute load average
+is printed before and after; rerun when it was high.
 
 As a check that both loops do the same work, the final test loss of each
-variant is reported; ours and the plain reference use the same seeds and should
-agree to rounding.
+variant is reported: ours and the reference with the same memory format use the
+same seeds and agree exactly (channels_last changes the convolution algorithm, so
+plain and channels_last runs drift apart by rounding).
 
 Run ``python benchmarks/trainer_throughput.py`` to print the table, add
 ``--write`` to also (over)write ``benchmarks/trainer_throughput.md``.
@@ -65,10 +75,12 @@ DEFAULT_OUTPUT = Path(__file__).with_name("trainer_throughput.md")
 
 @dataclass(frozen=True)
 class Case:
-    """A model on a data set; ``image`` cases also get a channels_last reference."""
+    """A model on a data set, timed over runs of ``epochs`` epochs (chosen so that one
+    run takes about a second on 2 cores); 2-D image cases also get a channels_last reference."""
 
     model: str
     dataset: str
+    epochs: int = 5
     load_options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,10 +89,10 @@ class Case:
 
 
 CASES: dict[str, Case] = {
-    "mlp-mnist1d": Case("mlp", "mnist1d-hier"),
-    "cnn-mnist1d": Case("cnn", "mnist1d-hier"),
-    "cnn-digits": Case("cnn", "digits-hier"),
-    "mlp-synthclust": Case("mlp", "synthclust", {"n_train_per_cluster": 200}),
+    "mlp-mnist1d": Case("mlp", "mnist1d-hier", epochs=20),
+    "cnn-mnist1d": Case("cnn", "mnist1d-hier", epochs=5),
+    "cnn-digits": Case("cnn", "digits-hier", epochs=10),
+    "mlp-synthclust": Case("mlp", "synthclust", epochs=5, load_options={"n_train_per_cluster": 200}),
 }
 
 
@@ -94,6 +106,10 @@ class Outcome:
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
+
+    def ratios(self, ours: Outcome) -> list[float]:
+        """Per-repeat throughput ratios ours / this variant (``t_this / t_ours``)."""
+        return [t / o for t, o in zip(self.seconds, ours.seconds)]
 
 
 # ----------------------------------------------------------------- the two loops
@@ -187,12 +203,16 @@ def rows_for(case: Case, tr: Split, outcomes: dict[str, Outcome], epochs: int) -
     for name, ref in outcomes.items():
         if name == "ours":
             continue
+        ratios = ref.ratios(ours)
         rows.append({
             "case": case.name + (" (ref. channels_last)" if name.endswith("+CL") else ""),
             "n_train": len(tr),
+            "epochs": epochs,
             "ours": samples / ours.median,
             "reference": samples / ref.median,
-            "ratio": ref.median / ours.median,
+            "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
             "loss_ours": ours.test_loss,
             "loss_ref": ref.test_loss,
         })
@@ -200,13 +220,14 @@ def rows_for(case: Case, tr: Split, outcomes: dict[str, Outcome], epochs: int) -
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| case | n_train | ours (samples/s) | reference (samples/s) | ratio ours/ref "
-            "| final test loss ours / ref |\n|---|---:|---:|---:|---:|---|")
+    head = ("| case | n_train | epochs | ours (samples/s) | reference (samples/s) | ratio ours/ref | ratio min-max "
+            "| final test loss ours / ref |\n|---|---:|---:|---:|---:|---:|---:|---|")
     lines = [head]
     for r in rows:
         lines.append(
-            f"| {r['case']} | {r['n_train']} | {r['ours']:,.0f} | {r['reference']:,.0f} | "
-            f"{r['ratio']:.3f} | {r['loss_ours']:.4f} / {r['loss_ref']:.4f} |"
+            f"| {r['case']} | {r['n_train']} | {r['epochs']} | {r['ours']:,.0f} | {r['reference']:,.0f} | "
+            f"{r['ratio']:.3f} | {r['ratio_min']:.2f}-{r['ratio_max']:.2f} | "
+            f"{r['loss_ours']:.4f} / {r['loss_ref']:.4f} |"
         )
     return "\n".join(lines)
 
@@ -224,7 +245,14 @@ def machine() -> str:
             f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}")
 
 
-def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
+def load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str, loads: tuple[str, str]) -> str:
     return f"""# Trainer throughput: `clusterprior.train.fit` vs a minimal PyTorch loop
 
 **What is compared.** `clusterprior.train.fit` (SGD lr {LR}, momentum {MOMENTUM}, batch {BATCH_SIZE},
@@ -236,12 +264,17 @@ under `no_grad` in batches of {EVAL_BATCH_SIZE}. The reference uses no channels_
 2-D image case a second reference with `channels_last` shows whether that format helps on CPU.
 
 **Method.** One untimed warm-up epoch per variant, then {args.repeats} repeats of a whole
-{args.epochs}-epoch run per variant (fresh model, variants alternated, order rotated per
-repeat); the median wall time is kept. Samples/s = epochs x n_train / median time (the
-per-epoch evaluation is included in the time). Ratio = ours / reference samples/s (goal >= 0.95).
-The final test losses show that both loops did the same computation.
+training run per variant ("epochs" column; fresh model, variants alternated, order rotated per
+repeat). Samples/s = epochs x n_train / median wall time (the per-epoch evaluation is
+included). Ratio = ours / reference throughput, the median over repeats of
+`t_reference / t_ours` of the two adjacent runs (goal >= 0.95); "min-max" is the spread of
+those per-repeat ratios, i.e. the noise. The final test losses show that both loops did the
+same computation: identical for ours vs the reference in the same memory format;
+channels_last changes the conv algorithm, so plain vs channels_last differ by rounding that
+grows during training. Single runs on this VM vary by about +-10 %, so read ratios within the
+min-max band as equal.
 
-**Machine.** {machine()}.
+**Machine.** {machine()}. 1-minute load average before / after the run: {loads[0]} / {loads[1]}.
 
 {table(rows)}
 
@@ -255,35 +288,40 @@ Rerun (prints the table; `--write` rewrites this file):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per run (default 5)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant; the median is kept (default 3)")
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per run, for every case (default: per case, 5-20)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per variant (default 7)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run (default all)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--write", action="store_true", help=f"write the markdown report (to --output)")
+    parser.add_argument("--write", action="store_true", help="write the markdown report (to --output)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown path for --write")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"# {machine()}", flush=True)
+    load_before = load_average()
+    print(f"# {machine()}\n# load average (1 min) before: {load_before}", flush=True)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for key in args.cases:
         case = CASES[key]
-        tr, outcomes = measure(case, args.epochs, args.repeats)
-        rows += rows_for(case, tr, outcomes, args.epochs)
+        epochs = args.epochs or case.epochs
+        tr, outcomes = measure(case, epochs, args.repeats)
+        rows += rows_for(case, tr, outcomes, epochs)
     print()
     print(table(rows))
-    print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+    load_after = load_average()
+    print(f"\n(total {time.perf_counter() - t0:.0f} s; load average before / after: {load_before} / {load_after})")
     if args.write:
         command = "python benchmarks/trainer_throughput.py --write"
-        defaults = {"epochs": 5, "repeats": 3}
+        defaults = {"epochs": None, "repeats": 7}
         extra = [f"--{k} {getattr(args, k)}" for k, v in defaults.items() if getattr(args, k) != v]
         if args.cases != list(CASES):
             extra.append("--cases " + " ".join(args.cases))
         if args.threads:
             extra.append(f"--threads {args.threads}")
+        if args.output != DEFAULT_OUTPUT:
+            extra.append(f"--output {args.output}")
         command = " ".join([command, *extra])
-        args.output.write_text(markdown(rows, args, command))
+        args.output.write_text(markdown(rows, args, command, (load_before, load_after)))
         print(f"wrote {args.output}")
 
 

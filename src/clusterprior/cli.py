@@ -76,7 +76,7 @@ def _history_table(history: list[dict[str, float]]) -> Table:
 
 
 def _neuron_table(counts: dict[str, int]) -> Table:
-    table = Table(title="ReLU layers", caption=f"{len(counts)} layers, {sum(counts.values())} neurons")
+    table = Table(title="ReLU layers")
     table.add_column("layer")
     table.add_column("neurons", justify="right")
     for name, n in counts.items():
@@ -113,6 +113,7 @@ def train_and_report(
     (out / "result.json").write_text(json.dumps(summary, indent=2))
     console.print(_history_table(result.history))
     console.print(_neuron_table(counts))
+    console.print(f"{len(counts)} ReLU layers, {sum(counts.values())} neurons")
     final = result.final
     console.print(f"status: {result.status} ({result.stop_reason}); test accuracy {final.get('test_acc', float('nan')):.4f}; "
                   f"saved {ckpt}, {out / 'history.csv'}, {out / 'result.json'}")

@@ -7,7 +7,7 @@ one in a :class:`Split` of torch tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -142,9 +142,7 @@ def finish(raw: Raw, split: str, normalize: str | None) -> Split:
     mode = raw.normalize if normalize is None else normalize
     mean, std = normalization_stats(raw.train.x, mode)
     part = raw.train if split == "train" else raw.test
-    meta = Meta(
-        **{**raw.meta.__dict__, "normalization": {"mode": mode, "mean": mean.tolist(), "std": std.tolist()}}
-    )
+    meta = replace(raw.meta, normalization={"mode": mode, "mean": mean.tolist(), "std": std.tolist()})
     sub = None if part.sub is None else torch.from_numpy(part.sub.astype(np.int64))
     return Split(
         x=_apply(part.x, mean, std, mode),

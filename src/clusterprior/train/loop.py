@@ -103,9 +103,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return loss.item() / n, correct.item() / n
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> Sequence[torch.Tensor]:
-    """Random batches of one epoch; a trailing batch of one sample is dropped (BatchNorm)."""
-    chunks = torch.randperm(n, generator=generator).split(batch_size)
+def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Sequence[torch.Tensor]:
+    """Random batches of one epoch as index tensors on ``device``; a trailing batch of
+    one sample is dropped (BatchNorm cannot normalise it)."""
+    chunks = torch.randperm(n, generator=generator).to(device).split(batch_size)
     return chunks[:-1] if len(chunks) > 1 and len(chunks[-1]) < 2 else chunks
 
 
@@ -125,6 +126,8 @@ def fit(
     augmented batches, train mode), test_loss, test_acc, seconds.
     """
     config = config or TrainConfig()
+    if len(train) < 2:
+        raise UserError(f"the training split has {len(train)} sample(s); at least 2 are needed")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     order_gen = torch.Generator().manual_seed(config.seed)
@@ -142,15 +145,14 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         model.train()
-        batches = _batches(len(y), config.batch_size, order_gen)
+        batches = _batches(len(y), config.batch_size, order_gen, device)
         loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         for step, idx in enumerate(batches):
             lr = lr_at(config, epoch, step, len(batches))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            idx = idx.to(device)
             xb, yb = x[idx], y[idx]
             if aug_params:
                 xb = augment(xb, aug_gen, **aug_params)
@@ -159,8 +161,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (out.detach().argmax(1) == yb).sum()
+            loss_sum.add_(loss.detach(), alpha=len(idx))
+            correct.add_((out.detach().argmax(1) == yb).sum())
             seen += len(idx)
         row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
         if not math.isfinite(row["train_loss"]):

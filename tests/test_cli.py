@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clusterprior.cli import main, parse_options
+
+SMALL = ["-o", "n_train=400", "-o", "n_test=100"]
+
+
+def test_train_writes_checkpoint_history_and_result(tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--data", "mnist1d-hier", "--model", "mlp", "--epochs", "3", "--out", str(out), "--quiet",
+               "--milestones", "2", "--device", "cpu", *SMALL])
+    assert rc == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "done" and sum(result["neurons"].values()) == 512
+    assert (out / "model.safetensors").is_file()
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2, 3]
+
+
+def test_train_twice_with_one_seed_gives_identical_histories(tmp_path: Path):
+    frames = []
+    for name in ("a", "b"):
+        assert main(["train", "--epochs", "2", "--augment", "--dropout", "0.2", "--seed", "5", "--quiet", "--device", "cpu",
+                     "--checkpoint-format", "pt", "--out", str(tmp_path / name), *SMALL]) == 0
+        frames.append(pd.read_csv(tmp_path / name / "history.csv").drop(columns="seconds"))
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+
+
+def test_demo_runs(tmp_path: Path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "training history" in printed and "ReLU layers" in printed and "224 neurons" in printed
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--lr", "-1"], "lr must be"),
+        (["train", "--data", "nope"], "unknown data set"),
+        (["train", "--model", "nope"], "unknown model"),
+        (["train", "--epochs", "abc"], "--epochs"),
+        (["train", "--bogus"], "--bogus"),
+        (["train", "--optimizer", "lbfgs"], "optimizer"),
+        (["train", "--milestones", "ten"], "--milestones"),
+        (["train", "-o", "foo"], "KEY=VALUE"),
+        (["train", "-o", "foo=1"], "no option 'foo'"),
+        (["train", "--data", "cifar10", "--data-dir", "/nonexistent/cifar"], "data_batch_1"),
+        (["train", "--checkpoint-format", "h5"], "checkpoint-format"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args: list[str], fragment: str, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("clusterprior: error: ") and fragment in err
+
+
+def test_parse_options():
+    assert parse_options(["n=3", "x=0.5", "t=coarse", "flag=true"]) == {"n": 3, "x": 0.5, "t": "coarse", "flag": True}
+
+
+def test_entry_point_and_help():
+    done = subprocess.run([sys.executable, "-m", "clusterprior", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "train" in done.stdout and "demo" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "clusterprior", "train", "--lr", "0"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == "clusterprior: error: lr must be a positive number"

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from clusterprior import UserError, models
+
+
+@pytest.mark.parametrize(
+    "name, shape",
+    [("mlp", (500,)), ("mlp", (1, 40)), ("cnn", (1, 40)), ("cnn", (1, 8, 8)), ("vgg", (3, 32, 32)),
+     ("wrn", (3, 16, 16)), ("wrn", (1, 40))],
+)
+def test_forward_shapes(name: str, shape: tuple[int, ...]):
+    model = models.build(name, shape, 7, width=0.25)
+    out = model(torch.randn(3, *shape))
+    assert out.shape == (3, 7)
+
+
+@pytest.mark.parametrize(
+    "name, width, depth, total",
+    [("vgg", 1, 1, 960), ("vgg", 1.5, 1, 1440), ("vgg", 1, 1.5, 1440),
+     ("wrn", 1, 1, 1920), ("wrn", 1.5, 1, 2872), ("wrn", 1, 1.5, 2872)],
+)
+def test_thesis_scale_neuron_counts(name: str, width: float, depth: float, total: int):
+    """SPEC.md 5.1: base VGG 960, base WRN 1920 ReLU channels; x1.5 about 1.5 times that."""
+    model = models.build(name, (3, 32, 32), 10, width=width, depth=depth)
+    counts = models.neuron_counts(model, (3, 32, 32))
+    assert sum(counts.values()) == total
+    assert list(counts) == [n for n, _ in models.relu_modules(model)], "forward order"
+
+
+def leaf_order(model: nn.Module, shape: tuple[int, ...]) -> list[nn.Module]:
+    calls: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: calls.append(mod))
+             for m in model.modules() if not list(m.children())]
+    model.eval()
+    model(torch.randn(2, *shape))
+    for h in hooks:
+        h.remove()
+    return calls
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (1, 40)), ("cnn", (1, 40)), ("vgg", (3, 16, 16)), ("wrn", (3, 16, 16))])
+def test_batchnorm_right_before_every_relu_and_each_relu_called_once(name: str, shape: tuple[int, ...]):
+    model = models.build(name, shape, 5, width=0.25, dropout=0.3)
+    calls = leaf_order(model, shape)
+    relus = [i for i, m in enumerate(calls) if isinstance(m, nn.ReLU)]
+    assert relus and all(isinstance(calls[i - 1], nn.modules.batchnorm._BatchNorm) for i in relus)
+    relu_ids = [id(calls[i]) for i in relus]
+    assert len(relu_ids) == len(set(relu_ids)) == len(models.relu_modules(model))
+
+
+def test_batchnorm_can_be_switched_off():
+    model = models.build("cnn", (1, 40), 5, batchnorm=False)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert len(models.relu_modules(model)) == 6
+
+
+def test_width_depth_and_options():
+    counts = lambda m, s: list(models.neuron_counts(m, s).values())  # noqa: E731
+    assert counts(models.build("mlp", (10,), 2), (10,)) == [256, 256]
+    assert counts(models.build("mlp", (10,), 2, depth=1.5, width=0.5), (10,)) == [128, 128, 128]
+    assert counts(models.build("mlp", (500,), 1, hidden=[1000], bias=False, batchnorm=False), (500,)) == [1000]
+    assert counts(models.build("cnn", (1, 40), 5, depth=1.5), (1, 40)) == [16] * 3 + [32] * 3 + [64] * 3
+    assert models.build("mlp", (10,), 2).clusterprior_config["name"] == "mlp"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"name": "resnet9000"}, "unknown model"), ({"name": "vgg", "input_shape": (500,)}, "needs"),
+     ({"width": 0}, "width"), ({"dropout": 1.0}, "dropout"), ({"name": "mlp", "blocks": 3}, "blocks")],
+)
+def test_bad_arguments(kwargs: dict, message: str):
+    args = {"name": "cnn", "input_shape": (1, 40), "n_classes": 5, **kwargs}
+    with pytest.raises(UserError, match=message):
+        models.build(**args)

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from clusterprior import UserError, data, models, train
+from clusterprior.train.augment import random_translate
+from clusterprior.train.config import TrainConfig, lr_at
+
+
+@pytest.fixture(scope="module")
+def small():
+    opts = {"n_train": 600, "n_test": 200}
+    return data.load("mnist1d-hier", **opts), data.load("mnist1d-hier", "test", **opts)
+
+
+def run(small, seed: int = 0, model: str = "mlp", **config) -> train.TrainResult:
+    torch.manual_seed(seed)
+    m = models.build(model, small[0].input_shape, small[0].n_classes, dropout=0.1)
+    return train.fit(m, small[0], small[1], TrainConfig(seed=seed, **{"epochs": 3, **config}))
+
+
+def without_time(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def test_same_seed_gives_identical_history(small):
+    a = run(small, augment=True)
+    b = run(small, augment=True)
+    c = run(small, seed=1, augment=True)
+    assert without_time(a.history) == without_time(b.history)
+    assert without_time(a.history) != without_time(c.history)
+    assert [r["epoch"] for r in a.history] == [1, 2, 3]
+
+
+def test_learns_well_above_chance():
+    train_split, test_split = data.load("mnist1d-hier"), data.load("mnist1d-hier", "test")
+    torch.manual_seed(0)
+    model = models.build("mlp", train_split.input_shape, train_split.n_classes)
+    result = train.fit(model, train_split, test_split, TrainConfig(epochs=8))
+    assert result.status == "done" and result.final["test_acc"] > 0.55  # chance is 0.2
+
+
+def test_images_train_with_channels_last_and_augmentation():
+    tr, te = data.load("digits-hier"), data.load("digits-hier", "test")
+    torch.manual_seed(0)
+    model = models.build("cnn", tr.input_shape, tr.n_classes)
+    result = train.fit(model, tr, te, TrainConfig(epochs=4, augment=True, optimizer="adam", lr=3e-3))
+    assert result.final["test_acc"] > 0.8
+    assert next(m for m in model.modules() if isinstance(m, nn.Conv2d)).weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_schedule_milestones_and_warmup():
+    cfg = TrainConfig(lr=1.0, milestones=(2, 4), gamma=0.1, warmup_epochs=2, warmup_start=0.1)
+    assert lr_at(cfg, 1, 0, 10) == pytest.approx(0.1)
+    assert lr_at(cfg, 1, 5, 10) == pytest.approx(0.1 + 0.9 * 0.25)
+    assert lr_at(cfg, 2, 0, 10) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_at(cfg, 3, 0, 10) == pytest.approx(0.1)  # warm-up over, one decay (after epoch 2)
+    assert lr_at(cfg, 5, 0, 10) == pytest.approx(0.01)
+    history = run((data.load("mnist1d-hier", n_train=100, n_test=20), data.load("mnist1d-hier", "test", n_train=100, n_test=20)),
+                  epochs=3, lr=0.5, milestones=(1, 2), gamma=0.5).history
+    assert [r["lr"] for r in history] == pytest.approx([0.5, 0.25, 0.125])
+
+
+def test_stop_rule_on_training_loss(small):
+    result = run(small, epochs=50, stop_loss=0.8, lr=0.1)
+    assert result.stop_reason == "loss_threshold" and len(result.history) < 50
+    assert result.history[-1]["train_loss"] < 0.8 and all(r["train_loss"] >= 0.8 for r in result.history[:-1])
+
+
+def test_callbacks_run_every_epoch_and_can_stop(small):
+    seen: list[int] = []
+    torch.manual_seed(0)
+    model = models.build("mlp", small[0].input_shape, small[0].n_classes)
+    result = train.fit(model, small[0], small[1], TrainConfig(epochs=5),
+                       callbacks=[lambda s: seen.append(s.epoch), lambda s: s.epoch == 3])
+    assert seen == [1, 2, 3] and result.stop_reason == "callback"
+
+
+class Exploding(nn.Module):
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.lin = nn.Linear(40, n_classes)
+
+    def forward(self, x):
+        return self.lin(x.flatten(1)) * float("nan")
+
+
+def test_nan_loss_ends_the_run_as_diverged(small):
+    result = train.fit(Exploding(5), small[0], small[1], TrainConfig(epochs=5))
+    assert result.status == "diverged" and len(result.history) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"lr": -1}, "lr"), ({"lr": float("nan")}, "lr"), ({"optimizer": "rmsprop"}, "optimizer"),
+     ({"batch_size": 1}, "batch_size"), ({"epochs": 0}, "epochs"), ({"augment_options": {"rotate": 3}}, "augment")],
+)
+def test_config_validation(kwargs: dict, message: str):
+    with pytest.raises(UserError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_device_errors():
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA"):
+            train.resolve_device("cuda")
+    with pytest.raises(UserError, match="unknown device"):
+        train.resolve_device("tpu9")
+
+
+# ---- augmentation ----------------------------------------------------------------------------
+
+
+def test_random_translate_is_a_window_of_the_padded_input():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).reshape(2, 3, 5, 6) + 1
+    out = random_translate(x, 2, g)
+    padded = nn.functional.pad(x, (2, 2, 2, 2))
+    for b in range(2):
+        windows = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if torch.equal(padded[b, :, dy:dy + 5, dx:dx + 6], out[b])]
+        assert windows, "each sample is one shifted window, the same for all channels"
+    signal = torch.randn(64, 1, 40)
+    shifted = random_translate(signal, 4, g)
+    assert shifted.shape == signal.shape and not torch.equal(shifted, signal)
+
+
+def test_augment_flip_noise_and_purity():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 1, 4, 4)
+    before = x.clone()
+    flipped = train.augment(x, g, hflip=True)
+    same = (flipped == x).flatten(1).all(1)
+    mirrored = (flipped == x.flip(3)).flatten(1).all(1)
+    assert torch.all(same | mirrored) and 0.35 < mirrored.float().mean() < 0.65
+    noisy = train.augment(torch.zeros(10000, 3), g, noise=0.5)
+    assert abs(float(noisy.std()) - 0.5) < 0.02
+    assert torch.equal(x, before)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["safetensors", "pt"])
+def test_checkpoint_round_trip(tmp_path: Path, suffix: str):
+    model = models.build("wrn", (1, 40), 5, width=0.25).eval()
+    x = torch.randn(4, 1, 40)
+    path = train.checkpoint.save(tmp_path / f"m.{suffix}", model, extra={"note": "hello"})
+    loaded, header = train.checkpoint.load(path)
+    assert header["note"] == "hello" and header["model"]["name"] == "wrn"
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_checkpoint_refuses_code(tmp_path: Path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"state_dict": Payload()}))
+    with pytest.raises(UserError, match="refused"):
+        train.checkpoint.load(path)
+    assert not marker.exists()
+
+
+def test_checkpoint_without_header(tmp_path: Path):
+    model = nn.Linear(3, 2)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    state, header = train.checkpoint.read(tmp_path / "plain.pt")
+    assert header == {} and set(state) == {"weight", "bias"}
+    with pytest.raises(UserError, match="does not say which model"):
+        train.checkpoint.load(tmp_path / "plain.pt")
+    with pytest.raises(UserError, match="no such checkpoint"):
+        train.checkpoint.load(tmp_path / "absent.pt")
