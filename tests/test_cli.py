@@ -72,3 +72,22 @@ def test_entry_point_and_help():
     bad = subprocess.run([sys.executable, "-m", "clusterprior", "train", "--lr", "0"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip() == "clusterprior: error: lr must be a positive number"
+
+
+def test_measure_a_checkpoint_from_train(tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "cnn", "--epochs", "2", "--out", str(out), "--quiet", "--device", "cpu", *SMALL]) == 0
+    capsys.readouterr()
+    ckpt = str(out / "model.safetensors")
+    assert main(["measure", ckpt, "--format", "json", "--device", "cpu"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    whole = {r["measure"]: r["value"] for r in records if r["layer"] == "all"}
+    assert set(whole) == {"c0", "c1", "c2", "c3", "c4"}
+    assert len([r for r in records if r["measure"] == "c3" and r["layer"] != "all"]) == 6
+    assert main(["measure", ckpt, "--measures", "c3,c4", "--format", "csv", "--split", "test"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "measure,layer,value"
+    assert main(["measure", ckpt]) == 0
+    assert "intraclass clustering" in capsys.readouterr().out
+    assert main(["measure", ckpt, "--measures", "c9"]) == 2
+    assert main(["measure", ckpt, "--format", "xml"]) == 2
+    assert main(["measure", str(tmp_path / "absent.pt")]) == 2

@@ -183,6 +183,73 @@ def train_cmd(
                      out=out, checkpoint_format=checkpoint_format, quiet=quiet)
 
 
+@app.command()
+def measure(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by 'clusterprior train'."),
+    data: Optional[str] = typer.Option(None, help="Data set (default: the one the checkpoint was trained on)."),
+    split: str = typer.Option("train", help="train or test (the thesis measures the training set)."),
+    measures: Optional[str] = typer.Option(None, help="Comma-separated subset of c0,c1,c2,c3,c4 (default: all the data supports)."),
+    format: str = typer.Option("table", "--format", help="table, json or csv."),
+    k_neuron: int = typer.Option(30, help="Top-k neurons for c1 and c3."),
+    k_layer: int = typer.Option(1, help="Top-k layers for c2 and c4 (thesis: 1 for VGG, 5 for ResNets)."),
+    max_samples: Optional[int] = typer.Option(None, help="c4: samples for the whole-set spread (random subset)."),
+    data_dir: Optional[str] = typer.Option(None, help="Folder with the CIFAR archives."),
+    data_option: list[str] = typer.Option([], "--data-option", "-o", help="Data set option KEY=VALUE (repeatable)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Compute the intraclass clustering measures c0-c4 of one trained model."""
+    from clusterprior import data as data_mod
+    from clusterprior import measures as measures_mod
+    from clusterprior.train import checkpoint as ckpt
+    from clusterprior.train import resolve_device
+
+    if format not in ("table", "json", "csv"):
+        raise UserError(f"--format must be table, json or csv, got {format!r}")
+    model, header = ckpt.load(checkpoint, device=resolve_device(device))
+    trained_on = header.get("data") or {}
+    name = data or trained_on.get("name")
+    if not name:
+        raise UserError(f"{checkpoint}: the checkpoint does not name its data set; pass --data")
+    options = {**(trained_on.get("options", {}) if name == trained_on.get("name") else {}), **parse_options(data_option)}
+    if data_dir is not None:
+        options["root"] = data_dir
+    split_data = data_mod.load(name, split, **options)
+    keys = [m.strip() for m in measures.split(",") if m.strip()] if measures else None
+    summary, layers = measures_mod.intraclass_report(model, split_data, keys, k_neuron=k_neuron, k_layer=k_layer,
+                                                     max_samples=max_samples)
+    long = pd_long(summary, layers)
+    if format == "json":
+        print(long.to_json(orient="records", indent=2))
+    elif format == "csv":
+        print(long.to_csv(index=False), end="")
+    else:
+        console = Console()
+        table = Table(title=f"intraclass clustering of {checkpoint.name} on {name} ({split}, {len(split_data)} samples)")
+        for col in ("measure", "value", "k", "description"):
+            table.add_column(col, justify="right" if col in ("value", "k") else "left")
+        for row in summary.itertuples():
+            table.add_row(row.measure, f"{row.value:.4f}", "" if row.k != row.k or row.k is None else str(int(row.k)),
+                          row.description)
+        console.print(table)
+        if not layers.empty:
+            per_layer = Table(title="per layer (c1, c3: top-5 neurons of the layer)")
+            per_layer.add_column("layer")
+            for col in layers.columns:
+                per_layer.add_column(col, justify="right")
+            for layer_name, values in layers.iterrows():
+                per_layer.add_row(str(layer_name), *("" if v != v else f"{v:.4f}" for v in values))
+            console.print(per_layer)
+
+
+def pd_long(summary, layers):
+    """One tidy table: (measure, layer, value), ``layer = "all"`` for the model-level values."""
+    import pandas as pd
+
+    whole = summary.assign(layer="all")[["measure", "layer", "value"]]
+    per_layer = layers.reset_index().melt(id_vars="layer", var_name="measure", value_name="value").dropna()
+    return pd.concat([whole, per_layer[["measure", "layer", "value"]]], ignore_index=True)
+
+
 def _error(message: str) -> None:
     print(f"clusterprior: error: {message}", file=sys.stderr)
 

@@ -1,0 +1,18 @@
+"""Measures of intraclass clustering (c0-c4, SPEC.md 2) and their registry.
+
+Functions take arrays (numpy or torch, on any device), not models, except c0.
+"""
+
+from clusterprior.measures.intraclass import (
+    interpolation_ratio,
+    layer_distance_ratio,
+    layer_subclass_silhouette,
+    neuron_subclass_selectivity,
+    neuron_variance_ratio,
+)
+from clusterprior.measures.registry import INTRACLASS, MeasureInfo, intraclass_report
+
+__all__ = [
+    "INTRACLASS", "MeasureInfo", "interpolation_ratio", "intraclass_report", "layer_distance_ratio",
+    "layer_subclass_silhouette", "neuron_subclass_selectivity", "neuron_variance_ratio",
+]

@@ -1,0 +1,319 @@
+"""The five intraclass clustering measures of Carbonnelle's thesis (SPEC.md 2.2-2.4).
+
+Notation: ``C_i`` the samples of (sub)class ``i``, ``S(i)`` those of the class that
+holds subclass ``i``, ``D`` all samples; ``mu``/``sigma`` the mean and population std
+(ddof 0) of one neuron's pre-activations; ``mean^k`` the mean of the k largest values.
+Neurons are pooled over all layers for c1 and c3; c2 and c4 pick their top-k layers
+per (sub)class. Higher always means more intraclass clustering.
+
+Layer inputs are ``[N, C_l]`` arrays (numpy or torch, any device), given as a list
+(layer-wise results keyed by position) or a dict (keyed by name). Dead neurons (no
+positive pre-activation on any sample) score 0 in c1 and c3 and are dropped in c4;
+a layer with no live neuron is left out of layer-wise results (and of c2/c4's layer
+choice), never shifting another layer. ``k`` larger than the neurons or layers
+available uses them all. Every class and subclass needs at least 2 samples; a
+subclass alone in its class is left out of c0-c2 (with a warning). Computation is
+in float64 (population std's cancellation and the exact comparisons in the tests).
+
+Pairwise cosine distances never materialise an N x N matrix. With unit rows u_j
+(zero rows kept at zero: distance 1 to every other vector, 0 to itself):
+
+- c2: the distance sum from sample j to subclass b is ``n_b - u_j . M_b`` with
+  ``M_b`` the sum of b's unit rows, minus j's own self-distance term; O(N d S).
+- c4: the sum of all entries of the distance matrix is ``n^2 - |sum_j u_j|^2`` and
+  the sum of their squares ``n^2 - 2 |sum_j u_j|^2 + ||U^T U||_F^2`` (each corrected
+  for zero rows' diagonal); O(N d^2) time, O(d^2) memory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clusterprior.errors import UserError
+from clusterprior.measures.arrays import (
+    EPS,
+    ArrayLike,
+    Groups,
+    LayerArrays,
+    LayerKey,
+    as_layers,
+    check_k,
+    group_sums,
+    groups,
+    live_neurons,
+    median,
+    moments,
+    percentile,
+    topk_mean,
+    unit_rows,
+)
+
+Result = Union[float, dict[LayerKey, float]]
+
+
+def _first_len(layers: LayerArrays) -> int:
+    first = next(iter(layers.values())) if isinstance(layers, dict) else layers[0]
+    return int(first.shape[0])
+
+
+def _device(arrays: list[torch.Tensor]) -> torch.device:
+    return arrays[0].device
+
+
+def _warn_dead(names: list[LayerKey], dead: list[LayerKey]) -> None:
+    if dead:
+        warnings.warn(f"layers {dead} have no live neuron and are left out", stacklevel=3)
+
+
+def _neuron_level(
+    scores: torch.Tensor, sizes: list[int], live: torch.Tensor, names: list[LayerKey], k: int, layerwise: bool,
+    aggregate: Callable[[torch.Tensor], float],
+) -> Result:
+    """Top-k over neurons (all layers pooled, or inside each layer), then ``aggregate`` over groups."""
+    if not layerwise:
+        return aggregate(topk_mean(scores, k, dim=1))
+    out: dict[LayerKey, float] = {}
+    dead = []
+    for name, block, alive in zip(names, scores.split(sizes, dim=1), live.split(sizes)):
+        if bool(alive.any()):
+            out[name] = aggregate(topk_mean(block, k, dim=1))
+        else:
+            dead.append(name)
+    _warn_dead(names, dead)
+    return out
+
+
+def _layer_level(
+    scores: dict[LayerKey, torch.Tensor], k: int, layerwise: bool, aggregate: Callable[[torch.Tensor], float]
+) -> Result:
+    """``scores[layer]``: one value per group. Per layer (layer-wise) or the mean of each
+    group's top-k layers, then ``aggregate`` over groups."""
+    if not scores:
+        raise UserError("no layer has a live neuron")
+    if layerwise:
+        return {name: aggregate(s) for name, s in scores.items()}
+    return aggregate(topk_mean(torch.stack(list(scores.values())), k, dim=0))
+
+
+def _mean(t: torch.Tensor) -> float:
+    return float(t.mean())
+
+
+# ---- c1 and c3: neuron level ---------------------------------------------------------------
+
+
+def neuron_subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:
+    """c1 = median_i mean^k_n (mu_{n,C_i} - mu_{n,S(i)\\C_i}) / (sigma_{n,C_i} + sigma_{n,S(i)\\C_i} + 1e-7).
+
+    ``pre``: pre-activations per layer; ``y``: training target (the superclass);
+    ``sub``: global subclass ids. Dead neurons score 0. Layer-wise: top-k inside each layer.
+    """
+    k = check_k(k)
+    names, layers = as_layers(pre, _first_len(pre))
+    g = groups(y, layers[0].shape[0], _device(layers), sub)
+    z = torch.cat(layers, dim=1)
+    live = live_neurons(z)
+    z = z - z.mean(0)
+    cs, s1s, s2s = group_sums(z, g.sub_index, g.n_subclasses)
+    cc, s1c, s2c = group_sums(z, g.class_index, g.n_classes)
+    mu_s, sd_s = moments(cs, s1s, s2s)
+    mu_r, sd_r = moments(cc[g.owner] - cs, s1c[g.owner] - s1s, s2c[g.owner] - s2s)
+    sel = torch.where(live, (mu_s - mu_r) / (sd_s + sd_r + EPS), torch.zeros_like(mu_s))[g.valid]
+    return _neuron_level(sel, [a.shape[1] for a in layers], live, names, k, layerwise, median)
+
+
+def neuron_variance_ratio(pre: LayerArrays, y: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:
+    """c3 = mean_i mean^k_n sigma_{n,C_i} / (sigma_{n,D} + 1e-7), over classes i.
+
+    Dead neurons score 0. Layer-wise: top-k inside each layer.
+    """
+    k = check_k(k)
+    names, layers = as_layers(pre, _first_len(pre))
+    g = groups(y, layers[0].shape[0], _device(layers))
+    z = torch.cat(layers, dim=1)
+    live = live_neurons(z)
+    z = z - z.mean(0)
+    _, sd_c = moments(*group_sums(z, g.class_index, g.n_classes))
+    sd_d = z.pow(2).mean(0).sqrt()
+    ratio = torch.where(live, sd_c / (sd_d + EPS), torch.zeros_like(sd_c))
+    return _neuron_level(ratio, [a.shape[1] for a in layers], live, names, k, layerwise, _mean)
+
+
+# ---- c2: layer-level silhouettes -------------------------------------------------------------
+
+
+def subclass_silhouettes(u: torch.Tensor, zero: torch.Tensor, g: Groups) -> torch.Tensor:
+    """Mean silhouette of each subclass's samples among the samples of its class, with
+    cosine distance on the unit rows ``u`` (``zero`` marks all-zero rows). Returns ``[S]``.
+
+    s_j = (b_j - a_j) / max(a_j, b_j); a_j = mean distance to the other members of j's
+    subclass, b_j = smallest mean distance to another subclass of j's class (0 if both are 0).
+    """
+    counts = torch.bincount(g.sub_index, minlength=g.n_subclasses).to(u.dtype)
+    sums = torch.zeros(g.n_subclasses, u.shape[1], dtype=u.dtype, device=u.device).index_add_(0, g.sub_index, u)
+    dist = counts[None, :] - u @ sums.T  # [N, S]: sum of distances from j to every member of b
+    own = g.sub_index
+    rows = torch.arange(len(own), device=u.device)
+    self_term = torch.where(zero, 1.0, 1.0 - (u * u).sum(1))  # what dist counted for j -> j
+    a = (dist[rows, own] - self_term) / (counts[own] - 1)
+    mean_to = dist / counts[None, :]
+    other = (g.owner[None, :] != g.class_index[:, None]) | (torch.arange(g.n_subclasses, device=u.device)[None, :] == own[:, None])
+    b = mean_to.masked_fill(other, float("inf")).min(dim=1).values
+    top = torch.maximum(a, b)
+    s = torch.where(torch.isfinite(b) & (top > 0), (b - a) / top, torch.zeros_like(a))
+    return torch.zeros(g.n_subclasses, dtype=u.dtype, device=u.device).index_add_(0, own, s) / counts
+
+
+def layer_subclass_silhouette(post: LayerArrays, y: ArrayLike, sub: ArrayLike, k: int = 1, layerwise: bool = False) -> Result:
+    """c2 = median_i mean^k_l silhouette(a_l, S(i), C_i), cosine distance.
+
+    ``post``: activations (after ReLU) per layer. For each layer and class, the samples'
+    silhouettes are computed among that class's samples with subclasses as clusters;
+    ``silhouette(a_l, S(i), C_i)`` is their mean over subclass i. Top-k layers per subclass.
+    """
+    k = check_k(k)
+    names, layers = as_layers(post, _first_len(post))
+    g = groups(y, layers[0].shape[0], _device(layers), sub)
+    scores, dead = {}, []
+    for name, a in zip(names, layers):
+        if not bool(live_neurons(a).any()):
+            dead.append(name)
+            continue
+        scores[name] = subclass_silhouettes(*unit_rows(a), g)[g.valid]
+    _warn_dead(names, dead)
+    return _layer_level(scores, k, layerwise, median)
+
+
+# ---- c4: layer-level spread of pairwise distances --------------------------------------------
+
+
+def threshold_neurons(z: torch.Tensor) -> torch.Tensor:
+    """c4's re-normalisation of one layer's live pre-activations ``[N, n]``: standardise each
+    neuron, then ``max(z - percentile(z, p), 0)`` with p = max(min(round(100 - 1000/n), 75), 0)
+    (numpy's linear percentile over samples), so about 25% of samples stay active."""
+    z = (z - z.mean(0)) / (z.std(0, unbiased=False) + EPS)
+    p = max(min(round(100 - 100 * 10 / z.shape[1]), 75), 0)
+    return (z - percentile(z, p, dim=0)).clamp_min(0.0)
+
+
+def distance_std(u: torch.Tensor, zero: torch.Tensor) -> float:
+    """Population std of all n^2 entries (diagonal zeros included) of the cosine-distance
+    matrix of unit rows ``u``, from sums over the d x d (or n x n) Gram matrix."""
+    n = u.shape[0]
+    total = u.sum(0)
+    s1 = float(total @ total)
+    gram = u.T @ u if u.shape[1] <= n else u @ u.T
+    s2 = float((gram * gram).sum())
+    z = float(zero.sum())
+    n2 = float(n) * n
+    mean = (n2 - s1 - z) / n2
+    var = (n2 - 2 * s1 + s2 - z) / n2 - mean * mean
+    return max(var, 0.0) ** 0.5
+
+
+def layer_distance_ratio(
+    pre: LayerArrays, y: ArrayLike, k: int = 1, max_samples: int | None = None, seed: int = 0, layerwise: bool = False
+) -> Result:
+    """c4 = mean_i mean^k_l Sigma_{l,C_i} / (Sigma_{l,D} + 1e-7), over classes i.
+
+    Sigma_{l,E}: population std of all pairwise cosine distances between the samples of E
+    in layer l's space after :func:`threshold_neurons` (dead neurons dropped).
+    ``max_samples``: Sigma_{l,D} from a random subset of that many samples (``seed``).
+    """
+    k = check_k(k)
+    names, layers = as_layers(pre, _first_len(pre))
+    n = layers[0].shape[0]
+    g = groups(y, n, _device(layers))
+    subset = None
+    if max_samples is not None:
+        if max_samples < 2:
+            raise UserError("max_samples must be >= 2")
+        if max_samples < n:
+            gen = torch.Generator().manual_seed(seed)
+            subset = torch.randperm(n, generator=gen)[:max_samples].to(layers[0].device)
+    members = [(g.class_index == c).nonzero().flatten() for c in range(g.n_classes)]
+    scores, dead = {}, []
+    for name, a in zip(names, layers):
+        live = live_neurons(a)
+        if not bool(live.any()):
+            dead.append(name)
+            continue
+        u, zero = unit_rows(threshold_neurons(a[:, live]))
+        sd_all = distance_std(u, zero) if subset is None else distance_std(u[subset], zero[subset])
+        per_class = [distance_std(u[idx], zero[idx]) for idx in members]
+        scores[name] = torch.tensor(per_class, dtype=torch.float64) / (sd_all + EPS)
+    _warn_dead(names, dead)
+    return _layer_level(scores, k, layerwise, _mean)
+
+
+# ---- c0: black-box interpolation ----------------------------------------------------------------
+
+
+def _pairs(g: Groups, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Index-aligned pairs per valid subclass: (a, partner, subclass, kind) with kind 0 =
+    within (a permutation of the subclass) and 1 = between (a sample of the rest of the class,
+    without replacement when it is large enough)."""
+    sub_index, class_index, owner = (t.cpu().numpy() for t in (g.sub_index, g.class_index, g.owner))
+    a, b, s_of, kind = [], [], [], []
+    for s in np.flatnonzero(g.valid.cpu().numpy()):
+        members = np.flatnonzero(sub_index == s)
+        rest = np.flatnonzero((class_index == owner[s]) & (sub_index != s))
+        partners = (rng.permutation(members), rng.choice(rest, size=len(members), replace=len(rest) < len(members)))
+        for kd, p in enumerate(partners):
+            a.append(members)
+            b.append(p)
+            s_of.append(np.full(len(members), s))
+            kind.append(np.full(len(members), kd))
+    return tuple(np.concatenate(v) for v in (a, b, s_of, kind))
+
+
+@torch.no_grad()
+def interpolation_ratio(
+    model: nn.Module, x: ArrayLike, y: ArrayLike, sub: ArrayLike, steps: int = 9, seed: int = 0,
+    aggregate: str = "max", batch_size: int = 256,
+) -> float:
+    """c0 = median_i lambda(C_i x (S(i)\\C_i)) / (lambda(C_i x C_i) + 1e-7).
+
+    lambda(E1 x E2): over index-aligned pairs (e1, e2), the mean of the drop
+    ``1 - p_t`` in the predicted probability of the pair's class along
+    ``t * e1 + (1 - t) * e2`` for ``t = 1/(steps+1) .. steps/(steps+1)``, reduced over t
+    by its max (``aggregate="max"``) or sum (``"sum"``). Within-subclass partners are a
+    random permutation of the subclass; between partners a random sample of the rest of
+    the class. Model in eval mode, softmax outputs; the class id is the output index.
+    """
+    if aggregate not in ("max", "sum"):
+        raise UserError(f"aggregate must be 'max' or 'sum', got {aggregate!r}")
+    if steps < 1:
+        raise UserError("steps must be >= 1")
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x_t = torch.as_tensor(x, dtype=torch.float32)
+    g = groups(y, len(x_t), torch.device("cpu"), sub)
+    a, b, s_of, kind = _pairs(g, np.random.default_rng(seed))
+    target = g.class_ids[g.owner[torch.from_numpy(s_of)]].to(device)
+    t = (torch.arange(1, steps + 1, dtype=torch.float32, device=device) / (steps + 1)).view(-1, *[1] * x_t.ndim)
+    drops = torch.empty(len(a), dtype=torch.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(a), max(1, batch_size // steps)):
+            sl = slice(start, start + max(1, batch_size // steps))
+            xa, xb = x_t[a[sl]].to(device), x_t[b[sl]].to(device)
+            mixed = (t * xa[None] + (1 - t) * xb[None]).reshape(-1, *x_t.shape[1:])
+            prob = F.softmax(model(mixed).double(), dim=1).view(steps, len(xa), -1)
+            drop = 1.0 - prob.gather(2, target[sl].view(1, -1, 1).expand(steps, -1, 1)).squeeze(2)
+            drops[sl] = (drop.max(0).values if aggregate == "max" else drop.sum(0)).cpu()
+    finally:
+        model.train(was_training)
+    cell = torch.from_numpy(s_of * 2 + kind)
+    means = torch.zeros(2 * g.n_subclasses, dtype=torch.float64).index_add_(0, cell, drops)
+    means /= torch.bincount(cell, minlength=2 * g.n_subclasses).clamp_min(1)
+    within, between = means[0::2], means[1::2]
+    return median((between / (within + EPS))[g.valid])

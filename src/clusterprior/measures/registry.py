@@ -1,0 +1,92 @@
+"""Named measures and :func:`intraclass_report`, one call for one model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from torch import nn
+
+from clusterprior.data import Split
+from clusterprior.errors import UserError
+from clusterprior.measures import intraclass as ic
+
+
+@dataclass(frozen=True)
+class MeasureInfo:
+    """A named measure: its function, what it reads and whether it needs subclass labels."""
+
+    key: str
+    function: Callable
+    reads: str  # "model", "pre" or "post"
+    level: str  # "black-box", "neuron" or "layer"
+    needs_subclasses: bool
+    description: str
+
+
+INTRACLASS: dict[str, MeasureInfo] = {
+    m.key: m
+    for m in (
+        MeasureInfo("c0", ic.interpolation_ratio, "model", "black-box", True, "interpolation drop, between / within subclass"),
+        MeasureInfo("c1", ic.neuron_subclass_selectivity, "pre", "neuron", True, "neuron subclass selectivity"),
+        MeasureInfo("c2", ic.layer_subclass_silhouette, "post", "layer", True, "layer subclass silhouette (cosine)"),
+        MeasureInfo("c3", ic.neuron_variance_ratio, "pre", "neuron", False, "neuron variance ratio, class / all"),
+        MeasureInfo("c4", ic.layer_distance_ratio, "pre", "layer", False, "layer distance-spread ratio, class / all"),
+    )
+}
+
+
+def select(keys: Sequence[str] | None, has_subclasses: bool) -> list[str]:
+    """The measures to compute: ``keys`` checked, or every one the data supports."""
+    if keys is None:
+        return [k for k, m in INTRACLASS.items() if has_subclasses or not m.needs_subclasses]
+    unknown = [k for k in keys if k not in INTRACLASS]
+    if unknown:
+        raise UserError(f"unknown measure {unknown[0]!r}; available: {', '.join(INTRACLASS)}")
+    missing = [k for k in keys if INTRACLASS[k].needs_subclasses and not has_subclasses]
+    if missing:
+        raise UserError(f"{missing[0]} needs subclass labels and this data set has none; use c3, c4")
+    return list(keys)
+
+
+def intraclass_report(
+    model: nn.Module,
+    split: Split,
+    measures: Sequence[str] | None = None,
+    k_neuron: int = 30,
+    k_layer: int = 1,
+    layerwise_k: int = 5,
+    max_samples: int | None = None,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Compute the intraclass measures of ``model`` on ``split``, capturing representations once.
+
+    Returns ``(summary, layers)``: ``summary`` has one row per measure (measure, value, k,
+    description); ``layers`` one row per ReLU layer (forward order) and one column per
+    layer-wise measure (c1 and c3 take the top ``layerwise_k`` neurons inside each layer,
+    as the thesis's Fig. 2.6). Layers left out of a measure (no live neuron) are NaN there.
+    """
+    from clusterprior import probe
+
+    keys = select(measures, split.sub is not None)
+    reps = probe.collect(model, split.x, batch_size=batch_size)
+    arrays = {"pre": reps.as_dict("pre"), "post": reps.as_dict("post")}
+    rows, per_layer = [], {}
+    for key in keys:
+        info = INTRACLASS[key]
+        if info.reads == "model":
+            value = info.function(model, split.x, split.y, split.sub, seed=seed, batch_size=batch_size)
+            rows.append({"measure": key, "value": value, "k": None, "description": info.description})
+            continue
+        args = [arrays[info.reads], split.y] + ([split.sub] if info.needs_subclasses else [])
+        extra = {"max_samples": max_samples, "seed": seed} if key == "c4" else {}
+        k = k_neuron if info.level == "neuron" else k_layer
+        value = info.function(*args, k=k, **extra)
+        rows.append({"measure": key, "value": value, "k": k, "description": info.description})
+        lk = layerwise_k if info.level == "neuron" else k_layer
+        per_layer[key] = info.function(*args, k=lk, layerwise=True, **extra)
+    layers = pd.DataFrame(per_layer, index=pd.Index(reps.names, name="layer")) if per_layer else pd.DataFrame(
+        index=pd.Index(reps.names, name="layer"))
+    return pd.DataFrame(rows), layers
