@@ -49,8 +49,6 @@ Run ``python benchmarks/trainer_throughput.py`` to print the table, add
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -62,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on sys.path)
 from clusterprior import data, models, train
 from clusterprior.data import Split
 
@@ -232,24 +231,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPU cores; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}")
 
 
-def load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
 
 
 def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str, loads: tuple[str, str]) -> str:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from clusterprior import UserError, data, measures, models
+from clusterprior import UserError, data, measures, models, probe
 from clusterprior.measures.arrays import percentile
 from clusterprior.measures.intraclass import distance_std, threshold_neurons
 from tests import measure_refs as ref
@@ -68,9 +68,12 @@ def test_torch_and_numpy_inputs_agree():
 
 
 def test_percentile_is_numpys_linear_rule():
-    x = torch.randn(101, 7, dtype=torch.float64)
-    for q in (0, 12.5, 37, 75, 100):
-        assert np.allclose(percentile(x, q).numpy(), np.percentile(x.numpy(), q, axis=0))
+    for n in (1, 2, 5, 101):
+        x = torch.randn(n, 7, dtype=torch.float64)
+        x[: n // 2, 0] = 0.5  # ties
+        for q in (0, 12.5, 37, 50, 75, 99.9, 100):
+            assert np.allclose(percentile(x, q).numpy(), np.percentile(x.numpy(), q, axis=0), rtol=0, atol=1e-12)
+            assert np.allclose(percentile(x.T, q, dim=1).numpy(), np.percentile(x.numpy(), q, axis=0), rtol=0, atol=1e-12)
 
 
 def test_distance_std_matches_the_full_matrix_with_zero_rows():
@@ -243,7 +246,7 @@ def test_intraclass_report_on_a_model():
     assert list(summary["measure"]) == ["c0", "c1", "c2", "c3", "c4"] and summary["value"].notna().all()
     assert list(layers.columns) == ["c1", "c2", "c3", "c4"] and len(layers) == 6
     assert summary.set_index("measure").loc["c3", "value"] == pytest.approx(
-        measures.neuron_variance_ratio(__import__("clusterprior").probe.collect(model, split.x).pre, split.y, k=5))
+        measures.neuron_variance_ratio(probe.collect(model, split.x).pre, split.y, k=5))
     no_sub = data.load("synthclust", n_train_per_cluster=10, n_test_per_cluster=2)
     no_sub = type(no_sub)(no_sub.x, no_sub.y, None, no_sub.meta)
     mlp = models.build("mlp", no_sub.input_shape, no_sub.n_classes, width=0.1)

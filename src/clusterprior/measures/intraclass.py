@@ -28,7 +28,7 @@ Pairwise cosine distances never materialise an N x N matrix. With unit rows u_j
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Union
 
 import numpy as np
@@ -59,7 +59,9 @@ Result = Union[float, dict[LayerKey, float]]
 
 
 def _first_len(layers: LayerArrays) -> int:
-    first = next(iter(layers.values())) if isinstance(layers, dict) else layers[0]
+    first = next(iter(layers.values()), None) if isinstance(layers, Mapping) else (layers[0] if len(layers) else None)
+    if first is None:
+        raise UserError("no layers given")
     return int(first.shape[0])
 
 
@@ -67,7 +69,7 @@ def _device(arrays: list[torch.Tensor]) -> torch.device:
     return arrays[0].device
 
 
-def _warn_dead(names: list[LayerKey], dead: list[LayerKey]) -> None:
+def _warn_dead(dead: list[LayerKey]) -> None:
     if dead:
         warnings.warn(f"layers {dead} have no live neuron and are left out", stacklevel=3)
 
@@ -86,7 +88,7 @@ def _neuron_level(
             out[name] = aggregate(topk_mean(block, k, dim=1))
         else:
             dead.append(name)
-    _warn_dead(names, dead)
+    _warn_dead(dead)
     return out
 
 
@@ -161,7 +163,7 @@ def subclass_silhouettes(u: torch.Tensor, zero: torch.Tensor, g: Groups) -> torc
     dist = counts[None, :] - u @ sums.T  # [N, S]: sum of distances from j to every member of b
     own = g.sub_index
     rows = torch.arange(len(own), device=u.device)
-    self_term = torch.where(zero, 1.0, 1.0 - (u * u).sum(1))  # what dist counted for j -> j
+    self_term = zero.to(u.dtype)  # what dist counted for j -> j: 1 - |u_j|^2, i.e. 1 for a zero row, else 0
     a = (dist[rows, own] - self_term) / (counts[own] - 1)
     mean_to = dist / counts[None, :]
     other = (g.owner[None, :] != g.class_index[:, None]) | (torch.arange(g.n_subclasses, device=u.device)[None, :] == own[:, None])
@@ -187,7 +189,7 @@ def layer_subclass_silhouette(post: LayerArrays, y: ArrayLike, sub: ArrayLike, k
             dead.append(name)
             continue
         scores[name] = subclass_silhouettes(*unit_rows(a), g)[g.valid]
-    _warn_dead(names, dead)
+    _warn_dead(dead)
     return _layer_level(scores, k, layerwise, median)
 
 
@@ -198,23 +200,34 @@ def threshold_neurons(z: torch.Tensor) -> torch.Tensor:
     """c4's re-normalisation of one layer's live pre-activations ``[N, n]``: standardise each
     neuron, then ``max(z - percentile(z, p), 0)`` with p = max(min(round(100 - 1000/n), 75), 0)
     (numpy's linear percentile over samples), so about 25% of samples stay active."""
-    z = (z - z.mean(0)) / (z.std(0, unbiased=False) + EPS)
+    std, mean = torch.std_mean(z, dim=0, correction=0)
+    z = (z - mean) / (std + EPS)
     p = max(min(round(100 - 100 * 10 / z.shape[1]), 75), 0)
     return (z - percentile(z, p, dim=0)).clamp_min(0.0)
 
 
+def gram_sums(u: torch.Tensor, zero: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor, int]:
+    """What :func:`distance_std` needs of a set of unit rows: ``(n, sum of rows, U^T U, zero rows)``.
+    Sums of disjoint sets add up to those of their union."""
+    return u.shape[0], u.sum(0), u.T @ u, int(zero.sum())
+
+
 def distance_std(u: torch.Tensor, zero: torch.Tensor) -> float:
     """Population std of all n^2 entries (diagonal zeros included) of the cosine-distance
-    matrix of unit rows ``u``, from sums over the d x d (or n x n) Gram matrix."""
-    n = u.shape[0]
-    total = u.sum(0)
+    matrix of unit rows ``u``."""
+    if u.shape[1] > u.shape[0]:  # the n x n Gram matrix is the smaller one: same Frobenius norm
+        return std_from_sums(u.shape[0], u.sum(0), u @ u.T, int(zero.sum()))
+    return std_from_sums(*gram_sums(u, zero))
+
+
+def std_from_sums(n: int, total: torch.Tensor, gram: torch.Tensor, zeros: int) -> float:
+    """sum_jk d_jk = n^2 - |sum u|^2 - z and sum_jk d_jk^2 = n^2 - 2 |sum u|^2 + ||G||_F^2 - z
+    (z zero rows, whose self-distance is 0, not 1 - 0), hence mean and population std."""
     s1 = float(total @ total)
-    gram = u.T @ u if u.shape[1] <= n else u @ u.T
     s2 = float((gram * gram).sum())
-    z = float(zero.sum())
     n2 = float(n) * n
-    mean = (n2 - s1 - z) / n2
-    var = (n2 - 2 * s1 + s2 - z) / n2 - mean * mean
+    mean = (n2 - s1 - zeros) / n2
+    var = (n2 - 2 * s1 + s2 - zeros) / n2 - mean * mean
     return max(var, 0.0) ** 0.5
 
 
@@ -238,18 +251,25 @@ def layer_distance_ratio(
         if max_samples < n:
             gen = torch.Generator().manual_seed(seed)
             subset = torch.randperm(n, generator=gen)[:max_samples].to(layers[0].device)
-    members = [(g.class_index == c).nonzero().flatten() for c in range(g.n_classes)]
+    order = torch.argsort(g.class_index, stable=True)  # samples grouped by class: classes are row slices
+    bounds = torch.bincount(g.class_index, minlength=g.n_classes).tolist()
+    if subset is not None:
+        subset = torch.argsort(order)[subset]  # the same samples, in the grouped order
     scores, dead = {}, []
     for name, a in zip(names, layers):
         live = live_neurons(a)
         if not bool(live.any()):
             dead.append(name)
             continue
-        u, zero = unit_rows(threshold_neurons(a[:, live]))
-        sd_all = distance_std(u, zero) if subset is None else distance_std(u[subset], zero[subset])
-        per_class = [distance_std(u[idx], zero[idx]) for idx in members]
-        scores[name] = torch.tensor(per_class, dtype=torch.float64) / (sd_all + EPS)
-    _warn_dead(names, dead)
+        u, zero = unit_rows(threshold_neurons(a[order[:, None], live.nonzero().flatten()[None, :]]))
+        sums = [gram_sums(uc, zc) for uc, zc in zip(u.split(bounds), zero.split(bounds))]
+        if subset is None:  # the whole set's sums are the classes' sums added up
+            sd_all = std_from_sums(*(sum(parts) for parts in zip(*sums)))
+        else:
+            sd_all = distance_std(u[subset], zero[subset])
+        per_class = torch.tensor([std_from_sums(*parts) for parts in sums], dtype=torch.float64)
+        scores[name] = per_class / (sd_all + EPS)
+    _warn_dead(dead)
     return _layer_level(scores, k, layerwise, _mean)
 
 
