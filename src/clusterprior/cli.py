@@ -250,6 +250,72 @@ def pd_long(summary, layers):
     return pd.concat([whole, per_layer[["measure", "layer", "value"]]], ignore_index=True)
 
 
+study_app = typer.Typer(help="Hyperparameter studies: plan, run, status.", rich_markup_mode=None)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("plan")
+def study_plan(spec: Path = typer.Argument(..., help="Study spec (TOML)."),
+               show: int = typer.Option(5, help="How many configurations to print.")) -> None:
+    """Validate a spec and print the size of its grid and its first configurations."""
+    from clusterprior import study
+
+    parsed = study.load_spec(spec)
+    runs = study.expand(parsed)
+    console = Console()
+    console.print(f"{spec}: study {parsed.name!r}, {len(runs)} runs on {parsed.data.name} with {parsed.model.name}; "
+                  f"measures {', '.join(parsed.measures.names)}")
+    if runs:
+        table = Table(title=f"first {min(show, len(runs))} of {len(runs)} runs")
+        table.add_column("id")
+        for key in runs[0]["hparams"]:
+            table.add_column(key)
+        for run in runs[:show]:
+            table.add_row(run["id"], *(str(v) for v in run["hparams"].values()))
+        console.print(table)
+
+
+@study_app.command("run")
+def study_run(
+    spec: Path = typer.Argument(..., help="Study spec (TOML)."),
+    out: Path = typer.Option(..., help="Study directory (created; reused to resume)."),
+    workers: Optional[int] = typer.Option(None, help="Runs in parallel (default: CPU cores)."),
+    executor: str = typer.Option("local", help="local or ray."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (ray executor)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop dispatching at the first failed run."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed runs again."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
+) -> None:
+    """Train and measure every unfinished run of a study (resumes where it stopped)."""
+    from clusterprior import study
+    from clusterprior.train import resolve_device
+
+    resolve_device(device)
+    counts = study.run_study(study.load_spec(spec), out, executor=executor, workers=workers, address=address,
+                             device=device, fail_fast=fail_fast, retry_failed=retry_failed, quiet=quiet)
+    if counts.get("failed"):
+        raise typer.Exit(1)
+
+
+@study_app.command("status")
+def study_status(folder: Path = typer.Argument(..., help="Study directory.")) -> None:
+    """Counts of runs by status, and each failed run with its error line."""
+    from clusterprior.study.store import Store
+
+    if not (folder / "study.db").is_file():
+        raise UserError(f"{folder}: not a study directory (no study.db)")
+    store = Store(folder)
+    try:
+        counts, failures = store.counts(), store.failures()
+    finally:
+        store.close()
+    print(f"{folder}: {sum(counts.values())} runs: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
+                                                                   ("done", "diverged", "failed", "running", "queued")))
+    for run_id, error in failures:
+        print(f"failed {run_id}: {error}")
+
+
 def _error(message: str) -> None:
     print(f"clusterprior: error: {message}", file=sys.stderr)
 
@@ -258,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
     try:
-        command.main(args=args or ["--help"], prog_name="clusterprior", standalone_mode=False)
+        code = command.main(args=args or ["--help"], prog_name="clusterprior", standalone_mode=False)
+        if isinstance(code, int):  # a command's typer.Exit(code) comes back as the return value
+            return code
     except typer.Exit as e:
         return e.exit_code
     except typer.TyperException as e:  # bad usage: unknown option, wrong type, ... (exit code 2)

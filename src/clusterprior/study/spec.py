@@ -1,0 +1,259 @@
+"""Study specs: a TOML file, validated with pydantic, expanded into a grid of runs.
+
+A run's resolved config is a plain dict ``{data, model, train, measures, hparams}``;
+``hparams`` holds the value of every grid key for that run (what the statistics group
+on). The run id is a hash of the whole resolved config, so re-running a spec finds its
+finished runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from clusterprior.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Strict):
+    name: str = "mnist1d-hier"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(_Strict):
+    name: str = "mlp"
+    width: float = Field(1.0, gt=0)
+    depth: float = Field(1.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    batchnorm: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSpec(_Strict):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=2)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    adam_lr_scale: float = Field(1.0, gt=0, description="Adam runs use lr * adam_lr_scale (thesis: 0.01)")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.2, gt=0)
+    warmup_epochs: int = Field(0, ge=0)
+    augment: bool = False
+    stop_loss: Optional[float] = Field(None, gt=0)
+
+
+class MeasureSpec(_Strict):
+    names: list[Literal["c0", "c1", "c2", "c3", "c4"]] = Field(default_factory=lambda: ["c3", "c4"])
+    k_neuron: int = Field(30, ge=1)
+    k_layer: int = Field(1, ge=1)
+    layerwise_k: int = Field(5, ge=1)
+    max_samples: Optional[int] = Field(None, ge=2)
+    samples: Optional[int] = Field(None, ge=2, description="measure on a fixed random subset of the training split")
+    track_every: int = Field(0, ge=0, description="measure every N epochs as well; 0 = at the end only")
+
+
+HPARAMS = ("seed", "model") + tuple(f for f in ModelSpec.model_fields if f not in ("name", "options")) + tuple(
+    f for f in TrainSpec.model_fields if f != "adam_lr_scale"
+)
+
+
+def _check_keys(keys: list[str], where: str) -> None:
+    for key in keys:
+        if key not in HPARAMS:
+            raise ValueError(f"{where}: unknown hyperparameter {key!r}; allowed: {', '.join(HPARAMS)}")
+
+
+class Paired(_Strict):
+    keys: list[str]
+    values: list[list[Any]]
+
+    @model_validator(mode="after")
+    def _rows(self) -> "Paired":
+        _check_keys(self.keys, "keys")
+        if len(self.keys) < 2 or len(set(self.keys)) != len(self.keys):
+            raise ValueError("a paired axis needs two or more distinct keys")
+        if not self.values:
+            raise ValueError("empty paired axis: give at least one row of values")
+        for i, row in enumerate(self.values):
+            if len(row) != len(self.keys):
+                raise ValueError(f"values[{i}] has {len(row)} values for {len(self.keys)} keys {self.keys}")
+        return self
+
+
+class GridSpec(_Strict):
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    paired: list[Paired] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("axes")
+    @classmethod
+    def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        _check_keys(list(axes), "axes")
+        for key, values in axes.items():
+            if not values:
+                raise ValueError(f"empty axis {key!r}: give at least one value")
+        return axes
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "GridSpec":
+        seen = list(self.axes) + [k for p in self.paired for k in p.keys]
+        twice = sorted({k for k in seen if seen.count(k) > 1})
+        if twice:
+            raise ValueError(f"hyperparameter {twice[0]!r} appears on two axes")
+        for i, rule in enumerate(self.exclude):
+            _check_keys(list(rule), f"exclude[{i}]")
+        return self
+
+
+class StudySpec(_Strict):
+    name: str = "study"
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    measures: MeasureSpec = Field(default_factory=MeasureSpec)
+    grid: GridSpec = Field(default_factory=GridSpec)
+
+
+def _error_line(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        parent = _model_at(first["loc"][:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "see the documentation"
+        message = f"unknown key; allowed: {allowed}"
+    elif first["type"] == "literal_error" or "input" not in first:
+        pass
+    else:
+        message += f" (got {first['input']!r})"
+    return f"{source}: {loc}: {message}"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = StudySpec
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) and hasattr(model, "model_fields") else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def parse(text: str, source: str = "spec") -> StudySpec:
+    """Validate TOML text; any problem is a :class:`UserError` naming the field."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{source}: not valid TOML ({e})") from None
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(_error_line(source, e)) from None
+
+
+def load(path: str | Path) -> StudySpec:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such study spec")
+    return parse(path.read_text(), str(path))
+
+
+def _combinations(grid: GridSpec) -> list[dict[str, Any]]:
+    """Cartesian product of the plain axes and the rows of each paired axis, in spec order."""
+    blocks: list[list[dict[str, Any]]] = [[{key: v} for v in values] for key, values in grid.axes.items()]
+    blocks += [[dict(zip(p.keys, row)) for row in p.values] for p in grid.paired]
+    return [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*blocks)]
+
+
+def _excluded(combo: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
+    return any(all(combo.get(k) == v for k, v in rule.items()) for rule in rules)
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """A stable hash of a resolved run config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resolve(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
+    """The full config of the run that sets the grid values ``combo``."""
+    model = spec.model.model_dump()
+    train = spec.train.model_dump()
+    seed = 0
+    for key, value in combo.items():
+        if key == "seed":
+            seed = value
+        elif key == "model":
+            model["name"] = value
+        elif key in model:
+            model[key] = value
+        else:
+            train[key] = value
+    try:
+        ModelSpec.model_validate(model)
+        TrainSpec.model_validate(train)
+    except ValidationError as e:
+        raise UserError(_error_line(f"grid value {combo}", e)) from None
+    scale = train.pop("adam_lr_scale")
+    if train["optimizer"] == "adam":
+        train["lr"] = train["lr"] * scale
+    train["seed"] = int(seed)
+    return {"data": spec.data.model_dump(), "model": model, "train": train,
+            "measures": spec.measures.model_dump(), "hparams": {k: combo.get(k) for k in axis_names(spec)}}
+
+
+def axis_names(spec: StudySpec) -> list[str]:
+    return list(spec.grid.axes) + [k for p in spec.grid.paired for k in p.keys]
+
+
+def expand(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every run of the study, each with its ``id``, in grid order (exclusions removed)."""
+    runs = []
+    for combo in _combinations(spec.grid):
+        if not _excluded(combo, spec.grid.exclude):
+            config = resolve(spec, combo)
+            runs.append({"id": run_id(config), **config})
+    return runs
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if value == value else "nan"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dump(spec: StudySpec) -> str:
+    """The resolved spec (every default filled in) as TOML that :func:`parse` reads back."""
+    lines = []
+    for section, values in spec.model_dump().items():
+        if not isinstance(values, dict):
+            lines.append(f"{section} = {_toml_value(values)}")
+            continue
+        lines.append(f"\n[{section}]")
+        lines += [f"{key} = {_toml_value(v)}" for key, v in values.items() if v is not None]
+    return "\n".join(lines).lstrip() + "\n"

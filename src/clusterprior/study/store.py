@@ -1,0 +1,97 @@
+"""The study store: one SQLite database (WAL) per study directory.
+
+Tables: ``runs`` (one row per run: config, status queued/running/done/failed/diverged,
+timings, final metrics, error), ``history`` (run, epoch, metrics) and ``measures`` in long
+format (run, epoch, measure, layer, value). Only the driver process writes. Each run's
+result is written in one transaction, replacing anything an interrupted attempt left,
+so a study killed at any moment and restarted ends with every run stored exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, position INTEGER, config TEXT NOT NULL, hparams TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
+    started REAL, finished REAL, seconds REAL, epochs INTEGER, stop_reason TEXT,
+    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, error TEXT);
+CREATE TABLE IF NOT EXISTS history (
+    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, lr REAL, train_loss REAL, train_acc REAL,
+    test_loss REAL, test_acc REAL, seconds REAL, PRIMARY KEY (run_id, epoch));
+CREATE TABLE IF NOT EXISTS measures (
+    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, measure TEXT NOT NULL, layer TEXT NOT NULL,
+    value REAL, PRIMARY KEY (run_id, epoch, measure, layer));
+"""
+FINISHED = ("done", "diverged", "failed")
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+
+
+class Store:
+    """The driver's handle on ``DIR/study.db``."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.folder / "study.db", timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def add_runs(self, runs: list[dict[str, Any]]) -> None:
+        """Register runs (new ones queued; known ones untouched) and re-queue any run left
+        'running' by a driver that died."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO runs (id, position, config, hparams) VALUES (?, ?, ?, ?)",
+                [(r["id"], i, json.dumps(r), json.dumps(r["hparams"])) for i, r in enumerate(runs)],
+            )
+            self.db.execute("UPDATE runs SET status = 'queued' WHERE status = 'running'")
+
+    def pending(self, ids: list[str], retry_failed: bool = False) -> list[str]:
+        """Which of ``ids`` still need running (in the given order)."""
+        done = set(FINISHED) - ({"failed"} if retry_failed else set())
+        status = dict(self.db.execute("SELECT id, status FROM runs"))
+        return [i for i in ids if status.get(i) not in done]
+
+    def mark_running(self, run_id: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET status = 'running', attempts = attempts + 1, started = ? WHERE id = ?",
+                            (time.time(), run_id))
+
+    def record(self, run_id: str, result: dict[str, Any]) -> None:
+        """Store a worker's result in one transaction (replacing partial rows of earlier attempts)."""
+        history = result.get("history", [])
+        final = history[-1] if history else {}
+        with self.db:
+            self.db.execute("DELETE FROM history WHERE run_id = ?", (run_id,))
+            self.db.execute("DELETE FROM measures WHERE run_id = ?", (run_id,))
+            self.db.executemany(
+                f"INSERT INTO history (run_id, {', '.join(HISTORY_COLUMNS)}) VALUES (?{', ?' * len(HISTORY_COLUMNS)})",
+                [(run_id, *(row.get(c) for c in HISTORY_COLUMNS)) for row in history],
+            )
+            self.db.executemany(
+                "INSERT INTO measures (run_id, epoch, measure, layer, value) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, m["epoch"], m["measure"], str(m["layer"]), m["value"]) for m in result.get("measures", [])],
+            )
+            self.db.execute(
+                "UPDATE runs SET status = ?, finished = ?, seconds = ?, epochs = ?, stop_reason = ?, train_loss = ?,"
+                " train_acc = ?, test_loss = ?, test_acc = ?, error = ? WHERE id = ?",
+                (result["status"], time.time(), result.get("seconds"), len(history), result.get("stop_reason"),
+                 final.get("train_loss"), final.get("train_acc"), final.get("test_loss"), final.get("test_acc"),
+                 result.get("error"), run_id),
+            )
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
+
+    def failures(self) -> list[tuple[str, str]]:
+        return list(self.db.execute("SELECT id, error FROM runs WHERE status = 'failed' ORDER BY position"))

@@ -1,0 +1,78 @@
+"""What a worker does for one run: train, measure (every ``track_every`` epochs and at the
+end), save the checkpoint, and return everything as plain data. It never touches the
+store; exceptions become a "failed" result with the error line."""
+
+from __future__ import annotations
+
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clusterprior.data import Split
+
+MEASURE_SEED = 0
+
+
+def measure_rows(model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int) -> list[dict[str, Any]]:
+    """The intraclass measures of ``model`` as long-format rows (layer "all" for the model value)."""
+    from clusterprior.measures import intraclass_report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
+        summary, layers = intraclass_report(
+            model, split, spec["names"], k_neuron=spec["k_neuron"], k_layer=spec["k_layer"],
+            layerwise_k=spec["layerwise_k"], max_samples=spec["max_samples"], seed=MEASURE_SEED,
+        )
+    rows = [{"epoch": epoch, "measure": r.measure, "layer": "all", "value": float(r.value)} for r in summary.itertuples()]
+    for layer, values in layers.iterrows():
+        rows += [{"epoch": epoch, "measure": m, "layer": str(layer), "value": float(v)} for m, v in values.items() if v == v]
+    return rows
+
+
+def probe_split(split: Split, samples: int | None) -> Split:
+    """A fixed random subset of ``samples`` training examples (all of them when None)."""
+    if samples is None or samples >= len(split):
+        return split
+    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(MEASURE_SEED))[:samples]
+    return Split(split.x[idx], split.y[idx], None if split.sub is None else split.sub[idx], split.meta, split.split)
+
+
+def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
+    """Train and measure the run ``config``; returns ``{status, history, measures, seconds, ...}``."""
+    start = time.perf_counter()
+    try:
+        from clusterprior import data, models, train
+
+        if threads:
+            torch.set_num_threads(threads)
+        d, m, t, ms = config["data"], config["model"], config["train"], config["measures"]
+        train_split = data.load(d["name"], "train", **d["options"])
+        test_split = data.load(d["name"], "test", **d["options"])
+        probe = probe_split(train_split, ms["samples"])
+        torch.manual_seed(t["seed"])
+        model = models.build(m["name"], train_split.input_shape, train_split.n_classes, width=m["width"],
+                             depth=m["depth"], dropout=m["dropout"], batchnorm=m["batchnorm"], **m["options"])
+        rows: list[dict[str, Any]] = []
+        every = ms["track_every"]
+
+        def track(state: train.EpochState) -> None:
+            if every and state.epoch % every == 0:
+                rows.extend(measure_rows(state.model, probe, ms, state.epoch))
+
+        config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
+        result = train.fit(model, train_split, test_split, config_train, callbacks=[track])
+        last = len(result.history)
+        if result.status == "done" and not any(r["epoch"] == last for r in rows):
+            rows.extend(measure_rows(model, probe, ms, last))
+        path = Path(folder) / "runs" / config["id"] / "model.safetensors"
+        train.checkpoint.save(path, model, extra={"data": d, "train": t, "run": config["id"]})
+        return {"status": result.status, "stop_reason": result.stop_reason, "history": result.history,
+                "measures": rows, "seconds": time.perf_counter() - start}
+    except Exception as e:  # a failing run is recorded, never fatal to the study
+        line = f"{type(e).__name__}: {e}".splitlines()[0]
+        return {"status": "failed", "error": line, "traceback": traceback.format_exc(),
+                "seconds": time.perf_counter() - start}

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clusterprior import UserError, study
+from clusterprior.cli import main
+from clusterprior.study.spec import dump, parse
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+name = "tiny"
+[data]
+name = "mnist1d-hier"
+options = {{ n_train = {n_train}, n_test = 100 }}
+[model]
+name = "mlp"
+width = 0.25
+[train]
+epochs = {epochs}
+[measures]
+names = ["c1", "c3", "c4"]
+track_every = 2
+[grid.axes]
+batch_size = [50, 100]
+seed = {seeds}
+"""
+
+
+def tiny(tmp_path: Path, n_train: int = 300, epochs: int = 3, seeds: str = "[0, 1]", extra: str = "") -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(n_train=n_train, epochs=epochs, seeds=seeds) + extra)
+    return path
+
+
+def results(folder: Path) -> pd.DataFrame:
+    frame = study.load(folder).frame().drop(columns="seconds")
+    return frame.sort_values(["run_id", "epoch"]).reset_index(drop=True)
+
+
+# ---- specs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, runs", [("thesis-table-2-1", 192), ("thesis-table-2-2", 192), ("thesis-table-2-3", 144),
+                                        ("demo", 36)])
+def test_example_grids_have_the_thesis_sizes(name: str, runs: int):
+    spec = study.load_spec(ROOT / "examples" / f"{name}.toml")
+    expanded = study.expand(spec)
+    assert len(expanded) == runs and len({r["id"] for r in expanded}) == runs
+
+
+def test_paired_axes_exclusions_and_adam_scaling():
+    spec = parse("""
+[train]
+adam_lr_scale = 0.01
+[grid.axes]
+optimizer = ["sgd", "adam"]
+[[grid.paired]]
+keys = ["lr", "weight_decay"]
+values = [[0.01, 0.0], [0.1, 4e-5]]
+[[grid.exclude]]
+optimizer = "adam"
+weight_decay = 4e-5
+""")
+    runs = study.expand(spec)
+    assert [(r["hparams"]["optimizer"], r["hparams"]["lr"], r["hparams"]["weight_decay"]) for r in runs] == [
+        ("sgd", 0.01, 0.0), ("sgd", 0.1, 4e-5), ("adam", 0.01, 0.0)]
+    assert runs[2]["train"]["lr"] == pytest.approx(1e-4) and runs[2]["hparams"]["lr"] == 0.01
+
+
+def test_dump_round_trips():
+    spec = study.load_spec(ROOT / "examples" / "thesis-table-2-3.toml")
+    assert parse(dump(spec)) == spec
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("bogus = 1", "bogus: unknown key; allowed: name, data, model"),
+        ("[train]\nlearning_rate = 0.1", "train.learning_rate: unknown key; allowed: epochs"),
+        ("[train]\nepochs = 'ten'", "train.epochs"),
+        ("[train]\nlr = -1", "train.lr"),
+        ("[train]\noptimizer = 'lbfgs'", "train.optimizer"),
+        ("[grid.axes]\nbatch_size = []", "empty axis 'batch_size'"),
+        ("[grid.axes]\nbatchsize = [1]", "unknown hyperparameter 'batchsize'"),
+        ("[[grid.paired]]\nkeys = ['lr', 'weight_decay']\nvalues = [[0.1, 0.0], [0.2]]", "values[1] has 1 values for 2 keys"),
+        ("[grid.axes]\nlr = [0.1]\n[[grid.paired]]\nkeys = ['lr', 'dropout']\nvalues = [[0.1, 0.0]]", "two axes"),
+        ("[measures]\nnames = ['c7']", "measures.names.0"),
+        ("[grid.axes]\nlr = [-0.1]", "lr"),
+        ("[train\nepochs = 1", "not valid TOML"),
+    ],
+)
+def test_bad_specs_exit_2_with_one_line(tmp_path: Path, capsys, text: str, fragment: str):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["study", "plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and str(path) in err or "grid value" in err
+
+
+def test_missing_spec_and_not_a_study(tmp_path: Path, capsys):
+    assert main(["study", "plan", str(tmp_path / "nope.toml")]) == 2
+    assert main(["study", "status", str(tmp_path)]) == 2
+    with pytest.raises(UserError, match="not a study directory"):
+        study.load(tmp_path)
+
+
+# ---- running -----------------------------------------------------------------------------------
+
+
+def test_run_resume_frame_and_status(tmp_path: Path, capsys):
+    spec = tiny(tmp_path)
+    out = tmp_path / "study"
+    assert main(["study", "run", str(spec), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    frame = results(out)
+    assert len(frame) == 4 * 3 and set(frame["status"]) == {"done"}
+    assert set(frame.columns) >= {"batch_size", "seed", "epoch", "test_acc", "c1", "c3", "c4"}
+    measured = frame.dropna(subset=["c3"])
+    assert sorted(set(measured["epoch"])) == [2, 3], "tracked every 2 epochs, and at the end"
+    runs = study.load(out).runs()
+    assert list(runs["attempts"]) == [1, 1, 1, 1]
+    assert (out / "runs" / runs["id"][0] / "model.safetensors").is_file()
+    assert parse((out / "study.toml").read_text()) == study.load_spec(spec), "the resolved spec is kept"
+    capsys.readouterr()
+    assert main(["study", "run", str(spec), "--out", str(out), "--workers", "2"]) == 0
+    assert "4 already finished, 0 to run" in capsys.readouterr().out
+    assert list(study.load(out).runs()["attempts"]) == [1, 1, 1, 1]
+    assert main(["study", "status", str(out)]) == 0
+    assert "4 done" in capsys.readouterr().out
+
+
+def test_failed_and_diverged_runs_are_recorded_and_the_study_goes_on(tmp_path: Path, capsys):
+    spec = tiny(tmp_path, epochs=1, seeds="[0]", extra='model = ["mlp", "nope"]\n')
+    out = tmp_path / "study"
+    assert main(["study", "run", str(spec), "--out", str(out), "--workers", "1", "--quiet"]) == 1
+    runs = study.load(out).runs()
+    assert sorted(runs["status"]) == ["done", "done", "failed", "failed"]
+    assert runs.loc[runs["status"] == "failed", "error"].str.contains("unknown model").all()
+    capsys.readouterr()
+    main(["study", "status", str(out)])
+    printed = capsys.readouterr().out
+    assert "2 failed" in printed and printed.count("failed ") >= 2
+    fast = tmp_path / "fast"
+    assert main(["study", "run", str(spec), "--out", str(fast), "--workers", "1", "--quiet", "--fail-fast"]) == 1
+    assert study.load(fast).runs()["status"].tolist().count("queued") >= 1
+    diverging = tiny(tmp_path, epochs=2, seeds="[0]").read_text().replace("epochs = 2", "epochs = 2\nlr = 1e30")
+    (tmp_path / "div.toml").write_text(diverging)
+    assert main(["study", "run", str(tmp_path / "div.toml"), "--out", str(tmp_path / "div"), "--workers", "1",
+                 "--quiet"]) == 0
+    assert set(study.load(tmp_path / "div").runs()["status"]) == {"diverged"}
+
+
+def test_sigkill_midway_then_restart_stores_every_run_once(tmp_path: Path):
+    spec = tiny(tmp_path, n_train=1500, epochs=4, seeds="[0, 1, 2]")
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    command = [sys.executable, "-m", "clusterprior", "study", "run", str(spec), "--workers", "1", "--quiet", "--out"]
+    proc = subprocess.Popen([*command, str(killed)], start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    done = 0
+    while time.time() < deadline and done < 2:
+        time.sleep(0.3)
+        if (killed / "study.db").exists():
+            try:
+                with sqlite3.connect(killed / "study.db", timeout=5) as db:
+                    done = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+    assert done >= 2, "the study should have finished two runs before the kill"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert study.load(killed).runs()["status"].tolist().count("done") < 6
+    assert subprocess.run([*command, str(killed)], timeout=300).returncode == 0
+    assert subprocess.run([*command, str(clean)], timeout=300).returncode == 0
+    with sqlite3.connect(killed / "study.db") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs").fetchone() == (6, 6)
+        assert db.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 6 * 4
+    pd.testing.assert_frame_equal(results(killed), results(clean))
+
+
+def test_local_and_ray_executors_store_the_same_results(tmp_path: Path):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    spec = study.load_spec(tiny(tmp_path, epochs=2))
+    study.run_study(spec, tmp_path / "local", executor="local", workers=2, quiet=True)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        study.run_study(spec, tmp_path / "ray", executor="ray", workers=2, quiet=True)
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(results(tmp_path / "local"), results(tmp_path / "ray"))
