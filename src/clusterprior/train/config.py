@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     channels_last: bool = True
+    amp: bool = True  # bf16 autocast of forward passes on CUDA (ignored on CPU)
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:

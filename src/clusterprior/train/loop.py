@@ -86,15 +86,23 @@ def _memory_format(x: torch.Tensor, config: TrainConfig) -> torch.memory_format:
     return torch.channels_last if (config.channels_last and x.ndim == 4) else torch.contiguous_format
 
 
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """bf16 autocast on CUDA (when ``enabled``); a no-op context on other devices."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, amp: bool = True
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` (eval mode) on ``(x, y)``."""
     was_training = model.training
     model.eval()
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for start in range(0, len(y), batch_size):
-        out = model(x[start : start + batch_size])
+        with autocast(x.device, amp):
+            out = model(x[start : start + batch_size]).float()
         target = y[start : start + batch_size]
         loss += F.cross_entropy(out, target, reduction="sum")
         correct += (out.argmax(1) == target).sum()
@@ -121,7 +129,8 @@ def fit(
 
     Deterministic for a given ``config.seed`` on CPU (data order, augmentation and
     dropout are seeded here; seed the model's initialisation before building it).
-    A NaN or infinite training loss ends the run with status "diverged".
+    A NaN or infinite training loss ends the run with status "diverged". On CUDA, forward
+    passes run under bf16 autocast (``config.amp``) and 4-D inputs in channels_last.
     History rows: epoch, lr, train_loss, train_acc (running means over the epoch's
     augmented batches, train mode), test_loss, test_acc, seconds.
     """
@@ -156,8 +165,9 @@ def fit(
             xb, yb = x[idx], y[idx]
             if aug_params:
                 xb = augment(xb, aug_gen, **aug_params)
-            out = model(xb.contiguous(memory_format=fmt))
-            loss = F.cross_entropy(out, yb)
+            with autocast(device, config.amp):
+                out = model(xb.contiguous(memory_format=fmt))
+                loss = F.cross_entropy(out, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -169,7 +179,7 @@ def fit(
             history.append({**row, "seconds": time.perf_counter() - start})
             return TrainResult("diverged", "non-finite loss", history)
         if x_test is not None:
-            row["test_loss"], row["test_acc"] = evaluate(model, x_test, y_test, config.eval_batch_size)
+            row["test_loss"], row["test_acc"] = evaluate(model, x_test, y_test, config.eval_batch_size, config.amp)
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         state = EpochState(epoch, model, optimizer, history, config)
