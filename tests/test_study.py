@@ -136,6 +136,16 @@ def test_run_resume_frame_and_status(tmp_path: Path, capsys):
     assert list(study.load(out).runs()["attempts"]) == [1, 1, 1, 1]
     assert main(["study", "status", str(out)]) == 0
     assert "4 done" in capsys.readouterr().out
+    assert main(["study", "export", str(out), "--out", str(tmp_path / "frame.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "frame.csv")) == 12
+    assert main(["study", "export", str(out), "--out", str(tmp_path / "frame.xlsx")]) == 2
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert main(["study", "export", str(out), "--out", str(tmp_path / "frame.parquet")]) == 2
+    else:
+        assert main(["study", "export", str(out), "--out", str(tmp_path / "frame.parquet")]) == 0
+        assert len(pd.read_parquet(tmp_path / "frame.parquet")) == 12
 
 
 def test_failed_and_diverged_runs_are_recorded_and_the_study_goes_on(tmp_path: Path, capsys):

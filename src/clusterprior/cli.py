@@ -291,11 +291,21 @@ def study_run(
     from clusterprior import study
     from clusterprior.train import resolve_device
 
-    resolve_device(device)
+    if executor == "local":  # on a Ray cluster the GPUs are the workers', not the driver's
+        resolve_device(device)
     counts = study.run_study(study.load_spec(spec), out, executor=executor, workers=workers, address=address,
                              device=device, fail_fast=fail_fast, retry_failed=retry_failed, quiet=quiet)
     if counts.get("failed"):
         raise typer.Exit(1)
+
+
+@study_app.command("export")
+def study_export(folder: Path = typer.Argument(..., help="Study directory."),
+                 out: Path = typer.Option(..., help="File to write: .csv, or .parquet (needs pyarrow).")) -> None:
+    """Write the study's tidy table (a row per run and epoch) to CSV or Parquet."""
+    from clusterprior import study
+
+    print(f"wrote {study.load(folder).export(out)}")
 
 
 @study_app.command("status")

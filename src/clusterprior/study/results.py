@@ -49,6 +49,21 @@ class Study:
         table = self._with_hparams("id AS run_id, status").merge(history, on="run_id", how="left")
         return table.merge(wide, on=["run_id", "epoch"], how="left") if len(wide) else table
 
+    def export(self, path: str | Path) -> Path:
+        """Write :meth:`frame` to ``.csv`` or ``.parquet`` (Parquet needs pyarrow)."""
+        path = Path(path)
+        frame = self.frame()
+        if path.suffix == ".csv":
+            frame.to_csv(path, index=False)
+        elif path.suffix == ".parquet":
+            try:
+                frame.to_parquet(path, index=False)
+            except ImportError:
+                raise UserError("writing Parquet needs pyarrow: pip install pyarrow") from None
+        else:
+            raise UserError(f"{path}: export to .csv or .parquet")
+        return path
+
     def close(self) -> None:
         self._db.close()
 
