@@ -217,7 +217,7 @@ def measure(
     keys = [m.strip() for m in measures.split(",") if m.strip()] if measures else None
     summary, layers = measures_mod.intraclass_report(model, split_data, keys, k_neuron=k_neuron, k_layer=k_layer,
                                                      max_samples=max_samples)
-    long = pd_long(summary, layers)
+    long = _long_table(summary, layers)
     if format == "json":
         print(long.to_json(orient="records", indent=2))
     elif format == "csv":
@@ -241,7 +241,7 @@ def measure(
             console.print(per_layer)
 
 
-def pd_long(summary, layers):
+def _long_table(summary, layers):
     """One tidy table: (measure, layer, value), ``layer = "all"`` for the model-level values."""
     import pandas as pd
 

@@ -139,9 +139,7 @@ def _error_line(source: str, error: ValidationError) -> str:
         parent = _model_at(first["loc"][:-1])
         allowed = ", ".join(parent.model_fields) if parent else "see the documentation"
         message = f"unknown key; allowed: {allowed}"
-    elif first["type"] == "literal_error" or "input" not in first:
-        pass
-    else:
+    elif "input" in first and first["type"] != "literal_error":  # literal errors already list the choices
         message += f" (got {first['input']!r})"
     return f"{source}: {loc}: {message}"
 
