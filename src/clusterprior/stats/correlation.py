@@ -1,0 +1,155 @@
+"""Rank statistics of a measure ``m`` against generalization ``t`` over a set of models.
+
+Sign convention: ``t`` is oriented so that larger means better generalization (test
+accuracy, or minus the generalization gap); a positive coefficient then means "higher
+measure, better generalization".
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from clusterprior.errors import UserError
+
+Hparams = Sequence[Mapping[str, Any]]
+
+
+def _vector(a: Any, what: str) -> np.ndarray:
+    v = np.asarray(a, dtype=np.float64)
+    if v.ndim != 1:
+        raise UserError(f"{what} must be one value per model")
+    if not np.isfinite(v).all():
+        raise UserError(f"{what} holds NaN or infinite values")
+    return v
+
+
+def kendall(m: Any, t: Any) -> float:
+    """Kendall's tau-a (Jiang et al. 2020), with sign(0) = 0:
+
+    tau = 1 / (n (n-1)) * sum over ordered pairs i != j of sign(m_i - m_j) sign(t_i - t_j).
+
+    Ties count 0 (and still count in the denominator). Vectorised over the n x n pairs.
+    """
+    m, t = _vector(m, "m"), _vector(t, "t")
+    if len(m) != len(t):
+        raise UserError(f"m has {len(m)} values and t {len(t)}")
+    n = len(m)
+    if n < 2:
+        raise UserError("Kendall's tau needs at least 2 models")
+    s = np.sign(m[:, None] - m[None, :]) * np.sign(t[:, None] - t[None, :])
+    return float(s.sum() / (n * (n - 1)))
+
+
+def _keys(hparams: Hparams, n: int) -> list[str]:
+    if len(hparams) != n:
+        raise UserError(f"{len(hparams)} hyperparameter records for {n} models")
+    keys = list(dict.fromkeys(k for h in hparams for k in h))
+    if not keys:
+        raise UserError("no hyperparameters given")
+    return keys
+
+
+def _groups(hparams: Hparams, keys: list[str], axis: str) -> list[np.ndarray]:
+    """Indices of the models equal on every key but ``axis``; only groups of 2 or more."""
+    buckets: dict[tuple, list[int]] = {}
+    for i, h in enumerate(hparams):
+        buckets.setdefault(tuple(repr(h.get(k)) for k in keys if k != axis), []).append(i)
+    return [np.array(b) for b in buckets.values() if len(b) >= 2]
+
+
+def _psi(m: np.ndarray, t: np.ndarray, groups: list[np.ndarray]) -> float:
+    return float(np.mean([kendall(m[g], t[g]) for g in groups])) if groups else math.nan
+
+
+def granulated_kendall(m: Any, t: Any, hparams: Hparams) -> dict[str, float]:
+    """psi_axis = mean over groups of models equal on every other key of tau inside the group
+    (groups of at least 2 models). Returns ``{axis: psi}``; an axis with no such group is NaN
+    (with a warning) and :func:`total_score` leaves it out."""
+    m, t = _vector(m, "m"), _vector(t, "t")
+    keys = _keys(hparams, len(m))
+    result = {axis: _psi(m, t, _groups(hparams, keys, axis)) for axis in keys}
+    empty = [a for a, v in result.items() if math.isnan(v)]
+    if empty:
+        warnings.warn(f"no group of models varies only {empty}; left out of the total", stacklevel=2)
+    return result
+
+
+def total_score(psi: Mapping[str, float]) -> float:
+    """Psi = mean of the per-axis coefficients that are defined (NaN if none is)."""
+    values = [v for v in psi.values() if not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def granulated_kendall_ci(
+    m: Any, t: Any, hparams: Hparams, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals for each psi and the total, resampling each axis's
+    groups with replacement (``n_boot`` draws). Keys: the axes and ``"total"``."""
+    m, t = _vector(m, "m"), _vector(t, "t")
+    keys = _keys(hparams, len(m))
+    rng = np.random.default_rng(seed)
+    taus = {a: np.array([kendall(m[g], t[g]) for g in _groups(hparams, keys, a)]) for a in keys}
+    draws = {a: (v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1) if len(v) else np.full(n_boot, np.nan))
+             for a, v in taus.items()}
+    defined = [d for d in draws.values() if not np.isnan(d).all()]
+    draws["total"] = np.mean(defined, axis=0) if defined else np.full(n_boot, np.nan)
+    q = (1 - level) / 2
+    return {a: (float(np.quantile(d, q)), float(np.quantile(d, 1 - q))) if not np.isnan(d).all() else (math.nan, math.nan)
+            for a, d in draws.items()}
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def _cmi_ratio(vm: np.ndarray, vg: np.ndarray, cells: np.ndarray) -> float:
+    """I(V_m; V_g | U) / H(V_g | U) with U the cell of each pair (p(u)-weighted)."""
+    mi = h = 0.0
+    total = len(vg)
+    for cell in np.unique(cells):
+        sel = cells == cell
+        w = sel.sum() / total
+        joint = np.zeros((2, 2))
+        np.add.at(joint, ((vm[sel] > 0).astype(int), (vg[sel] > 0).astype(int)), 1)
+        joint /= joint.sum()
+        hg = _entropy(joint.sum(0))
+        mi += w * (_entropy(joint.sum(1)) + hg - _entropy(joint.ravel()))
+        h += w * hg
+    return mi / h if h > 0 else math.nan
+
+
+def conditional_mi_score(m: Any, g: Any, hparams: Hparams, max_set: int = 2) -> float:
+    """Jiang et al.'s conditional-independence score K(m) = min over sets S of at most
+    ``max_set`` hyperparameters of I(V_m; V_g | U_S) / H(V_g | U_S).
+
+    Over unordered pairs of models: V_m = sign(m_i - m_j), V_g = sign(g_i - g_j) and U_S
+    the pair's values of S (both models'). Pairs tied in ``g`` or ``m`` are left out; the
+    conditional quantities weight each cell u by its share of pairs. In [0, 1]; high only
+    if the measure stays informative about the generalization ordering after conditioning
+    on any (pair of) hyperparameter(s). The sign of ``m`` does not matter.
+    """
+    m, g = _vector(m, "m"), _vector(g, "g")
+    keys = _keys(hparams, len(m))
+    i, j = np.triu_indices(len(m), k=1)
+    vm, vg = np.sign(m[i] - m[j]), np.sign(g[i] - g[j])
+    keep = (vm != 0) & (vg != 0)
+    if not keep.any():
+        raise UserError("no pair of models differs in both the measure and generalization")
+    codes = {k: np.unique([repr(h.get(k)) for h in hparams], return_inverse=True)[1] for k in keys}
+    scores = []
+    for size in range(0, max_set + 1):
+        for subset in itertools.combinations(keys, size):
+            cell = np.zeros(len(i), dtype=np.int64)
+            for k in subset:
+                base = codes[k].max() + 1
+                cell = (cell * base + codes[k][i]) * base + codes[k][j]
+            scores.append(_cmi_ratio(vm[keep], vg[keep], cell[keep]))
+    defined = [s for s in scores if not math.isnan(s)]
+    return float(min(defined)) if defined else math.nan

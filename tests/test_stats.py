@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from clusterprior import UserError, stats
+
+
+def test_kendall_equals_scipy_without_ties():
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 40):
+        m, t = rng.normal(size=n), rng.normal(size=n)
+        assert stats.kendall(m, t) == pytest.approx(kendalltau(m, t).statistic)
+
+
+def test_kendall_with_ties_matches_a_double_loop():
+    rng = np.random.default_rng(1)
+    m, t = rng.integers(0, 3, size=25).astype(float), rng.integers(0, 4, size=25).astype(float)
+    n = len(m)
+    direct = sum(np.sign(m[i] - m[j]) * np.sign(t[i] - t[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    assert stats.kendall(m, t) == pytest.approx(direct)
+    assert stats.kendall([1, 1, 1], [1, 2, 3]) == 0.0
+    with pytest.raises(UserError):
+        stats.kendall([1.0], [2.0])
+    with pytest.raises(UserError, match="NaN"):
+        stats.kendall([1.0, math.nan], [2.0, 1.0])
+
+
+def grid():
+    """a in {0,1,2}, b in {0,1}, c constant; t rises with a and falls with b; m rises with
+    a and with b (right about a, wrong about b)."""
+    hp = [{"a": a, "b": b, "c": 7} for a, b in itertools.product(range(3), range(2))]
+    t = np.array([h["a"] - 0.5 * h["b"] for h in hp], dtype=float)
+    m = np.array([h["a"] + 0.5 * h["b"] for h in hp], dtype=float)
+    return m, t, hp
+
+
+def test_granulated_kendall_per_axis_and_total():
+    m, t, hp = grid()
+    with pytest.warns(UserWarning, match="c"):
+        psi = stats.granulated_kendall(m, t, hp)
+    assert psi["a"] == pytest.approx(1.0) and psi["b"] == pytest.approx(-1.0) and math.isnan(psi["c"])
+    assert stats.total_score(psi) == pytest.approx(0.0)
+    # a group with 3 models: tau inside the group, then the mean over groups
+    hp2 = [{"a": a, "b": 0} for a in range(3)] + [{"a": a, "b": 1} for a in range(3)]
+    t2 = np.array([0, 1, 2, 0, 1, 2.0])
+    m2 = np.array([0, 1, 2, 2, 1, 0.0])
+    assert stats.granulated_kendall(m2, t2, hp2)["a"] == pytest.approx(0.0)
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    hp = [{"a": a, "b": b} for a in range(4) for b in range(6)]
+    t = np.array([h["a"] + rng.normal() for h in hp])
+    m = t + rng.normal(scale=1.0, size=len(t))
+    psi = stats.granulated_kendall(m, t, hp)
+    ci = stats.granulated_kendall_ci(m, t, hp, n_boot=500)
+    for key, value in [*psi.items(), ("total", stats.total_score(psi))]:
+        lo, hi = ci[key]
+        assert lo <= value + 1e-9 and value - 1e-9 <= hi and -1 <= lo <= hi <= 1
+
+
+def test_conditional_mi_score():
+    rng = np.random.default_rng(0)
+    hp = [{"a": a, "b": b} for a in range(4) for b in range(5) for _ in range(2)]
+    g = rng.normal(size=len(hp))
+    assert stats.conditional_mi_score(g, g, hp) == pytest.approx(1.0)
+    assert stats.conditional_mi_score(-g, g, hp) == pytest.approx(1.0), "the sign does not matter"
+    assert stats.conditional_mi_score(rng.normal(size=len(hp)), g, hp) < 0.1
+    only_a = np.array([h["a"] for h in hp], float)
+    g_a = only_a + 0.01 * rng.normal(size=len(hp))
+    m_a = only_a + 0.01 * rng.normal(size=len(hp))
+    assert stats.conditional_mi_score(m_a, g_a, hp, max_set=0) > 0.2
+    assert stats.conditional_mi_score(m_a, g_a, hp) < 0.05, "informative only through hyperparameter a"
