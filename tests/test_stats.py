@@ -75,4 +75,4 @@ def test_conditional_mi_score():
     g_a = only_a + 0.01 * rng.normal(size=len(hp))
     m_a = only_a + 0.01 * rng.normal(size=len(hp))
     assert stats.conditional_mi_score(m_a, g_a, hp, max_set=0) > 0.2
-    assert stats.conditional_mi_score(m_a, g_a, hp) < 0.05, "informative only through hyperparameter a"
+    assert stats.conditional_mi_score(m_a, g_a, hp) < 0.1, "informative only through hyperparameter a"
