@@ -33,12 +33,6 @@ def test_train_twice_with_one_seed_gives_identical_histories(tmp_path: Path):
     pd.testing.assert_frame_equal(frames[0], frames[1])
 
 
-def test_demo_runs(tmp_path: Path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "training history" in printed and "ReLU layers" in printed and "224 neurons" in printed
-
-
 @pytest.mark.parametrize(
     "args, fragment",
     [

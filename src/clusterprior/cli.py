@@ -24,9 +24,6 @@ app = typer.Typer(
     help="Measure the natural clustering prior of deep networks (Carbonnelle 2022).",
 )
 
-DEMO_DATA, DEMO_MODEL, DEMO_EPOCHS = "mnist1d-hier", "cnn", 20
-
-
 def parse_options(pairs: list[str]) -> dict[str, Any]:
     """``["n_train=2000", "target=coarse"]`` -> ``{"n_train": 2000, "target": "coarse"}``
     (values read as JSON when they parse, else kept as strings)."""
@@ -122,20 +119,34 @@ def train_and_report(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("clusterprior-demo"), help="Output folder."),
-    epochs: int = typer.Option(DEMO_EPOCHS, min=1, help="Training epochs."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress or tables."),
+    out: Path = typer.Option(Path("clusterprior-demo"), help="Study directory (reused to resume)."),
+    workers: Optional[int] = typer.Option(None, help="Runs in parallel (default: CPU cores)."),
+    spec: Optional[Path] = typer.Option(None, help="Run this study spec instead of the built-in demo."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
 ) -> None:
-    """The main job on the embedded default data set.
+    """The main job: a study on mnist1d-hier over the thesis's hyperparameter axes with c0-c4
+    and a baseline, then the report (granulated Kendall table, figures, report.html)."""
+    from importlib import resources
 
-    For now: train one small CNN on mnist1d-hier (with augmentation) and print its
-    history and neuron counts.
-    """
-    from clusterprior.train import TrainConfig
+    from clusterprior import report, study
 
-    config = TrainConfig(epochs=epochs, augment=True, device="cpu")
-    train_and_report(data_name=DEMO_DATA, data_options={}, model_name=DEMO_MODEL, model_kwargs={}, config=config,
-                     out=out, checkpoint_format="safetensors", quiet=quiet)
+    parsed = study.load_spec(spec) if spec else study.parse(
+        resources.files("clusterprior.study").joinpath("demo.toml").read_text(), "demo.toml")
+    study.run_study(parsed, out, workers=workers, device="cpu", quiet=quiet)
+    built = report.build(out)
+    console = Console()
+    a = built.analysis
+    table = Table(title=f"granulated Kendall with {'test accuracy' if a.target == 'test_acc' else 'minus the gap'} "
+                        f"({len(a.models)} models; bold: best of the column)")
+    table.add_column("measure", overflow="fold")
+    for col in [*a.kendall.columns, "CMI"]:
+        table.add_column(col, justify="right", overflow="fold")
+    best = a.kendall.eq(a.kendall.max(axis=0), axis=1)
+    for name, row in a.kendall.iterrows():
+        cells = ["" if v != v else (f"[bold]{v:.2f}[/bold]" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()]
+        table.add_row(name, *cells, f"{a.cmi[name]:.3f}")
+    console.print(table)
+    print(f"report: {built.html}")
 
 
 @app.command("train")
@@ -297,6 +308,19 @@ def study_run(
                              device=device, fail_fast=fail_fast, retry_failed=retry_failed, quiet=quiet)
     if counts.get("failed"):
         raise typer.Exit(1)
+
+
+@study_app.command("report")
+def study_report(
+    folder: Path = typer.Argument(..., help="Study directory."),
+    target: str = typer.Option("test_acc", help="test_acc or gap (the generalization gap)."),
+) -> None:
+    """Write DIR/report/: granulated-Kendall table (CSV, Markdown), CMI scores, figures, report.html."""
+    from clusterprior import report
+
+    built = report.build(folder, target=target)
+    print((built.folder / "report.md").read_text())
+    print(f"report: {built.html}")
 
 
 @study_app.command("export")

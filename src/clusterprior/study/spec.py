@@ -60,7 +60,8 @@ class TrainSpec(_Strict):
 
 
 class MeasureSpec(_Strict):
-    names: list[Literal["c0", "c1", "c2", "c3", "c4"]] = Field(default_factory=lambda: ["c3", "c4"])
+    names: list[Literal["c0", "c1", "c2", "c3", "c4", "distance_from_init"]] = Field(
+        default_factory=lambda: ["c3", "c4"])
     k_neuron: int = Field(30, ge=1)
     k_layer: int = Field(1, ge=1)
     layerwise_k: int = Field(5, ge=1)

@@ -17,19 +17,30 @@ from clusterprior.data import Split
 MEASURE_SEED = 0
 
 
-def measure_rows(model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int) -> list[dict[str, Any]]:
-    """The intraclass measures of ``model`` as long-format rows (layer "all" for the model value)."""
-    from clusterprior.measures import intraclass_report
+def measure_rows(
+    model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, initial: dict[str, torch.Tensor]
+) -> list[dict[str, Any]]:
+    """The requested measures of ``model`` as long-format rows (layer "all" for model values)."""
+    from clusterprior.measures import INTRACLASS, intraclass_report
+    from clusterprior.measures.baselines import distance_from_init
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
-        summary, layers = intraclass_report(
-            model, split, spec["names"], k_neuron=spec["k_neuron"], k_layer=spec["k_layer"],
-            layerwise_k=spec["layerwise_k"], max_samples=spec["max_samples"], seed=MEASURE_SEED,
-        )
-    rows = [{"epoch": epoch, "measure": r.measure, "layer": "all", "value": float(r.value)} for r in summary.itertuples()]
-    for layer, values in layers.iterrows():
-        rows += [{"epoch": epoch, "measure": m, "layer": str(layer), "value": float(v)} for m, v in values.items() if v == v]
+    rows = []
+    intraclass = [n for n in spec["names"] if n in INTRACLASS]
+    if intraclass:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
+            summary, layers = intraclass_report(
+                model, split, intraclass, k_neuron=spec["k_neuron"], k_layer=spec["k_layer"],
+                layerwise_k=spec["layerwise_k"], max_samples=spec["max_samples"], seed=MEASURE_SEED,
+            )
+        rows += [{"epoch": epoch, "measure": r.measure, "layer": "all", "value": float(r.value)}
+                 for r in summary.itertuples()]
+        for layer, values in layers.iterrows():
+            rows += [{"epoch": epoch, "measure": m, "layer": str(layer), "value": float(v)}
+                     for m, v in values.items() if v == v]
+    if "distance_from_init" in spec["names"]:
+        rows.append({"epoch": epoch, "measure": "distance_from_init", "layer": "all",
+                     "value": distance_from_init(model, initial)})
     return rows
 
 
@@ -56,18 +67,19 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
         torch.manual_seed(t["seed"])
         model = models.build(m["name"], train_split.input_shape, train_split.n_classes, width=m["width"],
                              depth=m["depth"], dropout=m["dropout"], batchnorm=m["batchnorm"], **m["options"])
+        initial = {n: p.detach().clone() for n, p in model.named_parameters()}
         rows: list[dict[str, Any]] = []
         every = ms["track_every"]
 
         def track(state: train.EpochState) -> None:
             if every and state.epoch % every == 0:
-                rows.extend(measure_rows(state.model, probe, ms, state.epoch))
+                rows.extend(measure_rows(state.model, probe, ms, state.epoch, initial))
 
         config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
         result = train.fit(model, train_split, test_split, config_train, callbacks=[track])
         last = len(result.history)
         if result.status == "done" and not any(r["epoch"] == last for r in rows):
-            rows.extend(measure_rows(model, probe, ms, last))
+            rows.extend(measure_rows(model, probe, ms, last, initial))
         path = Path(folder) / "runs" / config["id"] / "model.safetensors"
         train.checkpoint.save(path, model, extra={"data": d, "train": t, "run": config["id"]})
         return {"status": result.status, "stop_reason": result.stop_reason, "history": result.history,

@@ -1,0 +1,70 @@
+"""The study report: ``build(DIR)`` writes ``DIR/report/`` (tables as CSV and Markdown,
+figures as PNG, and one self-contained ``report.html``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from clusterprior.report import figures
+from clusterprior.report.html import page, table_html
+from clusterprior.report.tables import Analysis, analyse, layer_order, markdown
+from clusterprior.study import load
+
+
+@dataclass
+class Report:
+    folder: Path
+    html: Path
+    analysis: Analysis
+
+
+def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> Report:
+    """Analyse the finished runs of study ``folder`` and write ``folder/report/``."""
+    folder = Path(folder)
+    analysis = analyse(folder, target, n_boot)
+    out = folder / "report"
+    out.mkdir(exist_ok=True)
+    analysis.kendall.to_csv(out / "granulated_kendall.csv", index_label="measure")
+    analysis.intervals.to_csv(out / "granulated_kendall_ci.csv", index_label="measure")
+    analysis.cmi.to_csv(out / "cmi.csv", index_label="measure")
+    analysis.models.to_csv(out / "models.csv", index=False)
+    cmi_table = analysis.cmi.to_frame("CMI score")
+    (out / "report.md").write_text(
+        f"# Granulated Kendall ({analysis.target}, {len(analysis.models)} models)\n\n{markdown(analysis.kendall)}\n\n"
+        f"# Conditional mutual information score\n\n{markdown(cmi_table, 3)}\n")
+    study = load(folder)
+    try:
+        measures = study.measures()
+    finally:
+        study.close()
+    made = [
+        (figures.scatter(analysis.models, analysis.measures, analysis.axes, target), "scatter.png",
+         "Each measure against generalization, coloured by each varied hyperparameter (thesis Fig. 2.4)."),
+        (figures.per_layer(measures, layer_order(folder), analysis.measures), "layers.png",
+         "Layer-wise measures (c1, c3: top neurons of the layer) averaged over models, ± one std (thesis Fig. 2.6)."),
+        (figures.over_epochs(measures, analysis.models, analysis.measures), "epochs.png",
+         "Measures during training for the worst, median and best tracked runs (thesis Fig. 2.7)."),
+    ]
+    shown = []
+    for fig, name, caption in made:
+        if fig is None:
+            continue
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        shown.append((out / name, caption))
+    intro = (f"{len(analysis.models)} finished models; varied hyperparameters: {', '.join(analysis.axes)}. "
+             f"Coefficients correlate each measure with {'test accuracy' if target == 'test_acc' else 'minus the generalization gap'}"
+             " (positive: higher measure, better generalization; baselines oriented so that positive is a correct "
+             "prediction). Bold: best of each column. Brackets: 95% bootstrap interval over groups.")
+    sections = [("Granulated Kendall coefficient", table_html(analysis.kendall, analysis.intervals)),
+                ("Conditional mutual information score (min over conditioning sets of at most 2 hyperparameters)",
+                 table_html(cmi_table, digits=3))]
+    html_path = out / "report.html"
+    html_path.write_text(page(f"clusterprior report: {folder.name}", intro, sections, shown))
+    return Report(out, html_path, analysis)
+
+
+__all__ = ["Report", "build"]

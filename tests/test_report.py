@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clusterprior import report, study
+from clusterprior.cli import main
+
+SPEC = """
+name = "report-test"
+[data]
+name = "mnist1d-hier"
+options = { n_train = 300, n_test = 100 }
+[model]
+name = "mlp"
+width = 0.25
+[train]
+epochs = 3
+[measures]
+names = ["c0", "c1", "c2", "c3", "c4", "distance_from_init"]
+k_neuron = 5
+track_every = 1
+[grid.axes]
+batch_size = [50, 100]
+lr = [0.02, 0.1]
+seed = [0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("study")
+    study.run_study(study.parse(SPEC), folder, workers=2, quiet=True)
+    return folder
+
+
+def test_report_tables_and_files(finished: Path):
+    built = report.build(finished, n_boot=200)
+    table = built.analysis.kendall
+    assert list(table.index) == ["c0", "c1", "c2", "c3", "c4", "distance_from_init"]
+    assert list(table.columns) == ["batch_size", "lr", "seed", "total"]
+    assert ((table >= -1) & (table <= 1)).all().all()
+    assert ((built.analysis.cmi >= 0) & (built.analysis.cmi <= 1)).all()
+    for name in ("granulated_kendall.csv", "granulated_kendall_ci.csv", "cmi.csv", "models.csv", "report.md",
+                 "scatter.png", "layers.png", "epochs.png", "report.html"):
+        assert (built.folder / name).is_file(), name
+    csv = pd.read_csv(built.folder / "granulated_kendall.csv", index_col="measure")
+    pd.testing.assert_frame_equal(csv, table, check_names=False)
+    md = (built.folder / "report.md").read_text()
+    assert md.count("**") >= 2 * len(table.columns), "the best value of each column is marked"
+    page = built.html.read_text()
+    assert page.count("<img ") == 3 and page.count("data:image/png;base64,") == 3
+    assert "src='http" not in page and "<table class='kendall'>" in page
+
+
+def test_distance_from_init_is_oriented(finished: Path):
+    models, _, _ = report.tables.final_models(finished, "test_acc")
+    built = report.build(finished, n_boot=50)
+    from clusterprior import stats
+
+    raw = stats.granulated_kendall(models["distance_from_init"], models["target"],
+                                   models[built.analysis.axes].to_dict("records"))
+    assert built.analysis.kendall.loc["distance_from_init", "lr"] == pytest.approx(-raw["lr"])
+
+
+def test_report_cli_and_gap_target(finished: Path, capsys, tmp_path: Path):
+    assert main(["study", "report", str(finished), "--target", "gap"]) == 0
+    out = capsys.readouterr().out
+    assert "Granulated Kendall (gap" in out and "report.html" in out
+    assert main(["study", "report", str(finished), "--target", "loss"]) == 2
+    assert main(["study", "report", str(tmp_path)]) == 2
+
+
+def test_demo_resumes_instead_of_retraining(tmp_path: Path, capsys):
+    spec = tmp_path / "small.toml"
+    spec.write_text(SPEC.replace("seed = [0, 1]", "seed = [0]"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--spec", str(spec), "--quiet"]) == 0
+    first = capsys.readouterr().out
+    assert "granulated Kendall" in first and "report.html" in first
+    assert main(["demo", "--out", str(out), "--spec", str(spec)]) == 0
+    assert "4 already finished, 0 to run" in capsys.readouterr().out
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_renders_in_headless_chromium(finished: Path, tmp_path: Path):
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium); the page was not rendered")
+    built = report.build(finished, n_boot=50)
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", built.html.as_uri()],
+        capture_output=True, text=True, timeout=180)
+    dom = done.stdout
+    assert 'data-images="3"' in dom, done.stderr[-2000:]
+    assert 'data-broken="0"' in dom, "every figure decoded"
+    table = re.search(r"<table class=\"kendall\">(.*?)</table>", dom, re.S)
+    assert table and table.group(1).count("<tr>") == 1 + 6, "header and one row per measure"
