@@ -25,6 +25,8 @@ epochs = 3
 names = ["c0", "c1", "c2", "c3", "c4", "distance_from_init"]
 k_neuron = 5
 track_every = 1
+k_sweep = [1, 3, 10]
+save_preactivations = true
 [grid.axes]
 batch_size = [50, 100]
 lr = [0.02, 0.1]
@@ -47,14 +49,14 @@ def test_report_tables_and_files(finished: Path):
     assert ((table >= -1) & (table <= 1)).all().all()
     assert ((built.analysis.cmi >= 0) & (built.analysis.cmi <= 1)).all()
     for name in ("granulated_kendall.csv", "granulated_kendall_ci.csv", "cmi.csv", "models.csv", "report.md",
-                 "scatter.png", "layers.png", "epochs.png", "report.html"):
+                 "scatter.png", "layers.png", "epochs.png", "kendall_vs_k.png", "neurons.png", "report.html"):
         assert (built.folder / name).is_file(), name
     csv = pd.read_csv(built.folder / "granulated_kendall.csv", index_col="measure")
     pd.testing.assert_frame_equal(csv, table, check_names=False)
     md = (built.folder / "report.md").read_text()
     assert md.count("**") >= 2 * len(table.columns), "the best value of each column is marked"
     page = built.html.read_text()
-    assert page.count("<img ") == 3 and page.count("data:image/png;base64,") == 3
+    assert page.count("<img ") == 5 and page.count("data:image/png;base64,") == 5
     assert "src='http" not in page and "<table class='kendall'>" in page
 
 
@@ -102,7 +104,7 @@ def test_report_renders_in_headless_chromium(finished: Path, tmp_path: Path):
          "--virtual-time-budget=10000", "--dump-dom", built.html.as_uri()],
         capture_output=True, text=True, timeout=180)
     dom = done.stdout
-    assert 'data-images="3"' in dom, done.stderr[-2000:]
+    assert 'data-images="5"' in dom, done.stderr[-2000:]
     assert 'data-broken="0"' in dom, "every figure decoded"
     table = re.search(r"<table class=\"kendall\">(.*?)</table>", dom, re.S)
     assert table and table.group(1).count("<tr>") == 1 + 6, "header and one row per measure"

@@ -111,8 +111,28 @@ def _mean(t: torch.Tensor) -> float:
 # ---- c1 and c3: neuron level ---------------------------------------------------------------
 
 
+def _selectivity(z: torch.Tensor, g: Groups) -> torch.Tensor:
+    """c1's inner term for every (subclass, neuron) pair, ``[S, M]``; dead neurons 0."""
+    live = live_neurons(z)
+    z = z - z.mean(0)
+    cs, s1s, s2s = group_sums(z, g.sub_index, g.n_subclasses)
+    cc, s1c, s2c = group_sums(z, g.class_index, g.n_classes)
+    mu_s, sd_s = moments(cs, s1s, s2s)
+    mu_r, sd_r = moments(cc[g.owner] - cs, s1c[g.owner] - s1s, s2c[g.owner] - s2s)
+    return torch.where(live, (mu_s - mu_r) / (sd_s + sd_r + EPS), torch.zeros_like(mu_s))
+
+
+def subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(subclass ids, selectivity [S, neurons])``: for each subclass i (of the valid ones) and
+    each neuron n (all layers concatenated), (mu_{n,C_i} - mu_{n,S(i)\C_i}) /
+    (sigma_{n,C_i} + sigma_{n,S(i)\C_i} + 1e-7); dead neurons 0. The thesis's Figs. 2.8-2.9."""
+    _, layers = as_layers(pre, _first_len(pre))
+    g = groups(y, layers[0].shape[0], _device(layers), sub)
+    return g.sub_ids[g.valid], _selectivity(torch.cat(layers, dim=1), g)[g.valid]
+
+
 def neuron_subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:
-    """c1 = median_i mean^k_n (mu_{n,C_i} - mu_{n,S(i)\\C_i}) / (sigma_{n,C_i} + sigma_{n,S(i)\\C_i} + 1e-7).
+    r"""c1 = median_i mean^k_n (mu_{n,C_i} - mu_{n,S(i)\C_i}) / (sigma_{n,C_i} + sigma_{n,S(i)\C_i} + 1e-7).
 
     ``pre``: pre-activations per layer; ``y``: training target (the superclass);
     ``sub``: global subclass ids. Dead neurons score 0. Layer-wise: top-k inside each layer.
@@ -121,14 +141,8 @@ def neuron_subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike, 
     names, layers = as_layers(pre, _first_len(pre))
     g = groups(y, layers[0].shape[0], _device(layers), sub)
     z = torch.cat(layers, dim=1)
-    live = live_neurons(z)
-    z = z - z.mean(0)
-    cs, s1s, s2s = group_sums(z, g.sub_index, g.n_subclasses)
-    cc, s1c, s2c = group_sums(z, g.class_index, g.n_classes)
-    mu_s, sd_s = moments(cs, s1s, s2s)
-    mu_r, sd_r = moments(cc[g.owner] - cs, s1c[g.owner] - s1s, s2c[g.owner] - s2s)
-    sel = torch.where(live, (mu_s - mu_r) / (sd_s + sd_r + EPS), torch.zeros_like(mu_s))[g.valid]
-    return _neuron_level(sel, [a.shape[1] for a in layers], live, names, k, layerwise, median)
+    sel = _selectivity(z, g)[g.valid]
+    return _neuron_level(sel, [a.shape[1] for a in layers], live_neurons(z), names, k, layerwise, median)
 
 
 def neuron_variance_ratio(pre: LayerArrays, y: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 
 from clusterprior.report import figures
 from clusterprior.report.html import page, table_html
-from clusterprior.report.tables import Analysis, analyse, layer_order, markdown
+from clusterprior.report.tables import Analysis, analyse, k_sweep, layer_order, markdown
 from clusterprior.study import load
 
 
@@ -48,6 +48,19 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
         (figures.over_epochs(measures, analysis.models, analysis.measures), "epochs.png",
          "Measures during training for the worst, median and best tracked runs (thesis Fig. 2.7)."),
     ]
+    sweep = k_sweep(analysis.models, analysis.axes)
+    if not sweep.empty:
+        made.append((figures.kendall_vs_k(sweep), "kendall_vs_k.png",
+                     "Total granulated Kendall of c1 and c3 against k, the number of top neurons (thesis Fig. 2.5)."))
+    tracked = [r for r in analysis.models.sort_values("test_acc", ascending=False).itertuples()
+               if (folder / "runs" / r.run_id / "preactivations.npz").is_file()]
+    if tracked and any(c.startswith("c1") for c in analysis.measures):
+        best = tracked[0]
+        made.append((figures.selective_neurons(folder / "runs" / best.run_id / "preactivations.npz",
+                                               f"run {best.run_id} (test acc {best.test_acc:.3f})"), "neurons.png",
+                     "Pre-activations of the most selective neuron of the most selective and of the median "
+                     "subclass over training, and the histogram of per-subclass selectivity, for the best "
+                     "tracked run (thesis Figs. 2.8-2.9)."))
     shown = []
     for fig, name, caption in made:
         if fig is None:

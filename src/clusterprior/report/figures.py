@@ -72,3 +72,59 @@ def over_epochs(measures: pd.DataFrame, models: pd.DataFrame, names: list[str]) 
     fig.suptitle("Measures over training for tracked runs (thesis Fig. 2.7)")
     fig.tight_layout()
     return fig
+
+
+def kendall_vs_k(sweep: pd.DataFrame) -> Figure:
+    """Fig. 2.5: total granulated Kendall of c1 and c3 against the number k of top neurons."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for name in sweep.columns:
+        ax.plot(sweep.index, sweep[name], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("k (top neurons)")
+    ax.set_ylabel("granulated Kendall (total)")
+    ax.set_title("Sensitivity to k (thesis Fig. 2.5)", fontsize=10)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def selective_neurons(path, title: str) -> Figure:
+    """Figs. 2.8-2.9 for one tracked run: over training, the pre-activations of the most
+    selective neuron (chosen at the last epoch) of the most selective and of the median
+    subclass, for that subclass against the rest of its class; and the histogram of the
+    subclasses' best selectivity (c1's inner term with k = 1)."""
+    from clusterprior.measures.intraclass import subclass_selectivity
+
+    with np.load(path, allow_pickle=False) as f:
+        epochs, pre, y, sub = f["epochs"], f["pre"].astype(np.float32), f["y"], f["sub"]
+    ids, sel = subclass_selectivity([pre[-1]], y, sub)
+    best_per_sub = sel.max(dim=1).values
+    order = np.argsort(best_per_sub.numpy())
+    picks = {"most selective subclass": int(order[-1]), "median subclass": int(order[len(order) // 2])}
+    fig, grid = plt.subplots(3, len(epochs), figsize=(2.6 * len(epochs), 7.2), squeeze=False)
+    for row, (label, s) in enumerate(picks.items()):
+        neuron = int(sel[s].argmax())
+        subclass = int(ids[s])
+        inside = sub == subclass
+        rest = (y == y[inside][0]) & ~inside
+        for col, epoch in enumerate(epochs):
+            ax = grid[row][col]
+            values = pre[col, :, neuron]
+            bins = np.linspace(values[inside | rest].min(), values[inside | rest].max(), 30)
+            ax.hist(values[rest], bins=bins, alpha=0.6, density=True, label="rest of its class")
+            ax.hist(values[inside], bins=bins, alpha=0.6, density=True, label=f"subclass {subclass}")
+            ax.set_title(f"{label}, epoch {epoch}", fontsize=8)
+            ax.set_xlabel(f"pre-activation of neuron {neuron}")
+            ax.set_ylabel("density")
+            ax.legend(fontsize=6)
+    for ax in grid[2][1:]:
+        ax.axis("off")
+    ax = grid[2][0]
+    ax.hist(best_per_sub.numpy(), bins=15)
+    ax.set_xlabel("selectivity of the best neuron (k = 1)")
+    ax.set_ylabel("subclasses")
+    ax.set_title("per-subclass selectivity (Fig. 2.9)", fontsize=8)
+    fig.suptitle(f"Subclass extraction by single neurons during training (thesis Figs. 2.8-2.9)\n{title}")
+    fig.tight_layout()
+    return fig

@@ -4,6 +4,7 @@ varied axis, the total, bootstrap intervals and the conditional-MI score."""
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 import warnings
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from clusterprior.measures.baselines import ORIENTATION
 from clusterprior.study import load
 
 TARGETS = ("test_acc", "gap")
+SWEEP = re.compile(r"^(c[13])\[k=(\d+)\]$")  # the k-sweep rows written by the worker
 
 
 @dataclass
@@ -55,7 +57,7 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
         raise UserError(f"{folder}: fewer than 2 finished runs with measures; nothing to correlate")
     models["target"] = models["test_acc"] if target == "test_acc" else -(models["train_acc"] - models["test_acc"])
     axes = [c for c in hp_cols if models[c].astype(str).nunique() > 1]
-    names = [c for c in wide.columns if c != "run_id"]
+    names = [c for c in wide.columns if c != "run_id" and not SWEEP.match(c)]
     return models, axes, names
 
 
@@ -80,6 +82,20 @@ def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) ->
     kendall = pd.DataFrame(rows).T[axes + ["total"]]
     intervals = pd.DataFrame(spans).T[axes + ["total"]]
     return Analysis(models, axes, names, kendall, intervals, pd.Series(cmi, name="cmi"), target)
+
+
+def k_sweep(models: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Total granulated Kendall of c1 and c3 at each swept k: index k, one column per measure."""
+    hparams = models[axes].to_dict("records")
+    rows: dict[str, dict[int, float]] = {}
+    for column in models.columns:
+        match = SWEEP.match(str(column))
+        if match and models[column].notna().all():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                psi = stats.granulated_kendall(models[column].to_numpy(), models["target"].to_numpy(), hparams)
+            rows.setdefault(match.group(1), {})[int(match.group(2))] = stats.total_score(psi)
+    return pd.DataFrame(rows).sort_index()
 
 
 def best_marks(table: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import itertools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -68,6 +68,10 @@ class MeasureSpec(_Strict):
     max_samples: Optional[int] = Field(None, ge=2)
     samples: Optional[int] = Field(None, ge=2, description="measure on a fixed random subset of the training split")
     track_every: int = Field(0, ge=0, description="measure every N epochs as well; 0 = at the end only")
+    k_sweep: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, description="also c1 and c3 at each of these k, at the end (thesis Fig. 2.5)")
+    save_preactivations: bool = Field(
+        False, description="keep the probe's pre-activations at each measured epoch (thesis Figs. 2.8-2.9)")
 
 
 HPARAMS = ("seed", "model") + tuple(f for f in ModelSpec.model_fields if f not in ("name", "options")) + tuple(

@@ -44,6 +44,36 @@ def measure_rows(
     return rows
 
 
+def k_sweep_rows(pre: list[torch.Tensor], split: Split, ks: list[int], epoch: int) -> list[dict[str, Any]]:
+    """c1 (when there are subclasses) and c3 at each k, as rows named ``c1[k=K]``."""
+    from clusterprior.measures import neuron_subclass_selectivity, neuron_variance_ratio
+
+    rows = []
+    for k in ks:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if split.sub is not None:
+                rows.append({"epoch": epoch, "measure": f"c1[k={k}]", "layer": "all",
+                             "value": neuron_subclass_selectivity(pre, split.y, split.sub, k=k)})
+            rows.append({"epoch": epoch, "measure": f"c3[k={k}]", "layer": "all",
+                         "value": neuron_variance_ratio(pre, split.y, k=k)})
+    return rows
+
+
+def save_preactivations(path: Path, snapshots: dict[int, Any], split: Split) -> None:
+    """``epochs``, ``pre`` [epochs, samples, neurons] (float16), ``layer_names``, ``layer_sizes``,
+    ``y`` and ``sub`` of the probe samples, in one .npz (written atomically)."""
+    import numpy as np
+
+    epochs = sorted(snapshots)
+    names, sizes = snapshots[epochs[0]].names, [p.shape[1] for p in snapshots[epochs[0]].pre]
+    pre = np.stack([torch.cat(snapshots[e].pre, dim=1).cpu().numpy().astype(np.float16) for e in epochs])
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, epochs=np.array(epochs), pre=pre, layer_names=np.array(names), layer_sizes=np.array(sizes),
+                        y=split.y.numpy(), sub=(split.sub if split.sub is not None else split.y).numpy())
+    tmp.replace(path)
+
+
 def probe_split(split: Split, samples: int | None) -> Split:
     """A fixed random subset of ``samples`` training examples (all of them when None)."""
     if samples is None or samples >= len(split):
@@ -57,6 +87,7 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
     start = time.perf_counter()
     try:
         from clusterprior import data, models, train
+        from clusterprior import probe as probe_mod
 
         if threads:
             torch.set_num_threads(threads)
@@ -69,19 +100,30 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
                              depth=m["depth"], dropout=m["dropout"], batchnorm=m["batchnorm"], **m["options"])
         initial = {n: p.detach().clone() for n, p in model.named_parameters()}
         rows: list[dict[str, Any]] = []
+        snapshots: dict[int, Any] = {}
         every = ms["track_every"]
+
+        def measure(net: torch.nn.Module, epoch: int) -> None:
+            rows.extend(measure_rows(net, probe, ms, epoch, initial))
+            if ms["save_preactivations"]:
+                snapshots[epoch] = probe_mod.collect(net, probe.x)
 
         def track(state: train.EpochState) -> None:
             if every and state.epoch % every == 0:
-                rows.extend(measure_rows(state.model, probe, ms, state.epoch, initial))
+                measure(state.model, state.epoch)
 
         config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
         result = train.fit(model, train_split, test_split, config_train, callbacks=[track])
         last = len(result.history)
-        if result.status == "done" and not any(r["epoch"] == last for r in rows):
-            rows.extend(measure_rows(model, probe, ms, last, initial))
-        path = Path(folder) / "runs" / config["id"] / "model.safetensors"
-        train.checkpoint.save(path, model, extra={"data": d, "train": t, "run": config["id"]})
+        if result.status == "done":
+            if not any(r["epoch"] == last for r in rows):
+                measure(model, last)
+            if ms["k_sweep"]:
+                rows.extend(k_sweep_rows(probe_mod.collect(model, probe.x).pre, probe, ms["k_sweep"], last))
+        run_dir = Path(folder) / "runs" / config["id"]
+        train.checkpoint.save(run_dir / "model.safetensors", model, extra={"data": d, "train": t, "run": config["id"]})
+        if snapshots:
+            save_preactivations(run_dir / "preactivations.npz", snapshots, probe)
         return {"status": result.status, "stop_reason": result.stop_reason, "history": result.history,
                 "measures": rows, "seconds": time.perf_counter() - start}
     except Exception as e:  # a failing run is recorded, never fatal to the study
