@@ -108,3 +108,17 @@ def test_report_renders_in_headless_chromium(finished: Path, tmp_path: Path):
     assert 'data-broken="0"' in dom, "every figure decoded"
     table = re.search(r"<table class=\"kendall\">(.*?)</table>", dom, re.S)
     assert table and table.group(1).count("<tr>") == 1 + 6, "header and one row per measure"
+
+
+def test_layer_depths_follow_forward_order_even_when_names_differ(tmp_path: Path):
+    from clusterprior.study.store import Store
+
+    store = Store(tmp_path)
+    for run_id, names in (("a", ["2", "5", "9"]), ("b", ["2", "6", "10"])):  # dropout shifts module indices
+        store.add_runs([{"id": run_id, "hparams": {}}])
+        store.record(run_id, {"status": "done", "history": [], "measures": [
+            {"epoch": 1, "measure": m, "layer": name, "value": 0.0} for name in names for m in ("c3", "c4")]})
+    store.close()
+    depths = report.tables.layer_depths(tmp_path)
+    assert depths.set_index(["run_id", "layer"])["depth"].to_dict() == {
+        ("a", "2"): 1, ("a", "5"): 2, ("a", "9"): 3, ("b", "2"): 1, ("b", "6"): 2, ("b", "10"): 3}

@@ -32,15 +32,15 @@ def scatter(models: pd.DataFrame, measures: list[str], axes: list[str], target: 
     return fig
 
 
-def per_layer(measures: pd.DataFrame, layers: list[str], names: list[str]) -> Figure:
-    """Fig. 2.6: layer-wise values at each run's last measured epoch, mean and std over runs."""
+def per_layer(measures: pd.DataFrame, depths: pd.DataFrame, names: list[str]) -> Figure:
+    """Fig. 2.6: layer-wise values at each run's last measured epoch, by depth, mean and std over runs."""
     last = measures[measures["epoch"] == measures.groupby("run_id")["epoch"].transform("max")]
-    last = last[last["layer"] != "all"]
+    last = last[last["layer"] != "all"].merge(depths, on=["run_id", "layer"])
     names = [n for n in names if n in set(last["measure"])]
     fig, grid = plt.subplots(1, max(1, len(names)), figsize=(3.4 * max(1, len(names)), 3.0), squeeze=False)
     for ax, name in zip(grid[0], names):
-        stats = last[last["measure"] == name].groupby("layer")["value"].agg(["mean", "std"]).reindex(layers)
-        depth = np.arange(1, len(layers) + 1)
+        stats = last[last["measure"] == name].groupby("depth")["value"].agg(["mean", "std"])
+        depth = stats.index.to_numpy()
         ax.plot(depth, stats["mean"], marker="o", label="mean over runs")
         ax.fill_between(depth, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.25, label="± std")
         ax.set_xlabel("ReLU layer (forward order)")

@@ -115,8 +115,12 @@ def markdown(table: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines)
 
 
-def layer_order(folder: str | Path) -> list[str]:
-    """Layer names in forward order (the order the worker wrote them)."""
+def layer_depths(folder: str | Path) -> pd.DataFrame:
+    """``run_id, layer, depth``: each run's layers numbered 1.. in forward order (the order the
+    worker wrote them). Names can differ between runs (dropout modules shift a Sequential's
+    indices), so figures across runs go by depth."""
     with sqlite3.connect(f"file:{Path(folder) / 'study.db'}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT layer FROM measures WHERE layer != 'all' ORDER BY rowid").fetchall()
-    return list(dict.fromkeys(r[0] for r in rows))
+        rows = pd.read_sql_query("SELECT run_id, layer FROM measures WHERE layer != 'all' ORDER BY rowid", db)
+    rows = rows.drop_duplicates()
+    rows["depth"] = rows.groupby("run_id").cumcount() + 1
+    return rows
