@@ -4,9 +4,10 @@ augmentation and the learning-rate schedule."""
 from clusterprior.train import checkpoint
 from clusterprior.train.augment import augment
 from clusterprior.train.config import TrainConfig, lr_at
+from clusterprior.train.layca import Layca, alpha_multipliers
 from clusterprior.train.loop import Callback, EpochState, TrainResult, evaluate, fit, make_optimizer, resolve_device
 
 __all__ = [
-    "Callback", "EpochState", "TrainConfig", "TrainResult", "augment", "checkpoint", "evaluate", "fit", "lr_at",
+    "Callback", "EpochState", "Layca", "TrainConfig", "alpha_multipliers", "TrainResult", "augment", "checkpoint", "evaluate", "fit", "lr_at",
     "make_optimizer", "resolve_device",
 ]

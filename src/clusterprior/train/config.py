@@ -9,7 +9,7 @@ from typing import Any
 from clusterprior.errors import UserError
 from clusterprior.train.augment import KEYS as AUGMENT_KEYS
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "sgd-layca", "sgd-amom-layca", "adam-layca", "rmsprop-layca", "adagrad-layca")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class TrainConfig:
     stop_loss: float | None = None
     seed: int = 0
     device: str = "cpu"
+    layca_alpha: float = 0.0  # Layca optimizers: layer-wise rate profile (SPEC.md Eq. 4.2); 0 = uniform
     channels_last: bool = True
     amp: bool = True  # bf16 autocast of forward passes on CUDA (ignored on CPU)
     eval_batch_size: int = 1024
@@ -59,6 +60,7 @@ class TrainConfig:
             (self.stop_loss is None or self.stop_loss > 0, "stop_loss must be > 0"),
             (set(self.augment_options) <= set(AUGMENT_KEYS), f"augment options are {', '.join(AUGMENT_KEYS)}"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (-1.0 < self.layca_alpha < 1.0, "layca_alpha must be in (-1, 1)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -20,6 +20,7 @@ from torch import nn
 
 from clusterprior.data import Split
 from clusterprior.errors import UserError
+from clusterprior.measures.rotation import kernels
 from clusterprior.train.augment import augment
 from clusterprior.train.config import TrainConfig, lr_at
 
@@ -30,7 +31,7 @@ class EpochState:
 
     epoch: int
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Any  # a torch optimizer, or a Layca wrapper
     history: list[dict[str, float]]
     config: TrainConfig
 
@@ -40,6 +41,7 @@ class EpochState:
 
 
 Callback = Callable[[EpochState], "bool | None"]  # return True to stop training
+StepCallback = Callable[[nn.Module, int, int], None]  # (model, epoch, global step) after every step
 
 
 @dataclass
@@ -72,8 +74,15 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"unknown device {name!r}; use auto, cpu or cuda") from None
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> Any:
+    """SGD or Adam, or a Layca wrapper ("<base>-layca": the group's learning rate is rho(t))."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer.endswith("-layca"):
+        from clusterprior.train.layca import Layca, alpha_multipliers, base_optimizer
+
+        base = base_optimizer(config.optimizer.removesuffix("-layca"), params, config.lr, config.weight_decay)
+        n_kernels = len(kernels(model))
+        return Layca(model, base, alpha_multipliers(n_kernels, config.layca_alpha) if n_kernels else None)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
@@ -124,6 +133,7 @@ def fit(
     test: Split | None = None,
     config: TrainConfig | None = None,
     callbacks: Sequence[Callback] = (),
+    step_callbacks: Sequence[StepCallback] = (),
 ) -> TrainResult:
     """Train ``model`` on ``train`` with cross-entropy; evaluate ``test`` every epoch.
 
@@ -151,6 +161,7 @@ def fit(
     optimizer = make_optimizer(model, config)
     history: list[dict[str, float]] = []
     result = TrainResult("done", "max_epochs", history)
+    total_steps = 0
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -171,6 +182,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            total_steps += 1
+            for hook in step_callbacks:
+                hook(model, epoch, total_steps)
             loss_sum.add_(loss.detach(), alpha=len(idx))
             correct.add_((out.detach().argmax(1) == yb).sum())
             seen += len(idx)

@@ -1,0 +1,116 @@
+"""Layca (thesis Algorithm 1, SPEC.md 4.2): control each layer's rotation rate directly.
+
+For every kernel w (Conv/Linear weights) and the base optimizer's proposed update s:
+
+    s <- s - (s.w / w.w) w           project onto the tangent space of the sphere at w
+    s <- s |w| / |s|                  rotation-based normalisation (|s| = |w|)
+    w <- w + rho_l(t) s               rho_l(t) = the group's learning rate x layer multiplier
+    w <- w |w_0| / |w|                back onto the sphere of the initial norm
+
+so each step turns the kernel by an angle theta with tan(theta) = rho_l(t). A step whose
+norm is at most ``eps`` (1e-7) leaves the kernel unchanged. Other parameters (biases,
+BatchNorm) take the base optimizer's step unchanged. The base optimizer's own learning
+rate cancels in the normalisation, so the trainer's schedules and warm-up, which set the
+groups' learning rate, set rho(t).
+
+Layer multipliers: :func:`alpha_multipliers` (SPEC.md Eq. 4.2) or any per-step schedule
+``schedule(step) -> [multiplier per kernel]`` (to replay a recorded rotation, "AdaptCopy").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from clusterprior.errors import UserError
+from clusterprior.measures.rotation import kernels
+
+BASES = ("sgd", "sgd-amom", "adam", "rmsprop", "adagrad")
+
+
+def alpha_multipliers(n_layers: int, alpha: float) -> list[float]:
+    """Eq. 4.2: ``(1 - alpha)^(5 (L-1-l)/(L-1))`` for alpha > 0 (the last layers rotate fastest),
+    ``(1 + alpha)^(5 l/(L-1))`` for alpha <= 0 (the first ones do); layers l = 0..L-1."""
+    if not -1.0 < alpha < 1.0:
+        raise UserError(f"alpha must be in (-1, 1), got {alpha}")
+    if n_layers == 1:
+        return [1.0]
+    last = n_layers - 1
+    if alpha > 0:
+        return [(1 - alpha) ** (5 * (last - l) / last) for l in range(n_layers)]
+    return [(1 + alpha) ** (5 * l / last) for l in range(n_layers)]
+
+
+def base_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizers Layca wraps (SPEC.md 4.2); "sgd-amom" is SGD with Adam-like momentum,
+    an exponential moving average of the gradient (momentum 0.9, dampening 0.9)."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd-amom":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, dampening=0.9, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
+    raise UserError(f"Layca wraps {', '.join(BASES)}; got {name!r}")
+
+
+class Layca:
+    """Wraps a base optimizer over all of ``model``'s parameters; see the module docstring.
+
+    Exposes ``param_groups``, ``zero_grad``, ``step`` and ``state_dict`` like an optimizer."""
+
+    def __init__(
+        self, model: nn.Module, base: torch.optim.Optimizer, multipliers: Sequence[float] | None = None,
+        schedule: Callable[[int], Sequence[float]] | None = None, eps: float = 1e-7,
+    ):
+        self.base = base
+        self.kernels = list(kernels(model).values())
+        if not self.kernels:
+            raise UserError("Layca needs Conv or Linear layers")
+        n = len(self.kernels)
+        self.multipliers = list(multipliers) if multipliers is not None else [1.0] * n
+        if len(self.multipliers) != n:
+            raise UserError(f"{len(self.multipliers)} multipliers for {n} kernels")
+        self.schedule = schedule
+        self.eps = eps
+        self.steps = 0
+        self.initial_norms = [float(w.detach().norm()) for w in self.kernels]
+        group_of = {id(p): g for g in base.param_groups for p in g["params"]}
+        self._groups = [group_of[id(w)] for w in self.kernels]
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.base.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base": self.base.state_dict(), "steps": self.steps}
+
+    def rates(self) -> list[float]:
+        """rho_l for the coming step: the group's learning rate x layer multiplier (x schedule)."""
+        extra = self.schedule(self.steps) if self.schedule is not None else [1.0] * len(self.kernels)
+        return [g["lr"] * m * e for g, m, e in zip(self._groups, self.multipliers, extra)]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        before = [w.detach().clone() for w in self.kernels]
+        rates = self.rates()
+        self.base.step()
+        for w, w_old, rho, norm0 in zip(self.kernels, before, rates, self.initial_norms):
+            s = w - w_old  # the base optimizer's update (a descent step)
+            w.copy_(w_old)
+            s -= (s * w).sum() / (w * w).sum() * w
+            s_norm = s.norm()
+            if s_norm <= self.eps:
+                continue
+            w.add_(s, alpha=float(rho * w.norm() / s_norm))
+            w.mul_(norm0 / w.norm())
+        self.steps += 1

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from clusterprior import UserError, data, models, train
+from clusterprior.measures.rotation import RotationMonitor, kernels, layer_rotation, snapshot, step_tangent
+from clusterprior.train.layca import BASES, Layca, alpha_multipliers, base_optimizer
+
+
+def small_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6, 3)).double()
+
+
+def random_step(model: nn.Module, opt, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    opt.zero_grad()
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+    opt.step()
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_layca_keeps_every_kernel_norm(base: str):
+    model = small_model()
+    norms = {k: float(w.detach().norm()) for k, w in kernels(model).items()}
+    opt = Layca(model, base_optimizer(base, model.parameters(), lr=0.3, weight_decay=1e-3))
+    for seed in range(6):
+        random_step(model, opt, seed)
+    for k, w in kernels(model).items():
+        assert float(w.norm()) == pytest.approx(norms[k], rel=1e-12)
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("rho", [3 ** -5, 3 ** -3, 0.5])
+def test_one_step_turns_each_kernel_by_tan_theta_equal_to_rho(base: str, rho: float):
+    model = small_model()
+    opt = Layca(model, base_optimizer(base, model.parameters(), lr=rho))
+    random_step(model, opt, 0)  # a first step (adaptive optimizers' state)
+    before = snapshot(model)
+    random_step(model, opt, 1)
+    for k, w in kernels(model).items():
+        assert step_tangent(before[k], w) == pytest.approx(rho, abs=1e-5)
+
+
+def test_layer_multipliers_and_replayed_schedules_set_each_layer_rate():
+    model = small_model()
+    rho, multipliers = 0.1, [0.5, 2.0]
+    replay = [[1.0, 1.0], [0.2, 3.0]]
+    opt = Layca(model, base_optimizer("sgd", model.parameters(), lr=rho), multipliers, schedule=lambda t: replay[t])
+    for t in range(2):
+        before = snapshot(model)
+        random_step(model, opt, t)
+        for (k, w), m, extra in zip(kernels(model).items(), multipliers, replay[t]):
+            assert step_tangent(before[k], w) == pytest.approx(rho * m * extra, abs=1e-5)
+
+
+def test_other_parameters_take_the_base_step():
+    model, twin = small_model(), small_model()
+    opt = Layca(model, base_optimizer("sgd", model.parameters(), lr=0.1))
+    plain = torch.optim.SGD(twin.parameters(), lr=0.1)
+    random_step(model, opt, 0)
+    random_step(twin, plain, 0)
+    assert torch.equal(model[0].bias, twin[0].bias) and torch.equal(model[1].weight, twin[1].weight)
+    assert not torch.equal(model[0].weight, twin[0].weight)
+
+
+def test_a_zero_step_leaves_the_kernel():
+    model = small_model()
+    opt = Layca(model, base_optimizer("sgd", model.parameters(), lr=0.1))
+    before = snapshot(model)
+    opt.zero_grad()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert all(torch.equal(before[k], w) for k, w in kernels(model).items())
+
+
+def test_alpha_multipliers_follow_equation_4_2():
+    assert alpha_multipliers(4, 0.0) == [1.0] * 4
+    assert alpha_multipliers(3, 0.5) == pytest.approx([0.5 ** 5, 0.5 ** 2.5, 1.0])
+    assert alpha_multipliers(3, -0.5) == pytest.approx([1.0, 0.5 ** 2.5, 0.5 ** 5])
+    assert alpha_multipliers(1, 0.6) == [1.0]
+    with pytest.raises(UserError):
+        alpha_multipliers(3, 1.0)
+
+
+def test_layer_rotation_of_state_dicts():
+    w0 = torch.tensor([[1.0, 0.0]])
+    assert layer_rotation({"a.weight": w0, "a.bias": torch.ones(1)}, {"a.weight": torch.tensor([[0.0, 2.0]])}) == {
+        "a.weight": pytest.approx(1.0)}
+    assert layer_rotation({"a.weight": w0}, {"a.weight": -3 * w0})["a.weight"] == pytest.approx(2.0)
+    assert step_tangent(w0, torch.tensor([[1.0, 1.0]])) == pytest.approx(1.0)
+    assert math.isinf(step_tangent(w0, torch.tensor([[-1.0, 1.0]])))
+
+
+def test_layca_in_the_trainer_with_rotation_monitors():
+    split = data.load("mnist1d-hier", n_train=400, n_test=100)
+    test = data.load("mnist1d-hier", "test", n_train=400, n_test=100)
+    torch.manual_seed(0)
+    model = models.build("cnn", split.input_shape, split.n_classes, width=0.5)
+    norms = {k: float(w.detach().norm()) for k, w in kernels(model).items()}
+    per_epoch, per_step = RotationMonitor(model), RotationMonitor(model, every_steps=2)
+    config = train.TrainConfig(epochs=3, optimizer="sgd-layca", lr=3 ** -3, warmup_epochs=1, layca_alpha=0.2)
+    result = train.fit(model, split, test, config, callbacks=[per_epoch], step_callbacks=[per_step.on_step])
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert [r["epoch"] for r in per_epoch.history] == [0, 1, 2, 3]
+    assert len(per_step.history) == 1 + 3 * 4 // 2  # 4 steps per epoch (batches of 128 of 400 samples)
+    last = per_epoch.history[-1]
+    assert all(0 < last[k] < 1 for k in norms)
+    assert all(float(w.norm()) == pytest.approx(norms[k], rel=1e-5) for k, w in kernels(model).items())
