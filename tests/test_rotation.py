@@ -113,3 +113,51 @@ def test_layca_in_the_trainer_with_rotation_monitors():
     last = per_epoch.history[-1]
     assert all(0 < last[k] < 1 for k in norms)
     assert all(float(w.norm()) == pytest.approx(norms[k], rel=1e-5) for k, w in kernels(model).items())
+
+
+def test_exploration_writes_results_and_curves(tmp_path):
+    from dataclasses import replace
+
+    from clusterprior.experiments import layer_rotation as exp
+
+    task = replace(exp.TASKS["cpu"], epochs=2, milestones=(1,), data_options={"n_train": 300, "n_test": 100},
+                   model_options={"width": 0.25})
+    table = exp.run(task, tmp_path, configs=[(0.0, 3 ** -3), (0.6, 3 ** -3)])
+    assert list(table["alpha"]) == [0.0, 0.6] and table["delta_eta"].max() == 0.0
+    assert (table["rotation_mean"] > 0).all() and (table["rotation_mean"] < 1).all()
+    for name in ("results.csv", "curves.json", "rotation_curves.png", "loss_curves.png"):
+        assert (tmp_path / name).is_file()
+
+
+def test_experiment_cli_errors(capsys):
+    from clusterprior.cli import main
+
+    assert main(["experiment", "layer-rotation", "--task", "C9-nope"]) == 2
+    assert "unknown task" in capsys.readouterr().err
+    assert main(["experiment", "layer-rotation", "--epochs", "0"]) == 2
+
+
+def test_layca_optimizers_and_layer_rotation_in_study_specs(tmp_path):
+    from clusterprior import study
+
+    spec = study.parse("""
+[data]
+name = "mnist1d-hier"
+options = { n_train = 300, n_test = 100 }
+[model]
+name = "cnn"
+width = 0.25
+[train]
+epochs = 1
+lr = 0.037
+[measures]
+names = ["layer_rotation"]
+[grid.axes]
+optimizer = ["sgd-layca", "adam-layca"]
+layca_alpha = [0.0, 0.5]
+""")
+    study.run_study(spec, tmp_path, workers=1, quiet=True)
+    measures = study.load(tmp_path).measures()
+    assert set(study.load(tmp_path).runs()["status"]) == {"done"}
+    whole = measures[(measures["measure"] == "layer_rotation") & (measures["layer"] == "all")]
+    assert len(whole) == 4 and ((whole["value"] > 0) & (whole["value"] < 1)).all()

@@ -350,6 +350,45 @@ def study_status(folder: Path = typer.Argument(..., help="Study directory.")) ->
         print(f"failed {run_id}: {error}")
 
 
+experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", rich_markup_mode=None)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("layer-rotation")
+def experiment_layer_rotation(
+    task: str = typer.Option("cpu", help="cpu (minutes on a laptop), or a thesis task for a GPU: "
+                                          "C10-CNN1, C100-resnet, C10-CNN2, C100-WRN."),
+    out: Path = typer.Option(Path("layer-rotation"), help="Output folder."),
+    epochs: Optional[int] = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    data_dir: Optional[str] = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
+    seed: int = typer.Option(0, help="Seed of the shared initialisation."),
+) -> None:
+    """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca."""
+    from dataclasses import replace
+
+    from clusterprior.experiments import layer_rotation as lr_exp
+    from clusterprior.train import resolve_device
+
+    if task not in lr_exp.TASKS:
+        raise UserError(f"unknown task {task!r}; available: {', '.join(lr_exp.TASKS)}")
+    chosen = lr_exp.TASKS[task]
+    if epochs is not None:
+        if epochs < 1:
+            raise UserError("--epochs must be >= 1")
+        chosen = replace(chosen, epochs=epochs, milestones=tuple(m for m in chosen.milestones if m < epochs))
+    print(f"task {task}: {chosen.note}; {len(lr_exp.EXPLORATION)} configurations, {chosen.epochs} epochs each")
+    table = lr_exp.run(chosen, out, seed=seed, device=str(resolve_device(device)),
+                       data_options={"root": data_dir} if data_dir else None,
+                       on_result=lambda r: print(f"alpha {r['alpha']:+.1f}  rho0 3^{r['log3_rho0']:g}  "
+                                                 f"test acc {r['test_acc']:.4f}  train acc {r['train_acc']:.4f}  "
+                                                 f"rotation mean {r['rotation_mean']:.3f} min {r['rotation_min']:.3f}",
+                                                 flush=True))
+    best = table.loc[table["test_acc"].idxmax()]
+    print(f"best: alpha {best['alpha']:+.1f}, rho0 3^{best['log3_rho0']:g}, test acc {best['test_acc']:.4f}; "
+          f"wrote {out}/results.csv, rotation_curves.png, loss_curves.png")
+
+
 def _error(message: str) -> None:
     print(f"clusterprior: error: {message}", file=sys.stderr)
 

@@ -2,7 +2,8 @@
 
 Each has an orientation: the sign that makes "higher oriented value" predict better
 generalization, so that a positive correlation always means a correct prediction
-(SPEC.md 2.6). Only distance from initialisation is here so far.
+(SPEC.md 2.6). So far: distance from initialisation, and the mean layer rotation
+(:mod:`clusterprior.measures.rotation`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from torch import nn
 ORIENTATION: dict[str, int] = {
     # Jiang et al. 2020: a model that moved less from its initialisation should generalize better
     "distance_from_init": -1,
+    # thesis Chapter 4: the larger (up to 1) the layer rotation, the better the generalization
+    "layer_rotation": 1,
 }
 
 

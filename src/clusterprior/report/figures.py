@@ -128,3 +128,39 @@ def selective_neurons(path, title: str) -> Figure:
     fig.suptitle(f"Subclass extraction by single neurons during training (thesis Figs. 2.8-2.9)\n{title}")
     fig.tight_layout()
     return fig
+
+
+def rotation_curves(history: list[dict[str, float]], title: str, ax=None) -> Figure | None:
+    """Layer rotation curves (SPEC.md 4.1): cosine distance to the initial kernel over epochs,
+    one line per layer coloured by depth (viridis: first layer dark, last yellow), y in [0, 1]."""
+    layers = [k for k in history[0] if k not in ("epoch", "step")]
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 3.2))
+    epochs = [row["epoch"] for row in history]
+    for i, layer in enumerate(layers):
+        colour = plt.cm.viridis(i / max(1, len(layers) - 1))
+        ax.plot(epochs, [row[layer] for row in history], color=colour, label=layer if i in (0, len(layers) - 1) else None)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cosine distance to initialisation")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, title="layer (first, last)", title_fontsize=7)
+    if fig is not None:
+        fig.tight_layout()
+    return fig
+
+
+def loss_curves(histories: dict[str, list[dict[str, float]]], title: str) -> Figure:
+    """Training loss over epochs, one line per configuration (thesis Fig. 4.2)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for i, (label, history) in enumerate(histories.items()):
+        ax.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], label=label,
+                color=plt.cm.tab10(i % 10))
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

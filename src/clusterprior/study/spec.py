@@ -46,7 +46,8 @@ class ModelSpec(_Strict):
 class TrainSpec(_Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=2)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "sgd-layca", "sgd-amom-layca", "adam-layca", "rmsprop-layca", "adagrad-layca"] = "sgd"
+    layca_alpha: float = Field(0.0, gt=-1, lt=1, description="Layca optimizers: layer-wise rate profile (Eq. 4.2)")
     lr: float = Field(0.05, gt=0)
     adam_lr_scale: float = Field(1.0, gt=0, description="Adam runs use lr * adam_lr_scale (thesis: 0.01)")
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -60,7 +61,7 @@ class TrainSpec(_Strict):
 
 
 class MeasureSpec(_Strict):
-    names: list[Literal["c0", "c1", "c2", "c3", "c4", "distance_from_init"]] = Field(
+    names: list[Literal["c0", "c1", "c2", "c3", "c4", "distance_from_init", "layer_rotation"]] = Field(
         default_factory=lambda: ["c3", "c4"])
     k_neuron: int = Field(30, ge=1)
     k_layer: int = Field(1, ge=1)

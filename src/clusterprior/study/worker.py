@@ -23,6 +23,7 @@ def measure_rows(
     """The requested measures of ``model`` as long-format rows (layer "all" for model values)."""
     from clusterprior.measures import INTRACLASS, intraclass_report
     from clusterprior.measures.baselines import distance_from_init
+    from clusterprior.measures.rotation import layer_rotation
 
     rows = []
     intraclass = [n for n in spec["names"] if n in INTRACLASS]
@@ -41,6 +42,12 @@ def measure_rows(
     if "distance_from_init" in spec["names"]:
         rows.append({"epoch": epoch, "measure": "distance_from_init", "layer": "all",
                      "value": distance_from_init(model, initial)})
+    if "layer_rotation" in spec["names"]:
+        rotation = layer_rotation(initial, dict(model.named_parameters()))
+        rows.append({"epoch": epoch, "measure": "layer_rotation", "layer": "all",
+                     "value": sum(rotation.values()) / len(rotation)})
+        rows += [{"epoch": epoch, "measure": "layer_rotation", "layer": name.removesuffix(".weight"), "value": v}
+                 for name, v in rotation.items()]
     return rows
 
 

@@ -1,0 +1,1 @@
+"""Ready-made reproductions of the thesis's experiments."""
