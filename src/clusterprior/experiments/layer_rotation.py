@@ -10,6 +10,7 @@ alpha = 0, rho(0) = 3^-3.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -79,7 +80,7 @@ def run(
         result = train.fit(model, train_split, test_split, config, callbacks=[monitor])
         final = monitor.history[-1]
         rotation = [v for k, v in final.items() if k not in ("epoch", "step")]
-        row = {"alpha": alpha, "rho0": rho, "log3_rho0": round(torch.log(torch.tensor(rho)).item() / 1.0986123, 2),
+        row = {"alpha": alpha, "rho0": rho, "log3_rho0": round(math.log(rho, 3), 2),
                "status": result.status, "train_acc": result.final.get("train_acc"), "test_acc": result.final.get("test_acc"),
                "rotation_mean": sum(rotation) / len(rotation), "rotation_min": min(rotation)}
         rows.append(row)
