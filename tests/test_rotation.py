@@ -112,7 +112,7 @@ def test_layca_in_the_trainer_with_rotation_monitors():
     assert len(per_step.history) == 1 + 3 * 4 // 2  # 4 steps per epoch (batches of 128 of 400 samples)
     last = per_epoch.history[-1]
     assert all(0 < last[k] < 1 for k in norms)
-    assert all(float(w.norm()) == pytest.approx(norms[k], rel=1e-5) for k, w in kernels(model).items())
+    assert all(float(w.detach().norm()) == pytest.approx(norms[k], rel=1e-5) for k, w in kernels(model).items())
 
 
 def test_exploration_writes_results_and_curves(tmp_path):
