@@ -83,5 +83,10 @@ def test_measure_a_checkpoint_from_train(tmp_path: Path, capsys):
     assert main(["measure", ckpt]) == 0
     assert "intraclass clustering" in capsys.readouterr().out
     assert main(["measure", ckpt, "--measures", "c9"]) == 2
+    assert main(["measure", ckpt, "--measures", "c3,param_norm,output_margin,nc1,sigma_prime", "--format", "json",
+                 "--sharpness-budget", "0.1"]) == 0
+    values = {r["measure"]: r["value"] for r in json.loads(capsys.readouterr().out) if r["layer"] == "all"}
+    assert set(values) == {"c3", "param_norm", "output_margin", "nc1", "sigma_prime"} and 0 <= values["sigma_prime"] <= 2
+    assert main(["measure", ckpt, "--measures", "distance_from_init"]) == 2, "a checkpoint has no initial weights"
     assert main(["measure", ckpt, "--format", "xml"]) == 2
     assert main(["measure", str(tmp_path / "absent.pt")]) == 2

@@ -115,9 +115,11 @@ def test_layer_depths_follow_forward_order_even_when_names_differ(tmp_path: Path
 
     store = Store(tmp_path)
     for run_id, names in (("a", ["2", "5", "9"]), ("b", ["2", "6", "10"])):  # dropout shifts module indices
+        # (baselines' per-parameter rows, written after, do not count as layers)
         store.add_runs([{"id": run_id, "hparams": {}}])
         store.record(run_id, {"status": "done", "history": [], "measures": [
-            {"epoch": 1, "measure": m, "layer": name, "value": 0.0} for name in names for m in ("c3", "c4")]})
+            {"epoch": 1, "measure": m, "layer": name, "value": 0.0} for name in names for m in ("c3", "c4")]
+            + [{"epoch": 1, "measure": "distance_from_init", "layer": "0.weight", "value": 1.0}]})
     store.close()
     depths = report.tables.layer_depths(tmp_path)
     assert depths.set_index(["run_id", "layer"])["depth"].to_dict() == {

@@ -76,3 +76,6 @@ def test_conditional_mi_score():
     m_a = only_a + 0.01 * rng.normal(size=len(hp))
     assert stats.conditional_mi_score(m_a, g_a, hp, max_set=0) > 0.2
     assert stats.conditional_mi_score(m_a, g_a, hp) < 0.1, "informative only through hyperparameter a"
+    assert stats.conditional_mi_score(np.ones(len(hp)), g, hp) == 0.0, "a constant measure carries no information"
+    with pytest.warns(UserWarning, match="undefined"):
+        assert math.isnan(stats.conditional_mi_score(g, np.ones(len(hp)), hp))

@@ -199,16 +199,18 @@ def measure(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by 'clusterprior train'."),
     data: Optional[str] = typer.Option(None, help="Data set (default: the one the checkpoint was trained on)."),
     split: str = typer.Option("train", help="train or test (the thesis measures the training set)."),
-    measures: Optional[str] = typer.Option(None, help="Comma-separated subset of c0,c1,c2,c3,c4 (default: all the data supports)."),
+    measures: Optional[str] = typer.Option(None, help="Comma-separated measures: c0-c4 (default: all the data "
+                                           "supports) and baselines such as param_norm, output_margin, sigma_prime."),
     format: str = typer.Option("table", "--format", help="table, json or csv."),
     k_neuron: int = typer.Option(30, help="Top-k neurons for c1 and c3."),
     k_layer: int = typer.Option(1, help="Top-k layers for c2 and c4 (thesis: 1 for VGG, 5 for ResNets)."),
     max_samples: Optional[int] = typer.Option(None, help="c4: samples for the whole-set spread (random subset)."),
+    sharpness_budget: float = typer.Option(1.0, help="Sharpness baselines: fraction (0, 1] of the thesis's draws/steps."),
     data_dir: Optional[str] = typer.Option(None, help="Folder with the CIFAR archives."),
     data_option: list[str] = typer.Option([], "--data-option", "-o", help="Data set option KEY=VALUE (repeatable)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Compute the intraclass clustering measures c0-c4 of one trained model."""
+    """Compute the intraclass clustering measures c0-c4 (and baselines) of one trained model."""
     from clusterprior import data as data_mod
     from clusterprior import measures as measures_mod
     from clusterprior.train import checkpoint as ckpt
@@ -226,8 +228,8 @@ def measure(
         options["root"] = data_dir
     split_data = data_mod.load(name, split, **options)
     keys = [m.strip() for m in measures.split(",") if m.strip()] if measures else None
-    summary, layers = measures_mod.intraclass_report(model, split_data, keys, k_neuron=k_neuron, k_layer=k_layer,
-                                                     max_samples=max_samples)
+    summary, layers = measures_mod.measure_model(model, split_data, keys, k_neuron=k_neuron, k_layer=k_layer,
+                                                 max_samples=max_samples, sharpness_budget=sharpness_budget)
     long = _long_table(summary, layers)
     if format == "json":
         print(long.to_json(orient="records", indent=2))

@@ -10,9 +10,9 @@ from clusterprior.measures.intraclass import (
     neuron_subclass_selectivity,
     neuron_variance_ratio,
 )
-from clusterprior.measures.registry import INTRACLASS, MeasureInfo, intraclass_report
+from clusterprior.measures.registry import BASELINE_NAMES, INTRACLASS, MeasureInfo, intraclass_report, measure_model
 
 __all__ = [
-    "INTRACLASS", "MeasureInfo", "interpolation_ratio", "intraclass_report", "layer_distance_ratio",
+    "BASELINE_NAMES", "INTRACLASS", "MeasureInfo", "measure_model", "interpolation_ratio", "intraclass_report", "layer_distance_ratio",
     "layer_subclass_silhouette", "neuron_subclass_selectivity", "neuron_variance_ratio",
 ]

@@ -37,14 +37,19 @@ INTRACLASS: dict[str, MeasureInfo] = {
 }
 
 
+BASELINE_NAMES = ("distance_from_init", "layer_rotation", "param_norm", "log_spectral_product", "path_norm",
+                  "output_margin", "nc1", "davies_bouldin", "sigma_prime", "sigma_second", "alpha_prime", "alpha_second")
+NEEDS_INITIAL = ("distance_from_init", "layer_rotation")
+
+
 def select(keys: Sequence[str] | None, has_subclasses: bool) -> list[str]:
     """The measures to compute: ``keys`` checked, or every one the data supports."""
     if keys is None:
         return [k for k, m in INTRACLASS.items() if has_subclasses or not m.needs_subclasses]
-    unknown = [k for k in keys if k not in INTRACLASS]
+    unknown = [k for k in keys if k not in INTRACLASS and k not in BASELINE_NAMES]
     if unknown:
-        raise UserError(f"unknown measure {unknown[0]!r}; available: {', '.join(INTRACLASS)}")
-    missing = [k for k in keys if INTRACLASS[k].needs_subclasses and not has_subclasses]
+        raise UserError(f"unknown measure {unknown[0]!r}; available: {', '.join([*INTRACLASS, *BASELINE_NAMES])}")
+    missing = [k for k in keys if k in INTRACLASS and INTRACLASS[k].needs_subclasses and not has_subclasses]
     if missing:
         raise UserError(f"{missing[0]} needs subclass labels and this data set has none; use c3, c4")
     return list(keys)
@@ -71,7 +76,13 @@ def intraclass_report(
     from clusterprior import probe
 
     keys = select(measures, split.sub is not None)
-    reps = probe.collect(model, split.x, batch_size=batch_size)
+    if any(k not in INTRACLASS for k in keys):
+        raise UserError("intraclass_report computes c0-c4 only; use measure_model for the baselines")
+    return _intraclass(model, split, keys, probe.collect(model, split.x, batch_size=batch_size), k_neuron, k_layer,
+                       layerwise_k, max_samples, batch_size, seed)
+
+
+def _intraclass(model, split, keys, reps, k_neuron, k_layer, layerwise_k, max_samples, batch_size, seed):
     arrays = {"pre": reps.as_dict("pre"), "post": reps.as_dict("post")}
     rows, per_layer = [], {}
     for key in keys:
@@ -90,3 +101,68 @@ def intraclass_report(
     layers = pd.DataFrame(per_layer, index=pd.Index(reps.names, name="layer")) if per_layer else pd.DataFrame(
         index=pd.Index(reps.names, name="layer"))
     return pd.DataFrame(rows), layers
+
+
+def _baseline(name: str, model: nn.Module, split: Split, reps, initial, budget: float, seed: int) -> tuple[float, dict]:
+    """One baseline's value and its per-layer values (possibly empty)."""
+    from clusterprior.measures import baselines, rotation, sharpness
+
+    if name in NEEDS_INITIAL and initial is None:
+        raise UserError(f"{name} needs the weights at initialisation (studies keep them; a checkpoint does not)")
+    if name == "distance_from_init":
+        return baselines.distance_from_init(model, initial), baselines.distance_from_init_layers(model, initial)
+    if name == "layer_rotation":
+        per = rotation.layer_rotation(initial, dict(model.named_parameters()))
+        return sum(per.values()) / len(per), {k.removesuffix(".weight"): v for k, v in per.items()}
+    if name == "param_norm":
+        return baselines.param_norm(model), {}
+    if name == "log_spectral_product":
+        return baselines.log_spectral_product(model), {}
+    if name == "path_norm":
+        return baselines.path_norm(model, split.input_shape), {}
+    if name == "output_margin":
+        return baselines.output_margin(model, split.x, split.y), {}
+    if name in ("nc1", "davies_bouldin"):
+        features = reps.post[-1]  # the last hidden layer
+        return getattr(baselines, name)(features, split.y), {}
+    kind = sharpness.sigma_sharpness if name.startswith("sigma") else sharpness.alpha_sharpness
+    return kind(model, split.x, split.y, kernels_only=name.endswith("second"), budget=budget, seed=seed).value, {}
+
+
+def measure_model(
+    model: nn.Module,
+    split: Split,
+    measures: Sequence[str] | None = None,
+    initial: dict | None = None,
+    k_neuron: int = 30,
+    k_layer: int = 1,
+    layerwise_k: int = 5,
+    max_samples: int | None = None,
+    sharpness_budget: float = 1.0,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Any registered measures (c0-c4 and the baselines) of one model, representations
+    captured once; the same ``(summary, layers)`` frames as :func:`intraclass_report`, the
+    baselines' per-layer values (distance from init, rotation) in ``layers`` by parameter."""
+    from clusterprior import probe
+
+    keys = select(None if measures is None else list(measures), split.sub is not None)
+    reps = probe.collect(model, split.x, batch_size=batch_size)
+    intraclass = [k for k in keys if k in INTRACLASS]
+    summary, layers = (_intraclass(model, split, intraclass, reps, k_neuron, k_layer, layerwise_k, max_samples,
+                                   batch_size, seed) if intraclass else
+                       (pd.DataFrame(columns=["measure", "value", "k", "description"]), pd.DataFrame()))
+    rows, extra = [], {}
+    for name in keys:
+        if name in INTRACLASS:
+            continue
+        value, per_layer = _baseline(name, model, split, reps, initial, sharpness_budget, seed)
+        rows.append({"measure": name, "value": value, "k": None, "description": f"baseline ({name})"})
+        if per_layer:
+            extra[name] = per_layer
+    if rows:
+        summary = pd.concat([summary, pd.DataFrame(rows)], ignore_index=True) if len(summary) else pd.DataFrame(rows)
+    if extra:
+        layers = layers.join(pd.DataFrame(extra), how="outer") if len(layers.columns) else pd.DataFrame(extra)
+    return summary, layers

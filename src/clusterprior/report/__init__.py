@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from clusterprior.measures import INTRACLASS
 from clusterprior.report import figures
 from clusterprior.report.html import page, table_html
 from clusterprior.report.tables import Analysis, analyse, k_sweep, layer_depths, markdown
@@ -43,7 +44,7 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
     made = [
         (figures.scatter(analysis.models, analysis.measures, analysis.axes, target), "scatter.png",
          "Each measure against generalization, coloured by each varied hyperparameter (thesis Fig. 2.4)."),
-        (figures.per_layer(measures, layer_depths(folder), analysis.measures), "layers.png",
+        (figures.per_layer(measures, layer_depths(folder), [m for m in analysis.measures if m in INTRACLASS]), "layers.png",
          "Layer-wise measures (c1, c3: top neurons of the layer) averaged over models, ± one std (thesis Fig. 2.6)."),
         (figures.over_epochs(measures, analysis.models, analysis.measures), "epochs.png",
          "Measures during training for the worst, median and best tracked runs (thesis Fig. 2.7)."),

@@ -116,11 +116,12 @@ def markdown(table: pd.DataFrame, digits: int = 2) -> str:
 
 
 def layer_depths(folder: str | Path) -> pd.DataFrame:
-    """``run_id, layer, depth``: each run's layers numbered 1.. in forward order (the order the
-    worker wrote them). Names can differ between runs (dropout modules shift a Sequential's
+    """``run_id, layer, depth``: each run's ReLU layers (those of c1-c4) numbered 1.. in forward
+    order (the order the worker wrote them). Names can differ between runs (dropout modules shift a Sequential's
     indices), so figures across runs go by depth."""
     with sqlite3.connect(f"file:{Path(folder) / 'study.db'}?mode=ro", uri=True) as db:
-        rows = pd.read_sql_query("SELECT run_id, layer FROM measures WHERE layer != 'all' ORDER BY rowid", db)
+        rows = pd.read_sql_query("SELECT run_id, layer FROM measures WHERE layer != 'all' AND measure IN "
+                                 "('c1', 'c2', 'c3', 'c4') ORDER BY rowid", db)
     rows = rows.drop_duplicates()
     rows["depth"] = rows.groupby("run_id").cumcount() + 1
     return rows

@@ -116,8 +116,8 @@ def _cmi_ratio(vm: np.ndarray, vg: np.ndarray, cells: np.ndarray) -> float:
     for cell in np.unique(cells):
         sel = cells == cell
         w = sel.sum() / total
-        joint = np.zeros((2, 2))
-        np.add.at(joint, ((vm[sel] > 0).astype(int), (vg[sel] > 0).astype(int)), 1)
+        joint = np.zeros((3, 2))  # V_m in {-1, 0, +1} (ties allowed), V_g in {-1, +1}
+        np.add.at(joint, ((vm[sel] + 1).astype(int), (vg[sel] > 0).astype(int)), 1)
         joint /= joint.sum()
         hg = _entropy(joint.sum(0))
         mi += w * (_entropy(joint.sum(1)) + hg - _entropy(joint.ravel()))
@@ -130,8 +130,9 @@ def conditional_mi_score(m: Any, g: Any, hparams: Hparams, max_set: int = 2) -> 
     ``max_set`` hyperparameters of I(V_m; V_g | U_S) / H(V_g | U_S).
 
     Over unordered pairs of models: V_m = sign(m_i - m_j), V_g = sign(g_i - g_j) and U_S
-    the pair's values of S (both models'). Pairs tied in ``g`` or ``m`` are left out; the
-    conditional quantities weight each cell u by its share of pairs. In [0, 1]; high only
+    the pair's values of S (both models'). Pairs tied in ``g`` are left out (ties in ``m``
+    are a third value of V_m, so a constant measure scores 0); the conditional quantities
+    weight each cell u by its share of pairs. NaN (with a warning) if no pair differs in ``g``. In [0, 1]; high only
     if the measure stays informative about the generalization ordering after conditioning
     on any (pair of) hyperparameter(s). The sign of ``m`` does not matter.
     """
@@ -139,9 +140,10 @@ def conditional_mi_score(m: Any, g: Any, hparams: Hparams, max_set: int = 2) -> 
     keys = _keys(hparams, len(m))
     i, j = np.triu_indices(len(m), k=1)
     vm, vg = np.sign(m[i] - m[j]), np.sign(g[i] - g[j])
-    keep = (vm != 0) & (vg != 0)
+    keep = vg != 0
     if not keep.any():
-        raise UserError("no pair of models differs in both the measure and generalization")
+        warnings.warn("no pair of models differs in generalization; the CMI score is undefined", stacklevel=2)
+        return math.nan
     codes = {k: np.unique([repr(h.get(k)) for h in hparams], return_inverse=True)[1] for k in keys}
     scores = []
     for size in range(0, max_set + 1):

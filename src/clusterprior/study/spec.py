@@ -61,8 +61,10 @@ class TrainSpec(_Strict):
 
 
 class MeasureSpec(_Strict):
-    names: list[Literal["c0", "c1", "c2", "c3", "c4", "distance_from_init", "layer_rotation"]] = Field(
-        default_factory=lambda: ["c3", "c4"])
+    names: list[Literal["c0", "c1", "c2", "c3", "c4", "distance_from_init", "layer_rotation", "param_norm",
+                        "log_spectral_product", "path_norm", "output_margin", "nc1", "davies_bouldin", "sigma_prime",
+                        "sigma_second", "alpha_prime", "alpha_second"]] = Field(default_factory=lambda: ["c3", "c4"])
+    sharpness_budget: float = Field(1.0, gt=0, le=1, description="scales sharpness's Monte-Carlo draws and ascent steps")
     k_neuron: int = Field(30, ge=1)
     k_layer: int = Field(1, ge=1)
     layerwise_k: int = Field(5, ge=1)

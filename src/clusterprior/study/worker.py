@@ -21,33 +21,18 @@ def measure_rows(
     model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, initial: dict[str, torch.Tensor]
 ) -> list[dict[str, Any]]:
     """The requested measures of ``model`` as long-format rows (layer "all" for model values)."""
-    from clusterprior.measures import INTRACLASS, intraclass_report
-    from clusterprior.measures.baselines import distance_from_init
-    from clusterprior.measures.rotation import layer_rotation
+    from clusterprior.measures import measure_model
 
-    rows = []
-    intraclass = [n for n in spec["names"] if n in INTRACLASS]
-    if intraclass:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
-            summary, layers = intraclass_report(
-                model, split, intraclass, k_neuron=spec["k_neuron"], k_layer=spec["k_layer"],
-                layerwise_k=spec["layerwise_k"], max_samples=spec["max_samples"], seed=MEASURE_SEED,
-            )
-        rows += [{"epoch": epoch, "measure": r.measure, "layer": "all", "value": float(r.value)}
-                 for r in summary.itertuples()]
-        for layer, values in layers.iterrows():
-            rows += [{"epoch": epoch, "measure": m, "layer": str(layer), "value": float(v)}
-                     for m, v in values.items() if v == v]
-    if "distance_from_init" in spec["names"]:
-        rows.append({"epoch": epoch, "measure": "distance_from_init", "layer": "all",
-                     "value": distance_from_init(model, initial)})
-    if "layer_rotation" in spec["names"]:
-        rotation = layer_rotation(initial, dict(model.named_parameters()))
-        rows.append({"epoch": epoch, "measure": "layer_rotation", "layer": "all",
-                     "value": sum(rotation.values()) / len(rotation)})
-        rows += [{"epoch": epoch, "measure": "layer_rotation", "layer": name.removesuffix(".weight"), "value": v}
-                 for name, v in rotation.items()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
+        summary, layers = measure_model(
+            model, split, spec["names"], initial=initial, k_neuron=spec["k_neuron"], k_layer=spec["k_layer"],
+            layerwise_k=spec["layerwise_k"], max_samples=spec["max_samples"],
+            sharpness_budget=spec["sharpness_budget"], seed=MEASURE_SEED,
+        )
+    rows = [{"epoch": epoch, "measure": r.measure, "layer": "all", "value": float(r.value)} for r in summary.itertuples()]
+    for layer, values in layers.iterrows():
+        rows += [{"epoch": epoch, "measure": m, "layer": str(layer), "value": float(v)} for m, v in values.items() if v == v]
     return rows
 
 
