@@ -14,6 +14,15 @@ from matplotlib.figure import Figure  # noqa: E402
 TARGET_LABEL = {"test_acc": "test accuracy", "gap": "minus generalization gap"}
 
 
+def _label(ax, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
+    """Axis labels, a small title and (optionally) the legend of one panel."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if legend:
+        ax.legend(fontsize=7)
+
+
 def scatter(models: pd.DataFrame, measures: list[str], axes: list[str], target: str) -> Figure:
     """Fig. 2.4: each measure against generalization, one column per hyperparameter colouring the points."""
     fig, grid = plt.subplots(len(measures), len(axes), figsize=(3.2 * len(axes), 2.6 * len(measures)), squeeze=False)
@@ -43,10 +52,7 @@ def per_layer(measures: pd.DataFrame, depths: pd.DataFrame, names: list[str]) ->
         depth = stats.index.to_numpy()
         ax.plot(depth, stats["mean"], marker="o", label="mean over runs")
         ax.fill_between(depth, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.25, label="± std")
-        ax.set_xlabel("ReLU layer (forward order)")
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} per layer", fontsize=9)
-        ax.legend(fontsize=7)
+        _label(ax, "ReLU layer (forward order)", name, f"{name} per layer")
     fig.suptitle("Measures across layers, averaged over models (thesis Fig. 2.6)")
     fig.tight_layout()
     return fig
@@ -65,10 +71,7 @@ def over_epochs(measures: pd.DataFrame, models: pd.DataFrame, names: list[str]) 
         for label, run in picks.items():
             series = whole[(whole["run_id"] == run["run_id"]) & (whole["measure"] == name)].sort_values("epoch")
             ax.plot(series["epoch"], series["value"], marker="o", label=f"{label} (test acc {run['test_acc']:.2f})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} during training", fontsize=9)
-        ax.legend(fontsize=7)
+        _label(ax, "epoch", name, f"{name} during training")
     fig.suptitle("Measures over training for tracked runs (thesis Fig. 2.7)")
     fig.tight_layout()
     return fig
