@@ -107,6 +107,15 @@ def test_budget_cuts_the_cost_and_kernel_only_variants_run(line_data):
         sigma_sharpness(model, x, y, budget=0)
 
 
+def test_batch_statistics_sharpness_never_evaluates_a_batch_of_one():
+    torch.manual_seed(0)
+    net = models.build("mlp", (3,), 2, width=0.05)  # BatchNorm1d before every ReLU
+    net.train()
+    x, y = torch.randn(5130, 3), torch.randint(0, 2, (5130,))  # a 10% subset of 513: 512 + 1
+    assert 0 <= sigma_sharpness(net, x, y, kernels_only=True, budget=0.1).value <= 2
+    assert net.training and all(m.training for m in net.modules()), "the caller's modes are restored"
+
+
 def test_every_baseline_in_a_study_and_its_report(tmp_path):
     from clusterprior import report, study
     from clusterprior.measures import BASELINE_NAMES

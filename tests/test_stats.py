@@ -77,5 +77,9 @@ def test_conditional_mi_score():
     assert stats.conditional_mi_score(m_a, g_a, hp, max_set=0) > 0.2
     assert stats.conditional_mi_score(m_a, g_a, hp) < 0.1, "informative only through hyperparameter a"
     assert stats.conditional_mi_score(np.ones(len(hp)), g, hp) == 0.0, "a constant measure carries no information"
+    noisy = g + rng.normal(size=len(hp))
+    order = rng.permutation(len(hp))
+    assert stats.conditional_mi_score(noisy[order], g[order], [hp[i] for i in order]) == pytest.approx(
+        stats.conditional_mi_score(noisy, g, hp)), "the order of the models does not matter"
     with pytest.warns(UserWarning, match="undefined"):
         assert math.isnan(stats.conditional_mi_score(g, np.ones(len(hp)), hp))

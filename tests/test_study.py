@@ -206,3 +206,16 @@ def test_local_and_ray_executors_store_the_same_results(tmp_path: Path):
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(results(tmp_path / "local"), results(tmp_path / "ray"))
+
+
+def test_a_worker_that_dies_fails_only_its_own_run():
+    from clusterprior.study.executors import run_local
+    from tests.fake_worker import fake_execute
+
+    tasks = [(f"r{i}", {"crash": i == 1, "sleep": 0.5}) for i in range(5)]
+    started, results = [], {}
+    run_local(tasks, 2, "/tmp", "cpu", started.append, lambda rid, res: results.__setitem__(rid, res) or True,
+              function=fake_execute)
+    assert set(results) == {f"r{i}" for i in range(5)}
+    assert results["r1"]["status"] == "failed" and "died" in results["r1"]["error"]
+    assert all(results[f"r{i}"]["status"] == "done" for i in (0, 2, 3, 4))

@@ -65,10 +65,12 @@ class _Probe:
 
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+        """Accuracy in near-equal batches (never a batch of one, which batch-statistics BN refuses)."""
         self.mode()
         correct = 0
-        for i in range(0, len(y), batch_size):
-            correct += int((self.model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+        chunks = -(-len(y) // batch_size)
+        for xb, yb in zip(x.tensor_split(chunks), y.tensor_split(chunks)):
+            correct += int((self.model(xb).argmax(1) == yb).sum())
             self.passes += 1
         return correct / len(y)
 
@@ -81,10 +83,13 @@ class _Probe:
     def __enter__(self) -> "_Probe":
         names = {id(p): n for n, p in self.model.named_parameters()}
         self._by_id = {id(p): self.saved[names[id(p)]] for p in self.params}
+        self._modes = {m: m.training for m in self.model.modules()}
         return self
 
     def __exit__(self, *exc) -> None:
         self.restore()
+        for module, training in self._modes.items():
+            module.train(training)
 
 
 def _bisect(accuracy_at, high: float) -> float:

@@ -129,8 +129,8 @@ def conditional_mi_score(m: Any, g: Any, hparams: Hparams, max_set: int = 2) -> 
     """Jiang et al.'s conditional-independence score K(m) = min over sets S of at most
     ``max_set`` hyperparameters of I(V_m; V_g | U_S) / H(V_g | U_S).
 
-    Over unordered pairs of models: V_m = sign(m_i - m_j), V_g = sign(g_i - g_j) and U_S
-    the pair's values of S (both models'). Pairs tied in ``g`` are left out (ties in ``m``
+    Over ordered pairs of models (so that the result does not depend on their order):
+    V_m = sign(m_i - m_j), V_g = sign(g_i - g_j) and U_S the pair's values of S (both models'). Pairs tied in ``g`` are left out (ties in ``m``
     are a third value of V_m, so a constant measure scores 0); the conditional quantities
     weight each cell u by its share of pairs. NaN (with a warning) if no pair differs in ``g``. In [0, 1]; high only
     if the measure stays informative about the generalization ordering after conditioning
@@ -138,7 +138,7 @@ def conditional_mi_score(m: Any, g: Any, hparams: Hparams, max_set: int = 2) -> 
     """
     m, g = _vector(m, "m"), _vector(g, "g")
     keys = _keys(hparams, len(m))
-    i, j = np.triu_indices(len(m), k=1)
+    i, j = np.nonzero(~np.eye(len(m), dtype=bool))  # ordered pairs: the cells (a, b) and (b, a) both seen
     vm, vg = np.sign(m[i] - m[j]), np.sign(g[i] - g[j])
     keep = vg != 0
     if not keep.any():

@@ -46,7 +46,8 @@ def alpha_multipliers(n_layers: int, alpha: float) -> list[float]:
 
 def base_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """The optimizers Layca wraps (SPEC.md 4.2); "sgd-amom" is SGD with Adam-like momentum,
-    an exponential moving average of the gradient (momentum 0.9, dampening 0.9)."""
+    an exponential moving average of the gradient (momentum 0.9, dampening 0.9; torch starts
+    the average at the first gradient, the reference code at 0)."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd-amom":
@@ -61,18 +62,28 @@ def base_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0)
 
 
 class Layca:
-    """Wraps a base optimizer over all of ``model``'s parameters; see the module docstring.
+    """Layca over a base optimizer (one of :data:`BASES`) for all of ``model``'s parameters;
+    see the module docstring.
 
-    Exposes ``param_groups``, ``zero_grad``, ``step`` and ``state_dict`` like an optimizer."""
+    Kernels get a parameter group of their own whose learning rate is rho(t) (the trainer's
+    schedule sets it like any other group's); the base optimizer steps them at unit rate, so
+    the proposed step ``s`` is the gradient-like direction without the rate (the ``eps`` test
+    applies to it, as in the reference code). Exposes ``param_groups``, ``zero_grad``,
+    ``step`` and ``state_dict`` like an optimizer."""
 
     def __init__(
-        self, model: nn.Module, base: torch.optim.Optimizer, multipliers: Sequence[float] | None = None,
-        schedule: Callable[[int], Sequence[float]] | None = None, eps: float = 1e-7,
+        self, model: nn.Module, base: str = "sgd", lr: float = 3 ** -3, weight_decay: float = 0.0,
+        multipliers: Sequence[float] | None = None, schedule: Callable[[int], Sequence[float]] | None = None,
+        eps: float = 1e-7,
     ):
-        self.base = base
-        self.kernels = list(kernels(model).values())
+        self.kernels = [w for w in kernels(model).values() if w.requires_grad]
         if not self.kernels:
             raise UserError("Layca needs Conv or Linear layers")
+        ids = {id(w) for w in self.kernels}
+        others = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+        groups = [{"params": self.kernels}] + ([{"params": others}] if others else [])
+        self.base = base_optimizer(base, groups, lr, weight_decay)
+        self.kernel_group = self.base.param_groups[0]
         n = len(self.kernels)
         self.multipliers = list(multipliers) if multipliers is not None else [1.0] * n
         if len(self.multipliers) != n:
@@ -81,8 +92,6 @@ class Layca:
         self.eps = eps
         self.steps = 0
         self.initial_norms = [float(w.detach().norm()) for w in self.kernels]
-        group_of = {id(p): g for g in base.param_groups for p in g["params"]}
-        self._groups = [group_of[id(w)] for w in self.kernels]
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -95,22 +104,27 @@ class Layca:
         return {"base": self.base.state_dict(), "steps": self.steps}
 
     def rates(self) -> list[float]:
-        """rho_l for the coming step: the group's learning rate x layer multiplier (x schedule)."""
+        """rho_l for the coming step: the kernel group's rate x layer multiplier (x schedule)."""
         extra = self.schedule(self.steps) if self.schedule is not None else [1.0] * len(self.kernels)
-        return [g["lr"] * m * e for g, m, e in zip(self._groups, self.multipliers, extra)]
+        return [self.kernel_group["lr"] * m * e for m, e in zip(self.multipliers, extra)]
 
     @torch.no_grad()
     def step(self) -> None:
         before = [w.detach().clone() for w in self.kernels]
         rates = self.rates()
-        self.base.step()
-        for w, w_old, rho, norm0 in zip(self.kernels, before, rates, self.initial_norms):
-            s = w - w_old  # the base optimizer's update (a descent step)
+        rho = self.kernel_group["lr"]
+        self.kernel_group["lr"] = 1.0  # the base proposes its step at unit rate
+        try:
+            self.base.step()
+        finally:
+            self.kernel_group["lr"] = rho
+        for w, w_old, rate, norm0 in zip(self.kernels, before, rates, self.initial_norms):
+            s = w - w_old  # the base optimizer's descent step, without the rate
             w.copy_(w_old)
             s -= (s * w).sum() / (w * w).sum() * w
             s_norm = s.norm()
             if s_norm <= self.eps:
                 continue
-            w.add_(s, alpha=float(rho * w.norm() / s_norm))
+            w.add_(s, alpha=float(rate * w.norm() / s_norm))
             w.mul_(norm0 / w.norm())
         self.steps += 1

@@ -78,11 +78,11 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> Any:
     """SGD or Adam, or a Layca wrapper ("<base>-layca": the group's learning rate is rho(t))."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer.endswith("-layca"):
-        from clusterprior.train.layca import Layca, alpha_multipliers, base_optimizer
+        from clusterprior.train.layca import Layca, alpha_multipliers
 
-        base = base_optimizer(config.optimizer.removesuffix("-layca"), params, config.lr, config.weight_decay)
         n_kernels = len(kernels(model))
-        return Layca(model, base, alpha_multipliers(n_kernels, config.layca_alpha) if n_kernels else None)
+        return Layca(model, config.optimizer.removesuffix("-layca"), config.lr, config.weight_decay,
+                     alpha_multipliers(n_kernels, config.layca_alpha) if n_kernels else None)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
