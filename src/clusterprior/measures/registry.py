@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -141,14 +142,17 @@ def measure_model(
     sharpness_budget: float = 1.0,
     batch_size: int = 512,
     seed: int = 0,
+    reps: Any = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Any registered measures (c0-c4 and the baselines) of one model, representations
-    captured once; the same ``(summary, layers)`` frames as :func:`intraclass_report`, the
+    captured once (or given as ``reps``, a :class:`clusterprior.probe.Representations` of
+    ``split.x``); the same ``(summary, layers)`` frames as :func:`intraclass_report`, the
     baselines' per-layer values (distance from init, rotation) in ``layers`` by parameter."""
     from clusterprior import probe
 
     keys = select(None if measures is None else list(measures), split.sub is not None)
-    reps = probe.collect(model, split.x, batch_size=batch_size)
+    if reps is None:
+        reps = probe.collect(model, split.x, batch_size=batch_size)
     intraclass = [k for k in keys if k in INTRACLASS]
     summary, layers = (_intraclass(model, split, intraclass, reps, k_neuron, k_layer, layerwise_k, max_samples,
                                    batch_size, seed) if intraclass else

@@ -18,9 +18,11 @@ MEASURE_SEED = 0
 
 
 def measure_rows(
-    model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, initial: dict[str, torch.Tensor]
+    model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, initial: dict[str, torch.Tensor],
+    reps: Any = None,
 ) -> list[dict[str, Any]]:
-    """The requested measures of ``model`` as long-format rows (layer "all" for model values)."""
+    """The requested measures of ``model`` as long-format rows (layer "all" for model values);
+    ``reps``: the probe's representations of ``split.x``, when already captured."""
     from clusterprior.measures import measure_model
 
     with warnings.catch_warnings():
@@ -28,7 +30,7 @@ def measure_rows(
         summary, layers = measure_model(
             model, split, spec["names"], initial=initial, k_neuron=spec["k_neuron"], k_layer=spec["k_layer"],
             layerwise_k=spec["layerwise_k"], max_samples=spec["max_samples"],
-            sharpness_budget=spec["sharpness_budget"], seed=MEASURE_SEED,
+            sharpness_budget=spec["sharpness_budget"], seed=MEASURE_SEED, reps=reps,
         )
     rows = [{"epoch": epoch, "measure": r.measure, "layer": "all", "value": float(r.value)} for r in summary.itertuples()]
     for layer, values in layers.iterrows():
@@ -92,13 +94,15 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
                              depth=m["depth"], dropout=m["dropout"], batchnorm=m["batchnorm"], **m["options"])
         initial = {n: p.detach().clone() for n, p in model.named_parameters()}
         rows: list[dict[str, Any]] = []
-        snapshots: dict[int, Any] = {}
+        snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
+        latest: dict[str, Any] = {}
         every = ms["track_every"]
 
         def measure(net: torch.nn.Module, epoch: int) -> None:
-            rows.extend(measure_rows(net, probe, ms, epoch, initial))
+            latest["reps"] = probe_mod.collect(net, probe.x)  # captured once per measurement
+            rows.extend(measure_rows(net, probe, ms, epoch, initial, latest["reps"]))
             if ms["save_preactivations"]:
-                snapshots[epoch] = probe_mod.collect(net, probe.x)
+                snapshots[epoch] = latest["reps"]
 
         def track(state: train.EpochState) -> None:
             if every and state.epoch % every == 0:
@@ -111,7 +115,7 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
             if not any(r["epoch"] == last for r in rows):
                 measure(model, last)
             if ms["k_sweep"]:
-                rows.extend(k_sweep_rows(probe_mod.collect(model, probe.x).pre, probe, ms["k_sweep"], last))
+                rows.extend(k_sweep_rows(latest["reps"].pre, probe, ms["k_sweep"], last))
         run_dir = Path(folder) / "runs" / config["id"]
         train.checkpoint.save(run_dir / "model.safetensors", model, extra={"data": d, "train": t, "run": config["id"]})
         if snapshots:
