@@ -171,7 +171,7 @@ def train_cmd(
     stop_loss: Optional[float] = typer.Option(None, help="Stop once the epoch's training loss is below this."),
     seed: int = typer.Option(0, help="Seed of initialisation, data order, augmentation and dropout."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    data_dir: Optional[str] = typer.Option(None, help="Folder with the CIFAR archives."),
+    data_dir: Optional[str] = typer.Option(None, help="Folder with the CIFAR archives or MNIST idx files."),
     data_option: list[str] = typer.Option([], "--data-option", "-o", help="Data set option KEY=VALUE (repeatable)."),
     checkpoint_format: str = typer.Option("safetensors", help="safetensors or pt."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress or tables."),
@@ -206,7 +206,7 @@ def measure(
     k_layer: int = typer.Option(1, help="Top-k layers for c2 and c4 (thesis: 1 for VGG, 5 for ResNets)."),
     max_samples: Optional[int] = typer.Option(None, help="c4: samples for the whole-set spread (random subset)."),
     sharpness_budget: float = typer.Option(1.0, help="Sharpness baselines: fraction (0, 1] of the thesis's draws/steps."),
-    data_dir: Optional[str] = typer.Option(None, help="Folder with the CIFAR archives."),
+    data_dir: Optional[str] = typer.Option(None, help="Folder with the CIFAR archives or MNIST idx files."),
     data_option: list[str] = typer.Option([], "--data-option", "-o", help="Data set option KEY=VALUE (repeatable)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
@@ -389,6 +389,41 @@ def experiment_layer_rotation(
     best = table.loc[table["test_acc"].idxmax()]
     print(f"best: alpha {best['alpha']:+.1f}, rho0 3^{best['log3_rho0']:g}, test acc {best['test_acc']:.4f}; "
           f"wrote {out}/results.csv, rotation_curves.png, loss_curves.png")
+
+
+@experiment_app.command("winner-take-most")
+def experiment_winner_take_most(
+    setting: str = typer.Option("base", help="A setting, a comma-separated list, or 'all' (every SynthClust "
+                                             "setting; mnist only by name)."),
+    seeds: int = typer.Option(3, help="Seeds per setting (data draw and initialisation)."),
+    scale: Optional[float] = typer.Option(None, help="Shrink hidden widths and epochs by this factor (0, 1]: a "
+                                                     "smaller experiment, not compared with the thesis."),
+    out: Path = typer.Option(Path("winner-take-most"), help="Output folder (finished runs are reused)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    data_dir: Optional[str] = typer.Option(None, help="Folder with the MNIST idx files (setting mnist)."),
+) -> None:
+    """Neuron-level dynamics on SynthClust (thesis Ch. 3): accuracy beside the thesis's, and the
+    winner-take-most index, per setting."""
+    from clusterprior.experiments import winner_take_most as wtm
+    from clusterprior.train import resolve_device
+
+    names = wtm.IN_ALL if setting == "all" else [s.strip() for s in setting.split(",") if s.strip()]
+    resolved = str(resolve_device(device))
+    for name in names:
+        if name in wtm.SETTINGS:
+            print(f"{name}: {wtm.SETTINGS[name].note}", flush=True)
+
+    def show(name: str, row: dict) -> None:
+        extra = f", noise-0.4 test {row['standard_test_acc']:.4f}" if row["standard_test_acc"] == row["standard_test_acc"] else ""
+        print(f"  {name} seed {row['seed']}: test acc {row['test_acc']:.4f}{extra}, train acc {row['train_acc']:.4f}, "
+              f"WTM spread gain {row['spread_gain']:+.3f}, gap ratio {row['gap_ratio']:.2f} "
+              f"({row['seconds']:.0f} s)", flush=True)
+
+    _, summary = wtm.run(names, out, seeds=seeds, scale=scale, device=resolved, data_dir=data_dir, on_result=show)
+    if scale not in (None, 1.0):
+        print(f"scale {scale}: widths and epochs reduced, so the thesis's numbers are not shown beside these")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {out}/results.csv, summary.csv and, per setting, seed0/dynamics.png, loss_shares.png")
 
 
 def _error(message: str) -> None:

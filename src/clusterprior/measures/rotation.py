@@ -66,8 +66,8 @@ class RotationMonitor:
         if self.every_steps is None:
             self._record(state.model, state.epoch)
 
-    def on_step(self, model: nn.Module, epoch: int, step: int) -> None:
+    def on_step(self, state) -> None:
         """Step callback for :func:`clusterprior.train.fit` (``step_callbacks``); counts steps."""
-        self.steps = step
-        if self.every_steps and step % self.every_steps == 0:
-            self._record(model, epoch)
+        self.steps = state.step
+        if self.every_steps and state.step % self.every_steps == 0:
+            self._record(state.model, state.epoch)

@@ -16,11 +16,13 @@ from torch import nn
 
 from clusterprior.errors import UserError
 from clusterprior.models.convnet import cnn, vgg
+from clusterprior.models.layers import NoActivation, he_uniform_
 from clusterprior.models.mlp import mlp
 from clusterprior.models.wrn import wrn
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "cnn": cnn, "vgg": vgg, "wrn": wrn}
 CONFIG_ATTR = "clusterprior_config"
+__all__ = ["BUILDERS", "CONFIG_ATTR", "NoActivation", "available", "build", "he_uniform_", "neuron_counts", "relu_modules"]
 
 
 def available() -> list[str]:
@@ -39,7 +41,7 @@ def build(
 ) -> nn.Module:
     """Build model ``name`` for inputs of ``input_shape`` (without the batch axis).
 
-    ``options`` are model-specific (``mlp``: ``hidden``, ``bias``; ``cnn``/``vgg``:
+    ``options`` are model-specific (``mlp``: ``hidden``, ``bias``, ``activation``, ``input_dropout``; ``cnn``/``vgg``:
     ``stages``, ``convs``; ``wrn``: ``stages``, ``blocks``). The arguments are kept
     on the model (attribute ``clusterprior_config``) so checkpoints can rebuild it.
     """
@@ -62,9 +64,11 @@ def build(
     return model
 
 
-def relu_modules(model: nn.Module) -> list[tuple[str, nn.ReLU]]:
-    """``(name, module)`` of every ``nn.ReLU`` in registration order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
+def relu_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every activation module (``nn.ReLU``, or the
+    :class:`~clusterprior.models.layers.NoActivation` of a linear hidden layer) in
+    registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.ReLU, NoActivation))]
 
 
 @torch.no_grad()

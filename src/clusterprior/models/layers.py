@@ -3,6 +3,7 @@ preceded by a BatchNorm (when ``batchnorm``), so probes can hook it."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -23,9 +24,35 @@ def norm(dims: int, channels: int, batchnorm: bool) -> nn.Module:
     return nn.BatchNorm1d(channels) if dims in (0, 1) else nn.BatchNorm2d(channels)
 
 
-def bn_relu(dims: int, channels: int, batchnorm: bool) -> list[nn.Module]:
-    """``[BatchNorm, ReLU]``: the pre-activation the measures read is the BN output."""
-    return [norm(dims, channels, batchnorm), nn.ReLU(inplace=True)]
+class NoActivation(nn.Identity):
+    """The identity where a ReLU would be (a linear hidden layer), kept as a module of its
+    own type so that probes and recorders find the layer like a ReLU."""
+
+
+ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "linear": NoActivation}
+
+
+def bn_relu(dims: int, channels: int, batchnorm: bool, activation: str = "relu") -> list[nn.Module]:
+    """``[BatchNorm, ReLU]`` (or the ``activation`` named in :data:`ACTIVATIONS`): the
+    pre-activation the measures read is the BN output."""
+    if activation not in ACTIVATIONS:
+        from clusterprior.errors import UserError
+
+        raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    return [norm(dims, channels, batchnorm), ACTIVATIONS[activation]()]
+
+
+@torch.no_grad()
+def he_uniform_(model: nn.Module) -> nn.Module:
+    """He-uniform kernels (``U(-b, b)``, ``b = sqrt(6 / fan_in)``, Keras's ``he_uniform``) and
+    zero biases for every Linear and Conv layer; returns ``model``. Under Layca, which keeps
+    every kernel at its initial norm, this sets the scale of the logits for the whole run."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            nn.init.kaiming_uniform_(module.weight, a=0.0, nonlinearity="relu")
+            if module.bias is not None:
+                module.bias.zero_()
+    return model
 
 
 def max_pool(dims: int) -> nn.Module:

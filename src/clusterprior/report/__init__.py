@@ -12,7 +12,6 @@ from clusterprior.measures import INTRACLASS
 from clusterprior.report import figures
 from clusterprior.report.html import page, table_html
 from clusterprior.report.tables import Analysis, analyse, k_sweep, layer_depths, markdown
-from clusterprior.study import load
 
 
 @dataclass
@@ -36,6 +35,8 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
     (out / "report.md").write_text(
         f"# Granulated Kendall ({analysis.target}, {len(analysis.models)} models)\n\n{markdown(analysis.kendall)}\n\n"
         f"# Conditional mutual information score\n\n{markdown(cmi_table, 3)}\n")
+    from clusterprior.study import load  # lazily: the figures alone need no study stack (pydantic)
+
     study = load(folder)
     try:
         measures = study.measures()

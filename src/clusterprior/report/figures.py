@@ -167,3 +167,57 @@ def loss_curves(histories: dict[str, list[dict[str, float]]], title: str) -> Fig
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+CLASS_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:orange")
+
+
+def neuron_dynamics(dyn, plot: dict[str, list[int]], title: str, zoom: int = 30) -> Figure:
+    """Thesis Figs. 3.2-3.4, one column per plotted neuron (``plot``: layer -> positions in the
+    recording): (1) each cluster's mean pre-activation over training steps, coloured by class;
+    (2) the same over the first ``zoom`` steps; (3) histograms of the last pre-activations per
+    class; (4) histograms per class of each example's average sign of dL/da."""
+    columns = [(layer, k) for layer, ks in plot.items() for k in ks]
+    fig, grid = plt.subplots(4, len(columns), figsize=(2.3 * len(columns), 8.4), squeeze=False)
+    classes = np.unique(dyn.target)
+    for col, (layer, k) in enumerate(columns):
+        means = dyn.cluster_means[layer][:, k]  # [T, C]
+        for c, cls in enumerate(dyn.class_of_cluster):
+            colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
+            grid[0][col].plot(means[:, c], color=colour, lw=0.8)
+            grid[1][col].plot(means[:zoom, c], color=colour, lw=0.8)
+        sign = dyn.average_sign(layer)[k]
+        for cls in classes:
+            colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
+            mask = dyn.target == cls
+            grid[2][col].hist(dyn.last[layer][k, mask], bins=40, color=colour, alpha=0.6, label=f"class {cls}")
+            grid[3][col].hist(sign[mask], bins=np.linspace(-1, 1, 41), color=colour, alpha=0.6, label=f"class {cls}")
+        grid[0][col].set_title(f"layer {layer}, neuron {int(dyn.neurons[layer][k])}", fontsize=8)
+        for row, (xlabel, ylabel) in enumerate((("step", "cluster mean pre-act."), (f"step (first {zoom})", "cluster mean"),
+                                                 ("final pre-activation", "examples"),
+                                                 ("average sign of dL/da", "examples"))):
+            _label(grid[row][col], xlabel, ylabel if col == 0 else "", "", legend=(row >= 2 and col == 0))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def loss_shares(dyn, title: str, zoom: int = 30) -> Figure:
+    """Thesis Fig. 3.5: each group's share of the training loss (easy: group 0, difficult:
+    group 1) over all steps and over the first ``zoom`` steps, and each group's mean loss."""
+    share = dyn.group_loss / np.maximum(dyn.group_loss.sum(1, keepdims=True), 1e-30)
+    mean = dyn.group_loss / np.maximum(dyn.group_count, 1)
+    names = ("easy (x.r_opp < x.r_true)", "difficult (x.r_opp > x.r_true)")
+    fig, grid = plt.subplots(1, 3, figsize=(12.0, 3.2))
+    for g in range(share.shape[1]):
+        label = names[g] if g < len(names) else f"group {g}"
+        grid[0].plot(share[:, g], label=label)
+        grid[1].plot(share[:zoom, g], label=label, marker=".")
+        grid[2].plot(mean[:, g], label=label)
+    grid[2].set_yscale("log")
+    _label(grid[0], "step", "share of the training loss", "loss share")
+    _label(grid[1], f"step (first {zoom})", "share of the training loss", "loss share, early steps")
+    _label(grid[2], "step", "mean loss of the group", "mean loss per example")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

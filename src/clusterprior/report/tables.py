@@ -16,7 +16,6 @@ import pandas as pd
 from clusterprior import stats
 from clusterprior.errors import UserError
 from clusterprior.measures.baselines import ORIENTATION
-from clusterprior.study import load
 
 TARGETS = ("test_acc", "gap")
 SWEEP = re.compile(r"^(c[13])\[k=(\d+)\]$")  # the k-sweep rows written by the worker
@@ -40,6 +39,8 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
     ``target`` is test accuracy, or minus the gap train_acc - test_acc."""
     if target not in TARGETS:
         raise UserError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    from clusterprior.study import load  # lazily: the figures alone need no study stack (pydantic)
+
     study = load(folder)
     try:
         runs = study.runs()

@@ -5,9 +5,11 @@ from clusterprior.train import checkpoint
 from clusterprior.train.augment import augment
 from clusterprior.train.config import TrainConfig, lr_at
 from clusterprior.train.layca import Layca, alpha_multipliers
-from clusterprior.train.loop import Callback, EpochState, TrainResult, evaluate, fit, make_optimizer, resolve_device
+from clusterprior.train.loop import (
+    Callback, EpochState, StepState, TrainResult, evaluate, fit, make_optimizer, per_example_loss, predict, resolve_device,
+)
 
 __all__ = [
     "Callback", "EpochState", "Layca", "TrainConfig", "alpha_multipliers", "TrainResult", "augment", "checkpoint", "evaluate", "fit", "lr_at",
-    "make_optimizer", "resolve_device",
+    "make_optimizer", "per_example_loss", "predict", "resolve_device", "StepState",
 ]

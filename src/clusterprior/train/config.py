@@ -9,6 +9,7 @@ from typing import Any
 from clusterprior.errors import UserError
 from clusterprior.train.augment import KEYS as AUGMENT_KEYS
 
+LOSSES = ("ce", "bce")
 OPTIMIZERS = ("sgd", "adam", "sgd-layca", "sgd-amom-layca", "adam-layca", "rmsprop-layca", "adagrad-layca")
 
 
@@ -43,6 +44,7 @@ class TrainConfig:
     channels_last: bool = True
     amp: bool = True  # bf16 autocast of forward passes on CUDA (ignored on CPU)
     eval_batch_size: int = 1024
+    loss: str = "ce"  # "ce": softmax cross-entropy; "bce": one sigmoid output, binary cross-entropy
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -61,6 +63,7 @@ class TrainConfig:
             (set(self.augment_options) <= set(AUGMENT_KEYS), f"augment options are {', '.join(AUGMENT_KEYS)}"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
             (-1.0 < self.layca_alpha < 1.0, "layca_alpha must be in (-1, 1)"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -40,8 +40,41 @@ class EpochState:
         return self.history[-1]
 
 
+@dataclass
+class StepState:
+    """What a step callback sees after every optimisation step: the batch's sample
+    indices into the training split, its (augmented) forward output and targets."""
+
+    model: nn.Module
+    epoch: int
+    step: int  # global step count, 1-based
+    index: torch.Tensor
+    output: torch.Tensor
+    target: torch.Tensor
+    config: TrainConfig
+
+
 Callback = Callable[[EpochState], "bool | None"]  # return True to stop training
-StepCallback = Callable[[nn.Module, int, int], None]  # (model, epoch, global step) after every step
+StepCallback = Callable[[StepState], None]
+
+
+def per_example_loss(out: torch.Tensor, target: torch.Tensor, kind: str = "ce") -> torch.Tensor:
+    """Loss of every example: ``ce`` = softmax cross-entropy of ``[N, C]`` logits;
+    ``bce`` = binary cross-entropy of one logit ``z`` (``[N, 1]``) against ``y`` in {0, 1},
+    ``-y log s(z) - (1 - y) log(1 - s(z))`` with ``s`` the sigmoid."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(out[:, 0].float(), target.float(), reduction="none")
+    return F.cross_entropy(out.float(), target, reduction="none")
+
+
+def predict(out: torch.Tensor, kind: str = "ce") -> torch.Tensor:
+    """Predicted class: argmax of the logits (``ce``), or ``z > 0`` for one logit (``bce``)."""
+    return (out[:, 0] > 0).long() if kind == "bce" else out.argmax(1)
+
+
+def _check_output(out: torch.Tensor, kind: str) -> None:
+    if kind == "bce" and (out.ndim != 2 or out.shape[1] != 1):
+        raise UserError(f"loss 'bce' needs a model with one output logit, got output shape {list(out.shape)}")
 
 
 @dataclass
@@ -102,22 +135,24 @@ def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, amp: bool = True
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, amp: bool = True, loss: str = "ce"
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (eval mode) on ``(x, y)``."""
+    """Mean loss (:func:`per_example_loss` of kind ``loss``) and accuracy of ``model``
+    (eval mode) on ``(x, y)``."""
     was_training = model.training
     model.eval()
-    loss = torch.zeros((), device=x.device)
+    total = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for start in range(0, len(y), batch_size):
         with autocast(x.device, amp):
             out = model(x[start : start + batch_size]).float()
         target = y[start : start + batch_size]
-        loss += F.cross_entropy(out, target, reduction="sum")
-        correct += (out.argmax(1) == target).sum()
+        _check_output(out, loss)
+        total += per_example_loss(out, target, loss).sum()
+        correct += (predict(out, loss) == target).sum()
     model.train(was_training)
     n = max(1, len(y))
-    return loss.item() / n, correct.item() / n
+    return total.item() / n, correct.item() / n
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Sequence[torch.Tensor]:
@@ -135,7 +170,8 @@ def fit(
     callbacks: Sequence[Callback] = (),
     step_callbacks: Sequence[StepCallback] = (),
 ) -> TrainResult:
-    """Train ``model`` on ``train`` with cross-entropy; evaluate ``test`` every epoch.
+    """Train ``model`` on ``train`` with ``config.loss`` (cross-entropy, or binary
+    cross-entropy of one logit); evaluate ``test`` every epoch.
 
     Deterministic for a given ``config.seed`` on CPU (data order, augmentation and
     dropout are seeded here; seed the model's initialisation before building it).
@@ -178,22 +214,24 @@ def fit(
                 xb = augment(xb, aug_gen, **aug_params)
             with autocast(device, config.amp):
                 out = model(xb.contiguous(memory_format=fmt))
-                loss = F.cross_entropy(out, yb)
+                _check_output(out, config.loss)
+                loss = per_example_loss(out, yb, config.loss).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total_steps += 1
             for hook in step_callbacks:
-                hook(model, epoch, total_steps)
+                hook(StepState(model, epoch, total_steps, idx, out.detach(), yb, config))
             loss_sum.add_(loss.detach(), alpha=len(idx))
-            correct.add_((out.detach().argmax(1) == yb).sum())
+            correct.add_((predict(out.detach(), config.loss) == yb).sum())
             seen += len(idx)
         row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
         if not math.isfinite(row["train_loss"]):
             history.append({**row, "seconds": time.perf_counter() - start})
             return TrainResult("diverged", "non-finite loss", history)
         if x_test is not None:
-            row["test_loss"], row["test_acc"] = evaluate(model, x_test, y_test, config.eval_batch_size, config.amp)
+            row["test_loss"], row["test_acc"] = evaluate(model, x_test, y_test, config.eval_batch_size, config.amp,
+                                                         config.loss)
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         state = EpochState(epoch, model, optimizer, history, config)

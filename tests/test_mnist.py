@@ -1,0 +1,123 @@
+"""MNIST from small fake idx files in the real on-disk format (plain and gzipped)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import clusterprior.data.mnist  # noqa: F401  (registration)
+from clusterprior import UserError, data
+from clusterprior.data.mnist import ENV_VAR, FILES
+
+TRAIN_DIGITS = np.arange(20) % 10
+TEST_DIGITS = (np.arange(10) * 3) % 10
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    """The idx encoding of a uint8 array: magic, big-endian dims, raw data."""
+    return struct.pack(f">I{array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def write(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+def write_mnist(folder: Path) -> dict[str, np.ndarray]:
+    """20 train and 10 test images; the train files gzipped, the test files plain."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, digits, suffix in (("train", TRAIN_DIGITS, ".gz"), ("test", TEST_DIGITS, "")):
+        images_name, labels_name = FILES[split]
+        images = rng.integers(0, 256, size=(len(digits), 28, 28), dtype=np.uint8)
+        images[0, 0, 0], images[0, 0, 1] = 0, 255
+        write(folder / f"{images_name}{suffix}", idx_bytes(images, 0x803))
+        write(folder / f"{labels_name}{suffix}", idx_bytes(digits, 0x801))
+        arrays[split] = images
+    return arrays
+
+
+@pytest.fixture
+def mnist_root(tmp_path: Path) -> Path:
+    write_mnist(tmp_path / "MNIST" / "raw")
+    return tmp_path
+
+
+def test_digit_target_reads_plain_and_gzipped_files(tmp_path: Path):
+    arrays = write_mnist(tmp_path)
+    train = data.load("mnist", root=str(tmp_path), normalize="none")
+    test = data.load("mnist", "test", root=str(tmp_path), normalize="none")
+    assert train.x.shape == (20, 1, 28, 28) and test.x.shape == (10, 1, 28, 28)
+    assert train.x.dtype == torch.float32 and train.y.dtype == torch.int64
+    assert float(train.x.min()) == 0.0 and float(train.x.max()) == 1.0
+    assert torch.allclose(test.x[:, 0], torch.from_numpy(arrays["test"] / np.float32(255)))
+    assert train.y.tolist() == TRAIN_DIGITS.tolist() and test.y.tolist() == TEST_DIGITS.tolist()
+    assert train.sub is None and train.n_classes == 10 and train.meta.kind == "image"
+    assert train.meta.class_names == tuple("0123456789") and train.meta.augment == {}
+
+
+def test_binary_target_groups_digits_0_4_and_5_9(mnist_root: Path):
+    train = data.load("mnist", root=str(mnist_root), target="binary")
+    assert train.n_classes == 2 and train.meta.subclass_names == tuple("0123456789")
+    assert train.meta.superclass_of == (0, 0, 0, 0, 0, 1, 1, 1, 1, 1)
+    assert train.sub.tolist() == TRAIN_DIGITS.tolist()
+    assert train.y.tolist() == (TRAIN_DIGITS >= 5).astype(int).tolist()
+    assert torch.equal(torch.tensor(train.meta.superclass_of)[train.sub], train.y)
+    assert train.meta.normalization["mode"] == "global" and abs(float(train.x.mean())) < 1e-5
+    with pytest.raises(UserError, match="target"):
+        data.load("mnist", root=str(mnist_root), target="parity")
+
+
+def test_folder_from_the_environment_and_subfolder_layouts(mnist_root: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(mnist_root))
+    assert len(data.load("mnist", "test")) == 10
+    assert len(data.load("mnist", "test", root=str(mnist_root / "MNIST" / "raw"))) == 10
+    write_mnist(tmp_path / "other" / "mnist")
+    assert len(data.load("mnist", root=str(tmp_path / "other"))) == 20
+
+
+def test_missing_file_says_which_where_and_how(mnist_root: Path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    (mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(UserError) as err:
+        data.load("mnist", root=str(mnist_root))
+    message = str(err.value)
+    assert "\n" not in message
+    assert "t10k-labels-idx1-ubyte not found in " + str(mnist_root / "MNIST" / "raw") in message
+    assert "train-images-idx3-ubyte" in message and "--data-dir" in message and ENV_VAR in message
+    with pytest.raises(UserError, match="no data folder given"):
+        data.load("mnist")
+
+
+@pytest.mark.parametrize(
+    "name, payload, message",
+    [
+        ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((10, 28, 28)), 0x801), "magic 0x00000801"),
+        ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((10, 28, 28)), 0x803)[:-5], "file holds 7835"),
+        ("t10k-labels-idx1-ubyte", b"\x00\x00", "truncated"),
+        ("t10k-labels-idx1-ubyte", idx_bytes(np.full(10, 10), 0x801), "0..9"),
+        ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(9), 0x801), "10 images but"),
+        ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((10, 28, 27)), 0x803), "28x28"),
+    ],
+)
+def test_bad_idx_files_are_refused_naming_the_file(mnist_root: Path, name: str, payload: bytes, message: str):
+    write(mnist_root / "MNIST" / "raw" / name, payload)
+    with pytest.raises(UserError, match=message) as err:
+        data.load("mnist", "test", root=str(mnist_root))
+    assert "t10k-" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_corrupt_gzip_is_refused_naming_the_file(mnist_root: Path):
+    path = mnist_root / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(UserError, match="train-labels-idx1-ubyte.gz"):
+        data.load("mnist", root=str(mnist_root))
