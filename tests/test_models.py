@@ -76,3 +76,27 @@ def test_bad_arguments(kwargs: dict, message: str):
     args = {"name": "cnn", "input_shape": (1, 40), "n_classes": 5, **kwargs}
     with pytest.raises(UserError, match=message):
         models.build(**args)
+
+
+def test_mlp_linear_activation_input_dropout_and_he_uniform():
+    from clusterprior.models.layers import NoActivation
+
+    model = models.build("mlp", (50,), 1, hidden=[30, 20], activation="linear", input_dropout=0.5, batchnorm=False)
+    assert isinstance(model[1], torch.nn.Dropout) and model[1].p == 0.5
+    layers = models.relu_modules(model)
+    assert len(layers) == 2 and all(isinstance(m, NoActivation) for _, m in layers)
+    assert models.neuron_counts(model, (50,)) == {name: n for (name, _), n in zip(layers, (30, 20))}
+    x = torch.randn(4, 50)
+    model.eval()
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    torch.testing.assert_close(model(x), linear[2](linear[1](linear[0](x))))  # no nonlinearity at all
+    torch.manual_seed(0)
+    wide = models.he_uniform_(models.build("mlp", (400,), 3, hidden=[2000]))
+    w = wide[1].weight
+    assert w.abs().max() <= (6 / 400) ** 0.5
+    assert w.std().item() == pytest.approx((2 / 400) ** 0.5, rel=0.02)
+    assert (wide[1].bias == 0).all()
+    with pytest.raises(UserError, match="activation"):
+        models.build("mlp", (5,), 2, activation="tanh")
+    with pytest.raises(UserError, match="input_dropout"):
+        models.build("mlp", (5,), 2, input_dropout=1.0)

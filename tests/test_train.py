@@ -179,3 +179,20 @@ def test_checkpoint_without_header(tmp_path: Path):
         train.checkpoint.load(tmp_path / "plain.pt")
     with pytest.raises(UserError, match="no such checkpoint"):
         train.checkpoint.load(tmp_path / "absent.pt")
+
+
+def test_bce_loss_for_one_output_logit():
+    z, y = torch.tensor([[2.0], [-1.0], [0.5]]), torch.tensor([1, 0, 0])
+    expected = -(y * torch.log(torch.sigmoid(z[:, 0])) + (1 - y) * torch.log(1 - torch.sigmoid(z[:, 0])))
+    torch.testing.assert_close(train.per_example_loss(z, y, "bce"), expected)
+    assert train.predict(z, "bce").tolist() == [1, 0, 1]
+    split = data.load("synthclust", n_clusters=4, dim=20, hot=2, n_train_per_cluster=30, n_test_per_cluster=10)
+    torch.manual_seed(0)
+    model = models.build("mlp", split.input_shape, 1, hidden=[16])
+    result = train.fit(model, split, split, train.TrainConfig(epochs=15, batch_size=40, loss="bce", lr=0.1))
+    assert result.final["train_acc"] > 0.9 and result.final["test_loss"] < result.history[0]["test_loss"]
+    two = models.build("mlp", split.input_shape, 2, hidden=[4])
+    with pytest.raises(UserError, match="one output logit"):
+        train.fit(two, split, None, train.TrainConfig(epochs=1, loss="bce"))
+    with pytest.raises(UserError, match="loss must be"):
+        train.TrainConfig(loss="mse")

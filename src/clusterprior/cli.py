@@ -426,6 +426,48 @@ def experiment_winner_take_most(
     print(f"wrote {out}/results.csv, summary.csv and, per setting, seed0/dynamics.png, loss_shares.png")
 
 
+@experiment_app.command("plot-dynamics")
+def experiment_plot_dynamics(
+    recording: Path = typer.Argument(..., help="A dynamics.npz written by winner-take-most or DynamicsRecorder."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: the recording's folder)."),
+    neurons: int = typer.Option(10, help="Neurons to plot, spread over the recorded layers."),
+    title: str = typer.Option("", help="Figure title (default: the file name)."),
+) -> None:
+    """Figs. 3.2-3.5 of a saved recording, and its winner-take-most index per layer."""
+    from clusterprior.experiments import winner_take_most as wtm
+
+    if not recording.is_file():
+        raise UserError(f"{recording}: no such file")
+    if neurons < 1:
+        raise UserError("--neurons must be >= 1")
+    folder = out or recording.parent
+    summary = wtm.plot_recording(recording, folder, title or str(recording), neurons)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {folder}/dynamics.png, loss_shares.png")
+
+
+@experiment_app.command("toy")
+def experiment_toy(
+    out: Path = typer.Option(Path("toy"), help="Output folder."),
+    inits: int = typer.Option(50, help="Initialisations per depth."),
+    max_depth: int = typer.Option(3, help="Deepest network (hidden layers); depth 0 is the linear model."),
+    width: int = typer.Option(32, help="Hidden units per layer."),
+    epochs: int = typer.Option(300, help="Full-batch Adam steps."),
+    seed: int = typer.Option(0, help="Seed of the data and the initialisations."),
+) -> None:
+    """The 2-D toy of the thesis's Fig. 2.1: mean-prediction heat maps of linear to deep nets."""
+    from clusterprior.experiments import toy
+
+    if min(inits, width, epochs) < 1 or max_depth < 0:
+        raise UserError("--inits, --width and --epochs must be >= 1 and --max-depth >= 0")
+    table = toy.run(out, depths=tuple(range(max_depth + 1)), n_inits=inits, width=width, epochs=epochs, seed=seed,
+                    on_result=lambda r: print(f"{r['name']}: train acc {r['train_acc_mean']:.3f} "
+                                              f"[{r['train_acc_min']:.3f}, {r['train_acc_max']:.3f}], P(blue) at the "
+                                              f"centres {r['centre_pred']:.3f}, in the gap {r['gap_pred']:.3f}, "
+                                              f"envelope IoU {r['envelope_iou']:.3f}", flush=True))
+    print(f"{len(table)} depths x {inits} initialisations; wrote {out}/toy_heatmaps.png, toy_heatmaps.npz, results.csv")
+
+
 def _error(message: str) -> None:
     print(f"clusterprior: error: {message}", file=sys.stderr)
 

@@ -149,7 +149,8 @@ def train_config(setting: Setting, n_train: int, seed: int, device: str) -> trai
 
 def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data_dir: str | None = None) -> dict:
     """Train one seed of ``setting`` with the recorder on; write ``dynamics.npz``, ``history.csv``,
-    ``wtm.csv`` and ``result.json`` to ``folder`` and return the result row."""
+    ``wtm.csv`` (index per neuron), ``wtm_layers.csv`` (per layer) and ``result.json`` to ``folder``
+    and return the result row."""
     start = time.perf_counter()
     splits = load_splits(setting, seed, data_dir)
     train_split = splits["train"]
@@ -177,7 +178,9 @@ def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data
     result.frame().to_csv(folder / "history.csv", index=False)
     index = dyn_lib.wtm_index(recording)
     index.to_csv(folder / "wtm.csv", index=False)
-    first_layer = dyn_lib.wtm_summary(index).iloc[0]
+    layers = dyn_lib.wtm_summary(index)
+    layers.to_csv(folder / "wtm_layers.csv", index=False)
+    first_layer = layers.iloc[0]
     row = {"seed": seed, "status": result.status, "train_acc": result.final.get("train_acc"),
            "test_acc": result.final.get("test_acc"), "standard_test_acc": math.nan,
            "spread_gain": float(first_layer["spread_gain"]), "gap_ratio": float(first_layer["gap_ratio"]),
@@ -212,21 +215,26 @@ def _finished(setting: Setting, folder: Path) -> dict | None:
     return saved["row"] if saved.get("config") == _fingerprint(setting) else None
 
 
-def plot_setting(name: str, setting: Setting, folder: Path) -> None:
-    """``dynamics.png`` (Figs. 3.2-3.4) and ``loss_shares.png`` (Fig. 3.5) of one recorded run."""
+def plot_recording(path: str | Path, out: str | Path, title: str, n_plot: int = 10) -> pd.DataFrame:
+    """``dynamics.png`` (Figs. 3.2-3.4; the ``n_plot`` strongest recorded neurons, spread over the
+    layers) and ``loss_shares.png`` (Fig. 3.5) of the recording at ``path``, written to ``out``;
+    returns the recording's per-layer winner-take-most summary."""
     import matplotlib.pyplot as plt
 
     from clusterprior.report import figures
 
-    recording = dyn_lib.Dynamics.load(folder / "dynamics.npz")
-    per_layer = max(1, 10 // len(recording.layers))
+    recording = dyn_lib.Dynamics.load(path)
+    per_layer = max(1, n_plot // len(recording.layers))
     plot = {layer: list(range(min(per_layer, len(recording.neurons[layer])))) for layer in recording.layers}
-    title = f"{name}: {setting.note} (the strongest neurons by outgoing weight; blue = class 0, red = class 1)"
-    for fig, file in ((figures.neuron_dynamics(recording, plot, title), "dynamics.png"),
-                      (figures.loss_shares(recording, f"{name}: loss shares of easy and difficult examples"),
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for fig, file in ((figures.neuron_dynamics(recording, plot, f"{title} (blue = class 0, red = class 1)"),
+                       "dynamics.png"),
+                      (figures.loss_shares(recording, f"{title}: loss shares of easy and difficult examples"),
                        "loss_shares.png")):
-        fig.savefig(folder / file, dpi=70)
+        fig.savefig(out / file, dpi=70)
         plt.close(fig)
+    return dyn_lib.wtm_summary(dyn_lib.wtm_index(recording))
 
 
 def thesis_label(setting: Setting) -> str:
@@ -273,14 +281,19 @@ def run(
     rows = []
     for name in names:
         setting = scale_setting(SETTINGS[name], scale)
+        fresh = False
         for seed in range(seeds):
             folder = out / name / f"seed{seed}"
-            row = _finished(setting, folder) or run_one(setting, seed, folder, device, data_dir)
+            row = _finished(setting, folder)
+            if row is None:
+                row, fresh = run_one(setting, seed, folder, device, data_dir), True
             row = {"setting": name, "scale": scale, **row}
             rows.append(row)
             if on_result:
                 on_result(name, row)
-        plot_setting(name, setting, out / name / "seed0")
+        if fresh or not (out / name / "seed0" / "dynamics.png").is_file():
+            folder = out / name / "seed0"
+            plot_recording(folder / "dynamics.npz", folder, f"{name}: {setting.note}")
     table = pd.DataFrame(rows)
     summary = summarize(table, scale)
     out.mkdir(parents=True, exist_ok=True)

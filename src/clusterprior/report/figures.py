@@ -207,7 +207,7 @@ def loss_shares(dyn, title: str, zoom: int = 30) -> Figure:
     group 1) over all steps and over the first ``zoom`` steps, and each group's mean loss."""
     share = dyn.group_loss / np.maximum(dyn.group_loss.sum(1, keepdims=True), 1e-30)
     mean = dyn.group_loss / np.maximum(dyn.group_count, 1)
-    names = ("easy (x.r_opp < x.r_true)", "difficult (x.r_opp > x.r_true)")
+    names = ("easy (x.r_opp < x.r_true)", "difficult (x.r_opp > x.r_true)") if share.shape[1] == 2 else ("all examples",)
     fig, grid = plt.subplots(1, 3, figsize=(12.0, 3.2))
     for g in range(share.shape[1]):
         label = names[g] if g < len(names) else f"group {g}"
