@@ -401,6 +401,7 @@ def experiment_winner_take_most(
     out: Path = typer.Option(Path("winner-take-most"), help="Output folder (finished runs are reused)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: Optional[str] = typer.Option(None, help="Folder with the MNIST idx files (setting mnist)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Neuron-level dynamics on SynthClust (thesis Ch. 3): accuracy beside the thesis's, and the
     winner-take-most index, per setting."""
@@ -419,7 +420,29 @@ def experiment_winner_take_most(
               f"WTM spread gain {row['spread_gain']:+.3f}, gap ratio {row['gap_ratio']:.2f} "
               f"({row['seconds']:.0f} s)", flush=True)
 
-    _, summary = wtm.run(names, out, seeds=seeds, scale=scale, device=resolved, data_dir=data_dir, on_result=show)
+    console = Console(quiet=quiet)
+    bars: list[Any] = []  # the progress bar of the run in training, if any
+
+    def stop_bars() -> None:
+        while bars:
+            bars.pop().stop()
+
+    def progress_for(label: str, epochs: int) -> list:
+        stop_bars()
+        progress, callback = _progress_callback(console, epochs, label)
+        progress.start()
+        bars.append(progress)
+        return [callback]
+
+    def finished(name: str, row: dict) -> None:
+        stop_bars()
+        show(name, row)
+
+    try:
+        _, summary = wtm.run(names, out, seeds=seeds, scale=scale, device=resolved, data_dir=data_dir,
+                             on_result=finished, callbacks_for=progress_for)
+    finally:
+        stop_bars()
     if scale not in (None, 1.0):
         print(f"scale {scale}: widths and epochs reduced, so the thesis's numbers are not shown beside these")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

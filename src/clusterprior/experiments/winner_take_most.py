@@ -29,7 +29,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -147,10 +147,11 @@ def train_config(setting: Setting, n_train: int, seed: int, device: str) -> trai
     )
 
 
-def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data_dir: str | None = None) -> dict:
+def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data_dir: str | None = None,
+            callbacks: Sequence[train.Callback] = ()) -> dict:
     """Train one seed of ``setting`` with the recorder on; write ``dynamics.npz``, ``history.csv``,
     ``wtm.csv`` (index per neuron), ``wtm_layers.csv`` (per layer) and ``result.json`` to ``folder``
-    and return the result row."""
+    and return the result row. ``callbacks`` see every epoch of the recorded training (progress)."""
     start = time.perf_counter()
     splits = load_splits(setting, seed, data_dir)
     train_split = splits["train"]
@@ -171,7 +172,8 @@ def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data
     recorder = dyn_lib.DynamicsRecorder(model, train_split.sub, train_split.y, meta.superclass_of,
                                         neurons=setting.neurons_per_layer, group=group, n_steps=steps)
     with recorder:
-        result = train.fit(model, train_split, splits["test"], config, step_callbacks=[recorder.on_step])
+        result = train.fit(model, train_split, splits["test"], config, callbacks=callbacks,
+                           step_callbacks=[recorder.on_step])
     recording = recorder.result()
     folder.mkdir(parents=True, exist_ok=True)
     recording.save(folder / "dynamics.npz")
@@ -263,10 +265,12 @@ def summarize(rows: pd.DataFrame, scale: float) -> pd.DataFrame:
 def run(
     names: list[str], out: str | Path, seeds: int = 3, scale: float | None = None, device: str = "cpu",
     data_dir: str | None = None, on_result: Callable[[str, dict], None] | None = None,
+    callbacks_for: Callable[[str, int], Sequence[train.Callback]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run ``seeds`` seeds of every setting in ``names`` (skipping finished ones), plot seed 0,
     and write ``results.csv`` (one row per run) and ``summary.csv`` to ``out``. Without a
-    ``scale``, the heavy settings (5 hidden layers) need a CUDA device."""
+    ``scale``, the heavy settings (5 hidden layers) need a CUDA device. ``callbacks_for(label, epochs)``
+    gives the epoch callbacks of each run trained (for progress)."""
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         raise UserError(f"unknown setting {unknown[0]!r}; available: {', '.join(SETTINGS)}, all")
@@ -286,7 +290,8 @@ def run(
             folder = out / name / f"seed{seed}"
             row = _finished(setting, folder)
             if row is None:
-                row, fresh = run_one(setting, seed, folder, device, data_dir), True
+                extra = callbacks_for(f"{name} seed {seed}", setting.epochs) if callbacks_for else ()
+                row, fresh = run_one(setting, seed, folder, device, data_dir, extra), True
             row = {"setting": name, "scale": scale, **row}
             rows.append(row)
             if on_result:
