@@ -48,20 +48,22 @@ def hand_loop(model, split, config, layer_neurons):
     return steps
 
 
-def test_recorder_matches_a_hand_written_loop():
+@pytest.mark.parametrize("batch_size", [60, 8])  # 8: most batches miss some of the 6 clusters
+def test_recorder_matches_a_hand_written_loop(batch_size):
     split, model = small_setup()
     reference = copy.deepcopy(model)
     chosen = select_neurons(model, 5)
     (layer, neurons), = chosen.items()
     group = np.random.default_rng(0).integers(0, 2, len(split))
-    config = train.TrainConfig(epochs=3, batch_size=len(split) // 2, optimizer="sgd", momentum=0.0, lr=0.5, loss="bce")
+    config = train.TrainConfig(epochs=3, batch_size=batch_size, optimizer="sgd", momentum=0.0, lr=0.5, loss="bce")
+    n_steps = 3 * (len(split) // batch_size)
     recorder = DynamicsRecorder(model, split.sub, split.y, split.meta.superclass_of, neurons=chosen, group=group,
-                                n_steps=6)
+                                n_steps=n_steps)
     with recorder:
         train.fit(model, split, split, config, step_callbacks=[recorder.on_step])
     dyn = recorder.result()
     steps = hand_loop(reference, split, config, neurons)
-    assert len(steps) == len(dyn.epoch) == 6
+    assert len(steps) == len(dyn.epoch) == n_steps
     sign_sum = np.zeros((5, len(split)))
     seen = np.zeros(len(split))
     first = np.full((5, len(split)), np.nan)
@@ -70,7 +72,8 @@ def test_recorder_matches_a_hand_written_loop():
         idx = idx.numpy()
         for c in range(OPTIONS["n_clusters"]):
             in_c = sub[idx] == c
-            np.testing.assert_allclose(dyn.cluster_means[layer][t, :, c], p.numpy()[in_c].mean(0), rtol=1e-4, atol=1e-5)
+            expected = p.numpy()[in_c].mean(0) if in_c.any() else np.full(5, np.nan)  # absent: no mean
+            np.testing.assert_allclose(dyn.cluster_means[layer][t, :, c], expected, rtol=1e-4, atol=1e-5)
         sign_sum[:, idx] += sign.numpy().T
         fresh = idx[seen[idx] == 0]
         first[:, fresh] = p.numpy().T[:, seen[idx] == 0]
@@ -81,6 +84,9 @@ def test_recorder_matches_a_hand_written_loop():
     np.testing.assert_array_equal(dyn.seen, seen)
     np.testing.assert_allclose(dyn.first[layer], first, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(dyn.last[layer][:, steps[-1][0].numpy()], steps[-1][1].numpy().T, rtol=1e-4, atol=1e-5)
+    index = wtm_index(dyn)
+    assert np.isfinite(index[["spread_gain", "gap_ratio", "gap_ratio_start"]].to_numpy()).all()
+    np.testing.assert_allclose(dyn.final_norms[layer], model[4].weight.detach().abs()[0, neurons].numpy(), rtol=1e-6)
     assert not recorder._handles  # hooks removed on exit
 
 
@@ -93,7 +99,11 @@ def test_recorder_ignores_evaluation_passes_and_records_linear_layers():
         config = train.TrainConfig(epochs=2, batch_size=len(split), loss="bce", optimizer="sgd-layca", lr=0.1)
         train.fit(model, split, split, config, step_callbacks=[recorder.on_step])
         model.eval()
-        model(split.x)  # not a training step: ignored
+        model(split.x)  # not a training step: nothing is captured
+        model.train()
+        with torch.no_grad():
+            model(split.x)
+        assert recorder._pre == {} and recorder._sign == {}
     dyn = recorder.result()
     assert dyn.cluster_means[dyn.layers[0]].shape == (2, 3, 6)
     assert (dyn.seen == 2).all()
@@ -109,6 +119,10 @@ def test_select_neurons_orders_by_outgoing_weight_norm():
         model[4].weight.copy_((torch.arange(16.0) * (-1.0) ** torch.arange(16))[None])  # |w_i| = i, signs alternate
     chosen = select_neurons(model, 4)
     assert list(chosen.values())[0] == [15, 14, 13, 12]
+    cnn = models.build("cnn", (1, 40), 5, width=0.5)
+    (name, picked), = select_neurons(cnn, 100).items()  # only the conv layer feeding the classifier has outgoing weights
+    assert name == models.relu_modules(cnn)[-1][0]
+    assert sorted(picked) == list(range(models.neuron_counts(cnn, (1, 40))[name]))
     with pytest.raises(UserError, match="no activation layer"):
         DynamicsRecorder(model, [0], [0], [0], neurons={"nope": [0]})
 
@@ -132,6 +146,7 @@ def test_difficulty_is_the_margin_of_the_centroid_sum_classifier():
 def planted() -> Dynamics:
     """2 neurons, 4 clusters (classes 0, 0, 1, 1), 2 steps; 4 examples, one per cluster."""
     means = np.zeros((2, 2, 4), np.float32)
+    means[0, 0] = [-0.5, -0.5, 1.0, 0.0]
     means[1, 0] = [-1.0, -1.0, 2.0, -2.0]  # neuron 0: class 1's clusters diverge
     means[1, 1] = [1.0, 1.0, -1.0, -1.0]  # neuron 1: separates the classes only
     target = np.array([0, 0, 1, 1])
@@ -151,11 +166,15 @@ def test_wtm_index_on_planted_cluster_means():
     index = wtm_index(dyn)
     assert index["neuron"].tolist() == [7, 9]
     assert index["negative_class"].tolist() == [1, 0]
-    np.testing.assert_allclose(index["spread_gain"], [np.std([2.0, -2.0]), 0.0])
+    np.testing.assert_allclose(index["spread_gain"], [np.std([2.0, -2.0]) - np.std([1.0, 0.0]), 0.0])
     np.testing.assert_allclose(index["gap_ratio"], [4.0 / 1.0, 0.0])
+    np.testing.assert_allclose(index["gap_ratio_start"], [1.0 / 1.0, 0.0])
     summary = wtm_summary(index)
-    assert summary.to_dict("records") == [{"layer": "3", "neurons": 2, "spread_gain": pytest.approx(1.0),
-                                           "gap_ratio": pytest.approx(2.0), "share_gap_above_1": 0.5}]
+    assert summary.to_dict("records") == [{"layer": "3", "neurons": 2, "spread_gain": pytest.approx(0.75),
+                                           "gap_ratio_start": pytest.approx(0.5), "gap_ratio": pytest.approx(2.0),
+                                           "share_gap_above_1": 0.5}]
+    dyn.cluster_means["3"][1, 0, 3] = np.nan  # cluster 3 missing at the last step: its first value stands in
+    assert wtm_index(dyn)["spread_gain"][0] == pytest.approx(np.std([2.0, 0.0]) - 0.5)
 
 
 def test_dynamics_file_round_trip_and_bad_file(tmp_path):
@@ -166,6 +185,14 @@ def test_dynamics_file_round_trip_and_bad_file(tmp_path):
     pd.testing.assert_frame_equal(wtm_index(back), wtm_index(dyn))
     np.testing.assert_array_equal(back.sign_sum["3"], dyn.sign_sum["3"])
     assert back.full == {}
-    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    full = (tmp_path / "d.npz").read_bytes()
+    bad = {"text.npz": b"not a zip", "empty.npz": b"", "truncated.npz": full[: len(full) // 2],
+           "array.npz": (tmp_path / "array.npy").read_bytes()}
+    for name, payload in bad.items():
+        (tmp_path / name).write_bytes(payload)
+        with pytest.raises(UserError, match="not a dynamics recording"):
+            Dynamics.load(tmp_path / name)
+    np.savez(tmp_path / "other.npz", layers=np.array(["3"]), seen=np.zeros(2))
     with pytest.raises(UserError, match="not a dynamics recording"):
-        Dynamics.load(tmp_path / "bad.npz")
+        Dynamics.load(tmp_path / "other.npz")

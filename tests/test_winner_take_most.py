@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,6 +44,8 @@ def test_run_writes_results_figures_and_recordings(small):
     assert noise["standard_test_acc"].notna().all() and table[table["setting"] == "base"]["standard_test_acc"].isna().all()
     # at a reduced scale the thesis's numbers are not shown beside ours
     assert (summary["thesis_acc"] == "").all()
+    assert pd.read_csv(out / "base" / "seed0" / "wtm.csv").columns.tolist() == [
+        "layer", "neuron", "negative_class", "spread_start", "spread_end", "spread_gain", "gap_ratio_start", "gap_ratio"]
 
 
 def test_finished_runs_are_reused(small, monkeypatch):
@@ -53,6 +57,26 @@ def test_finished_runs_are_reused(small, monkeypatch):
     monkeypatch.setattr(wtm, "run_one", refuse)
     again, _ = wtm.run(["base", "noise-0.1", "random-pretrain"], out, seeds=2, scale=SCALE)
     pd.testing.assert_frame_equal(again, table)
+    # a changed label is not a changed experiment
+    monkeypatch.setitem(wtm.SETTINGS, "base", dataclasses.replace(wtm.SETTINGS["base"], note="renamed", thesis=1.0))
+    wtm.run(["base"], out, seeds=2, scale=SCALE)
+
+
+def test_interrupted_corrupt_or_changed_runs_are_trained_again(tmp_path, monkeypatch):
+    wtm.run(["one-neuron"], tmp_path, seeds=3, scale=SCALE)
+    (tmp_path / "one-neuron" / "seed0" / "result.json").unlink()  # killed before its result was written
+    (tmp_path / "one-neuron" / "seed1" / "result.json").write_text('["not", "a", "result"]')
+    (tmp_path / "one-neuron" / "seed0" / "loss_shares.png").unlink()
+    trained = []
+    real = wtm.run_one
+    monkeypatch.setattr(wtm, "run_one", lambda setting, seed, *a, **k: trained.append(seed) or real(setting, seed, *a, **k))
+    wtm.run(["one-neuron"], tmp_path, seeds=3, scale=SCALE)
+    assert trained == [0, 1]
+    assert (tmp_path / "one-neuron" / "seed0" / "loss_shares.png").is_file()
+    trained.clear()
+    monkeypatch.setitem(wtm.SETTINGS, "one-neuron", dataclasses.replace(wtm.SETTINGS["one-neuron"], lr=0.01))
+    wtm.run(["one-neuron"], tmp_path, seeds=1, scale=SCALE)
+    assert trained == [0]
 
 
 def test_settings_data_helpers():
@@ -95,6 +119,8 @@ def test_heavy_settings_need_a_gpu_or_an_explicit_scale(tmp_path):
 def test_cli_bad_setting_and_missing_mnist(tmp_path, monkeypatch, capsys):
     assert main(["experiment", "winner-take-most", "--setting", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown setting 'nope'" in capsys.readouterr().err
+    assert main(["experiment", "winner-take-most", "--setting", ",", "--out", str(tmp_path)]) == 2
+    assert "names no setting" in capsys.readouterr().err
     monkeypatch.delenv("CLUSTERPRIOR_DATA_DIR", raising=False)
     assert main(["experiment", "winner-take-most", "--setting", "mnist", "--scale", "0.01", "--out",
                  str(tmp_path), "--data-dir", str(tmp_path / "empty")]) == 2
@@ -107,7 +133,8 @@ def test_cli_runs_the_mnist_variant_on_idx_files(tmp_path, capsys):
                  "--device", "cpu", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "mnist")])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "mnist seed 0: test acc" in printed and "thesis" not in printed.split("scale 0.02")[0]
+    assert "mnist seed 0: test acc" in printed and "scale 0.02: widths and epochs reduced" in printed
+    assert pd.read_csv(tmp_path / "out" / "summary.csv")["thesis_acc"].isna().all()  # no thesis number at scale
     dyn = Dynamics.load(tmp_path / "out" / "mnist" / "seed0" / "dynamics.npz")
     assert dyn.cluster_means[dyn.layers[0]].shape[2] == 10  # the 10 digits are the clusters
 
@@ -124,10 +151,12 @@ def test_cli_plots_a_saved_recording_later(small, tmp_path, capsys):
     out = small[0]
     recording = out / "base" / "seed1" / "dynamics.npz"
     layers = pd.read_csv(out / "base" / "seed1" / "wtm_layers.csv")
-    assert layers.columns.tolist() == ["layer", "neurons", "spread_gain", "gap_ratio", "share_gap_above_1"]
+    assert layers.columns.tolist() == ["layer", "neurons", "spread_gain", "gap_ratio_start", "gap_ratio",
+                                       "share_gap_above_1"]
     assert main(["experiment", "plot-dynamics", str(recording), "--out", str(tmp_path), "--neurons", "3"]) == 0
     assert (tmp_path / "dynamics.png").is_file() and (tmp_path / "loss_shares.png").is_file()
     assert "spread_gain" in capsys.readouterr().out
-    (tmp_path / "bad.npz").write_text("x")
-    assert main(["experiment", "plot-dynamics", str(tmp_path / "bad.npz")]) == 2
+    for name, payload in (("bad.npz", b"x"), ("empty.npz", b"")):
+        (tmp_path / name).write_bytes(payload)
+        assert main(["experiment", "plot-dynamics", str(tmp_path / name)]) == 2
     assert main(["experiment", "plot-dynamics", str(tmp_path / "missing.npz")]) == 2

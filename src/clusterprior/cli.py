@@ -408,7 +408,11 @@ def experiment_winner_take_most(
     from clusterprior.experiments import winner_take_most as wtm
     from clusterprior.train import resolve_device
 
-    names = wtm.IN_ALL if setting == "all" else [s.strip() for s in setting.split(",") if s.strip()]
+    names = [n for part in setting.split(",") if part.strip()
+             for n in (wtm.IN_ALL if part.strip() == "all" else [part.strip()])]
+    if not names:
+        raise UserError(f"--setting names no setting; available: {', '.join(wtm.SETTINGS)}, all")
+    names = list(dict.fromkeys(names))  # each once, in order
     resolved = str(resolve_device(device))
     for name in names:
         if name in wtm.SETTINGS:
@@ -417,7 +421,8 @@ def experiment_winner_take_most(
     def show(name: str, row: dict) -> None:
         extra = f", noise-0.4 test {row['standard_test_acc']:.4f}" if row["standard_test_acc"] == row["standard_test_acc"] else ""
         print(f"  {name} seed {row['seed']}: test acc {row['test_acc']:.4f}{extra}, train acc {row['train_acc']:.4f}, "
-              f"WTM spread gain {row['spread_gain']:+.3f}, gap ratio {row['gap_ratio']:.2f} "
+              f"WTM spread gain {row['spread_gain']:+.3f}, gap ratio {row['gap_ratio_start']:.2f} -> "
+              f"{row['gap_ratio']:.2f} "
               f"({row['seconds']:.0f} s)", flush=True)
 
     console = Console(quiet=quiet)

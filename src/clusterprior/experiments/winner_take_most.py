@@ -17,8 +17,9 @@ test set is separable by a linear classifier.
 
 ``scale`` < 1 shrinks every hidden width and the number of epochs (milestones with them): a
 different, smaller experiment, whose accuracies are never shown beside the thesis's numbers.
-Each finished (setting, seed) is written at once to ``<out>/<setting>/seed<k>/``, so an
-interrupted run resumes where it stopped.
+Each finished (setting, seed) is written at once to ``<out>/<setting>/seed<k>/`` (its
+``result.json`` last, atomically), so an interrupted experiment keeps every finished run and
+retrains only the one it was in.
 """
 
 from __future__ import annotations
@@ -148,10 +149,11 @@ def train_config(setting: Setting, n_train: int, seed: int, device: str) -> trai
 
 
 def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data_dir: str | None = None,
-            callbacks: Sequence[train.Callback] = ()) -> dict:
+            callbacks_for: Callable[[str, int], Sequence[train.Callback]] | None = None) -> dict:
     """Train one seed of ``setting`` with the recorder on; write ``dynamics.npz``, ``history.csv``,
     ``wtm.csv`` (index per neuron), ``wtm_layers.csv`` (per layer) and ``result.json`` to ``folder``
-    and return the result row. ``callbacks`` see every epoch of the recorded training (progress)."""
+    and return the result row. ``callbacks_for(phase, epochs)`` gives each training phase's epoch
+    callbacks (progress)."""
     start = time.perf_counter()
     splits = load_splits(setting, seed, data_dir)
     train_split = splits["train"]
@@ -160,7 +162,8 @@ def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data
     model = build_model(setting, train_split, seed)
     if setting.random_pretrain:
         pretrain = relabelled(splits["train"], seed)
-        train.fit(model, pretrain, None, train_config(setting, len(pretrain), seed, device))
+        train.fit(model, pretrain, None, train_config(setting, len(pretrain), seed, device),
+                  callbacks=callbacks_for("pre-training", setting.epochs) if callbacks_for else ())
     config = train_config(setting, len(train_split), seed, device)
     group = None
     meta = train_split.meta
@@ -172,8 +175,8 @@ def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data
     recorder = dyn_lib.DynamicsRecorder(model, train_split.sub, train_split.y, meta.superclass_of,
                                         neurons=setting.neurons_per_layer, group=group, n_steps=steps)
     with recorder:
-        result = train.fit(model, train_split, splits["test"], config, callbacks=callbacks,
-                           step_callbacks=[recorder.on_step])
+        result = train.fit(model, train_split, splits["test"], config, step_callbacks=[recorder.on_step],
+                           callbacks=callbacks_for("training", setting.epochs) if callbacks_for else ())
     recording = recorder.result()
     folder.mkdir(parents=True, exist_ok=True)
     recording.save(folder / "dynamics.npz")
@@ -185,7 +188,8 @@ def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data
     first_layer = layers.iloc[0]
     row = {"seed": seed, "status": result.status, "train_acc": result.final.get("train_acc"),
            "test_acc": result.final.get("test_acc"), "standard_test_acc": math.nan,
-           "spread_gain": float(first_layer["spread_gain"]), "gap_ratio": float(first_layer["gap_ratio"]),
+           "spread_gain": float(first_layer["spread_gain"]), "gap_ratio_start": float(first_layer["gap_ratio_start"]),
+           "gap_ratio": float(first_layer["gap_ratio"]),
            "share_gap_above_1": float(first_layer["share_gap_above_1"]), "seconds": time.perf_counter() - start}
     if "standard_test" in splits:
         st = splits["standard_test"]
@@ -195,8 +199,18 @@ def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data
     return row
 
 
+def _prefixed(callbacks_for: Callable[[str, int], Sequence[train.Callback]] | None,
+              prefix: str) -> Callable[[str, int], Sequence[train.Callback]] | None:
+    """``callbacks_for`` with ``prefix`` before each label (None stays None)."""
+    if callbacks_for is None:
+        return None
+    return lambda label, epochs: callbacks_for(f"{prefix} {label}", epochs)
+
+
 def _fingerprint(setting: Setting) -> str:
-    return hashlib.sha256(json.dumps(dataclasses.asdict(setting), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """What decides a run's result: the setting without its labels (``thesis``, ``note``)."""
+    decisive = {k: v for k, v in dataclasses.asdict(setting).items() if k not in ("thesis", "note")}
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -212,9 +226,11 @@ def _finished(setting: Setting, folder: Path) -> dict | None:
         return None
     try:
         saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return saved["row"] if saved.get("config") == _fingerprint(setting) else None
+    if not isinstance(saved, dict) or saved.get("config") != _fingerprint(setting) or not isinstance(saved.get("row"), dict):
+        return None
+    return saved["row"]
 
 
 def plot_recording(path: str | Path, out: str | Path, title: str, n_plot: int = 10) -> pd.DataFrame:
@@ -227,15 +243,17 @@ def plot_recording(path: str | Path, out: str | Path, title: str, n_plot: int = 
 
     recording = dyn_lib.Dynamics.load(path)
     per_layer = max(1, n_plot // len(recording.layers))
-    plot = {layer: list(range(min(per_layer, len(recording.neurons[layer])))) for layer in recording.layers}
+    plot = {layer: recording.strongest(layer)[:per_layer].tolist() for layer in recording.layers}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for fig, file in ((figures.neuron_dynamics(recording, plot, f"{title} (blue = class 0, red = class 1)"),
                        "dynamics.png"),
                       (figures.loss_shares(recording, f"{title}: loss shares of easy and difficult examples"),
                        "loss_shares.png")):
-        fig.savefig(out / file, dpi=70)
+        tmp = out / f".{file}.tmp"
+        fig.savefig(tmp, dpi=70, format="png")
         plt.close(fig)
+        os.replace(tmp, out / file)  # a kill while drawing never leaves half a figure
     return dyn_lib.wtm_summary(dyn_lib.wtm_index(recording))
 
 
@@ -254,7 +272,8 @@ def summarize(rows: pd.DataFrame, scale: float) -> pd.DataFrame:
         line = {"setting": name, "seeds": len(group),
                 "thesis_acc": thesis_label(SETTINGS[name]) if scale == 1.0 else "",
                 "test_acc": f"{acc.mean():.2f} [{acc.min():.2f}, {acc.max():.2f}]",
-                "spread_gain": group["spread_gain"].mean(), "gap_ratio": group["gap_ratio"].mean(),
+                "spread_gain": group["spread_gain"].mean(), "gap_ratio_start": group["gap_ratio_start"].mean(),
+                "gap_ratio": group["gap_ratio"].mean(),
                 "share_gap_above_1": group["share_gap_above_1"].mean()}
         standard = 100 * group["standard_test_acc"]
         line["noise_0.4_test_acc"] = f"{standard.mean():.2f}" if standard.notna().any() else ""
@@ -290,13 +309,13 @@ def run(
             folder = out / name / f"seed{seed}"
             row = _finished(setting, folder)
             if row is None:
-                extra = callbacks_for(f"{name} seed {seed}", setting.epochs) if callbacks_for else ()
-                row, fresh = run_one(setting, seed, folder, device, data_dir, extra), True
+                row = run_one(setting, seed, folder, device, data_dir, _prefixed(callbacks_for, f"{name} seed {seed}"))
+                fresh = True
             row = {"setting": name, "scale": scale, **row}
             rows.append(row)
             if on_result:
                 on_result(name, row)
-        if fresh or not (out / name / "seed0" / "dynamics.png").is_file():
+        if fresh or not all((out / name / "seed0" / f).is_file() for f in ("dynamics.png", "loss_shares.png")):
             folder = out / name / "seed0"
             plot_recording(folder / "dynamics.npz", folder, f"{name}: {setting.note}")
     table = pd.DataFrame(rows)

@@ -8,13 +8,15 @@ pre-activation ``p[i, j, t]`` (a forward pre-hook on the activation module) and 
 hook on the activation's output). Entry t is the forward pass of step t, made before that
 step's update, so entry 0 is the initialisation. It keeps, per layer:
 
-- ``cluster_means[t, k, c]``: mean pre-activation of neuron k over the batch's examples of cluster c;
+- ``cluster_means[t, k, c]``: mean pre-activation of neuron k over the batch's examples of cluster c
+  (NaN when the batch has none);
 - ``sign_sum[k, j]``: sum over steps of ``sign(dL/da)``; divided by ``seen[j]`` (the steps that
   contained example j) it is the average derivative sign of Fig. 3.2's row 4;
 - ``first`` / ``last[k, j]``: the pre-activation of the first and last step that saw example j;
 - ``full[t, k, j]`` (float16), the whole signal, when ``n_steps`` is given and it fits ``full_bytes``
   (examples not in step t's batch hold NaN).
 
+the recorded neurons' outgoing weight norms at the end (``final_norms``, to rank them for plots),
 and, for the whole model, ``group_loss[t, g]``: the summed loss of the batch's examples in each
 group g (easy and difficult examples for Fig. 3.5, :func:`difficulty`).
 
@@ -24,9 +26,11 @@ group g (easy and difficult examples for Fig. 3.5, :func:`difficulty`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -36,24 +40,26 @@ from torch import nn
 from clusterprior.errors import UserError
 from clusterprior.models import relu_modules
 
-PER_LAYER_ARRAYS = ("neurons", "cluster_means", "sign_sum", "first", "last", "full")
+PER_LAYER_ARRAYS = ("neurons", "cluster_means", "sign_sum", "first", "last", "full", "final_norms")
+FLAT_ARRAYS = ("seen", "group_loss", "group_count", "epoch", "cluster", "target", "group", "class_of_cluster")
 
 
 def outgoing_norms(model: nn.Module) -> dict[str, torch.Tensor]:
-    """For every activation layer, the norm of each neuron's outgoing weight vector
-    ``|W_next[:, i]|``, where ``W_next`` is the first Linear layer registered after the
-    activation module (the next layer of an MLP)."""
+    """For every dense activation layer of an MLP-like model, the norm of each neuron's outgoing
+    weight vector ``|W_next[:, i]|``, where ``W_next`` is the first Linear layer registered after
+    the activation module. A layer whose next Linear does not take exactly its outputs (a conv
+    layer before a classifier, say) gets no entry."""
     norms: dict[str, torch.Tensor] = {}
-    pending: list[str] = []
+    last: str | None = None
     activations = {name for name, _ in relu_modules(model)}
     for name, module in model.named_modules():
         if name in activations:
-            pending.append(name)
-        elif isinstance(module, nn.Linear) and pending:
-            column_norms = module.weight.detach().norm(dim=0)
-            for layer in pending:
-                norms[layer] = column_norms
-            pending = []
+            last = name
+        elif isinstance(module, nn.Linear) and last is not None:
+            norms[last] = module.weight.detach().norm(dim=0)
+            last = None
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            last = None
     return norms
 
 
@@ -62,7 +68,8 @@ def select_neurons(model: nn.Module, per_layer: int = 50) -> dict[str, list[int]
     norm (SPEC.md 3.2), strongest first."""
     norms = outgoing_norms(model)
     if not norms:
-        raise UserError("select_neurons needs activation layers followed by a Linear layer; pass the neurons explicitly")
+        raise UserError("select_neurons needs dense activation layers followed by a Linear layer (an MLP); "
+                        "pass the neurons explicitly")
     return {name: torch.argsort(n, descending=True)[:per_layer].tolist() for name, n in norms.items()}
 
 
@@ -98,6 +105,13 @@ class Dynamics:
     target: np.ndarray  # [N]
     group: np.ndarray  # [N]
     class_of_cluster: np.ndarray  # [C]
+    final_norms: dict[str, np.ndarray] = field(default_factory=dict)  # [K] outgoing weight norms at the end
+
+    def strongest(self, layer: str) -> np.ndarray:
+        """Positions (in the recording) of ``layer``'s neurons, by decreasing final outgoing
+        weight norm (the recording's order when the norms are unknown)."""
+        norms = self.final_norms.get(layer)
+        return np.arange(len(self.neurons[layer])) if norms is None else np.argsort(-norms, kind="stable")
 
     def average_sign(self, layer: str) -> np.ndarray:
         """``[K, N]`` average sign of dL/da over the steps that saw each example."""
@@ -106,7 +120,7 @@ class Dynamics:
     def save(self, path: str | Path) -> None:
         """One compressed ``.npz`` of plain arrays (no pickles)."""
         arrays: dict[str, np.ndarray] = {"layers": np.array(self.layers)}
-        for key in ("seen", "group_loss", "group_count", "epoch", "cluster", "target", "group", "class_of_cluster"):
+        for key in FLAT_ARRAYS:
             arrays[key] = getattr(self, key)
         for key in PER_LAYER_ARRAYS:
             for i, layer in enumerate(self.layers):
@@ -116,14 +130,21 @@ class Dynamics:
 
     @classmethod
     def load(cls, path: str | Path) -> Dynamics:
+        """Read a recording written by :meth:`save` (never runs code from the file)."""
         try:
-            with np.load(path, allow_pickle=False) as f:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            with archive as f:
                 layers = [str(s) for s in f["layers"]]
                 per_layer = {key: {layer: f[f"{key}/{i}"] for i, layer in enumerate(layers) if f"{key}/{i}" in f}
                              for key in PER_LAYER_ARRAYS}
-                flat = {key: f[key] for key in ("seen", "group_loss", "group_count", "epoch", "cluster", "target",
-                                                 "group", "class_of_cluster")}
-        except (OSError, ValueError, KeyError) as e:
+                flat = {key: f[key] for key in FLAT_ARRAYS}
+            missing = [key for key in ("neurons", "cluster_means", "sign_sum", "last")
+                       if set(per_layer[key]) != set(layers)]
+            if missing:
+                raise KeyError(f"no {missing[0]!r} for every layer")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise UserError(f"{path}: not a dynamics recording ({e})") from None
         return cls(layers=layers, **per_layer, **flat)
 
@@ -218,9 +239,12 @@ class DynamicsRecorder:
         from clusterprior.train.loop import per_example_loss
 
         index = state.index
+        if index.device != self.cluster.device:
+            self._move(index.device)
         t = len(self.epochs)
         clusters = self.cluster[index]
-        counts = torch.bincount(clusters, minlength=self.n_clusters).clamp_min(1).float()
+        counts = torch.bincount(clusters, minlength=self.n_clusters).float()
+        counts[counts == 0] = float("nan")  # a cluster absent from the batch has no mean at this step
         for name in self.neurons:
             if name not in self._pre or name not in self._sign:
                 raise UserError(f"layer {name!r} was not run in the training step; is the recorder attached?")
@@ -240,6 +264,14 @@ class DynamicsRecorder:
         self.counts.append(torch.bincount(groups, minlength=self.n_groups))
         self.epochs.append(state.epoch)
 
+    def _move(self, device: torch.device) -> None:
+        """Follow the model to ``device`` (the trainer moves it after the recorder was built)."""
+        for name in ("cluster", "target", "group", "seen"):
+            setattr(self, name, getattr(self, name).to(device))
+        for store in (self.neurons, self.sign_sum, self.first, self.last, self.full):
+            for key in store:
+                store[key] = store[key].to(device)
+
     def result(self) -> Dynamics:
         """The recording so far, as numpy arrays."""
         if not self.epochs:
@@ -254,6 +286,8 @@ class DynamicsRecorder:
             group_loss=torch.stack(self.losses).cpu().numpy(), group_count=torch.stack(self.counts).cpu().numpy(),
             epoch=np.asarray(self.epochs), cluster=self.cluster.cpu().numpy(), target=self.target.cpu().numpy(),
             group=self.group.cpu().numpy(), class_of_cluster=self.class_of_cluster,
+            final_norms={k: v[self.neurons[k].to(v.device)].cpu().numpy() for k, v in outgoing_norms(self.model).items()
+                         if k in self.neurons},
         )
 
 
@@ -274,31 +308,53 @@ def wtm_index(dyn: Dynamics) -> pd.DataFrame:
     - ``spread_gain = std_{c in A} m_T[c] - std_{c in A} m_0[c]`` (population std): how far the
       clusters of the class diverged;
     - ``gap_ratio = (max_{c in A} m_T[c] - min_{c in A} m_T[c]) / |mean_{c in A} m_T[c] - mean_{c in B} m_T[c]|``:
-      above 1, the neuron separates clusters of one class more than it separates the classes.
+      above 1, the neuron separates clusters of one class more than it separates the classes;
+      ``gap_ratio_start``, the same at step 0. At a random initialisation the classes are barely
+      separated, so the ratio starts high (about 14 on SynthClust): read it against its start.
+
+    ``m_0`` and ``m_T`` are the first and last recorded means of each cluster (a cluster missing
+    from a mini-batch has no mean at that step; NaN-aware statistics skip it).
     """
     rows = []
     for layer in dyn.layers:
         means = dyn.cluster_means[layer]  # [T, K, C]
+        start, end = _first_and_last(means)  # [K, C] each
         neg = negative_class(dyn.average_sign(layer), dyn.target)
         for k, neuron in enumerate(dyn.neurons[layer]):
             in_a = dyn.class_of_cluster == neg[k]
-            start, end = means[0, k], means[-1, k]
-            between = abs(end[in_a].mean() - end[~in_a].mean())
+            spread_start, spread_end = np.nanstd(start[k, in_a]), np.nanstd(end[k, in_a])
             rows.append({
                 "layer": layer, "neuron": int(neuron), "negative_class": int(neg[k]),
-                "spread_start": float(start[in_a].std()), "spread_end": float(end[in_a].std()),
-                "spread_gain": float(end[in_a].std() - start[in_a].std()),
-                "gap_ratio": float((end[in_a].max() - end[in_a].min()) / max(between, 1e-12)),
+                "spread_start": float(spread_start), "spread_end": float(spread_end),
+                "spread_gain": float(spread_end - spread_start),
+                "gap_ratio_start": _gap_ratio(start[k], in_a), "gap_ratio": _gap_ratio(end[k], in_a),
             })
     return pd.DataFrame(rows)
 
 
+def _first_and_last(means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per neuron and cluster, the first and the last non-NaN value over steps of ``[T, K, C]``."""
+    seen = ~np.isnan(means)
+    t = np.arange(len(means))[:, None, None]
+    first = np.where(seen, t, len(means)).min(0)
+    last = np.where(seen, t, -1).max(0)
+    k, c = np.indices(first.shape)
+    return (np.where(first < len(means), means[np.minimum(first, len(means) - 1), k, c], np.nan),
+            np.where(last >= 0, means[np.maximum(last, 0), k, c], np.nan))
+
+
+def _gap_ratio(m: np.ndarray, in_a: np.ndarray) -> float:
+    """(max - min of the cluster means in A) / |mean over A - mean over the other clusters|."""
+    between = abs(np.nanmean(m[in_a]) - np.nanmean(m[~in_a]))
+    return float((np.nanmax(m[in_a]) - np.nanmin(m[in_a])) / max(between, 1e-12))
+
+
 def wtm_summary(index: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: the median ``spread_gain`` and ``gap_ratio`` over the recorded neurons, and the
-    share of neurons whose ``gap_ratio`` exceeds 1."""
+    """Per layer: the median ``spread_gain``, ``gap_ratio_start`` and ``gap_ratio`` over the recorded
+    neurons, and the share of neurons whose final ``gap_ratio`` exceeds 1."""
     grouped = index.groupby("layer", sort=False)
     return pd.DataFrame({
         "neurons": grouped.size(), "spread_gain": grouped["spread_gain"].median(),
-        "gap_ratio": grouped["gap_ratio"].median(),
+        "gap_ratio_start": grouped["gap_ratio_start"].median(), "gap_ratio": grouped["gap_ratio"].median(),
         "share_gap_above_1": grouped["gap_ratio"].apply(lambda g: float((g > 1).mean())),
     }).reset_index()

@@ -190,7 +190,8 @@ def neuron_dynamics(dyn, plot: dict[str, list[int]], title: str, zoom: int = 30)
         for cls in classes:
             colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
             mask = dyn.target == cls
-            grid[2][col].hist(dyn.last[layer][k, mask], bins=40, color=colour, alpha=0.6, label=f"class {cls}")
+            final = dyn.last[layer][k, mask & (dyn.seen > 0)]
+            grid[2][col].hist(final, bins=40, color=colour, alpha=0.6, label=f"class {cls}")
             grid[3][col].hist(sign[mask], bins=np.linspace(-1, 1, 41), color=colour, alpha=0.6, label=f"class {cls}")
         grid[0][col].set_title(f"layer {layer}, neuron {int(dyn.neurons[layer][k])}", fontsize=8)
         for row, (xlabel, ylabel) in enumerate((("step", "cluster mean pre-act."), (f"step (first {zoom})", "cluster mean"),
