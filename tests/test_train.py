@@ -196,3 +196,11 @@ def test_bce_loss_for_one_output_logit():
         train.fit(two, split, None, train.TrainConfig(epochs=1, loss="bce"))
     with pytest.raises(UserError, match="loss must be"):
         train.TrainConfig(loss="mse")
+
+
+def test_steps_per_epoch_counts_the_batches_fit_runs():
+    from clusterprior.train.loop import _batches
+
+    for n, batch_size in [(10, 3), (10, 5), (10, 9), (10, 10), (7, 2), (1, 4)]:
+        batches = _batches(n, batch_size, torch.Generator().manual_seed(0), torch.device("cpu"))
+        assert train.steps_per_epoch(n, batch_size) == len(batches)

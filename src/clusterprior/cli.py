@@ -46,12 +46,16 @@ def parse_milestones(text: str) -> tuple[int, ...]:
         raise UserError(f"--milestones expects comma-separated epochs like 150,230,240, got {text!r}") from None
 
 
-def _progress_callback(console: Console, total: int, label: str):
-    """A rich progress bar over epochs, as a training callback; returns ``(progress, callback)``."""
+def _epoch_progress(console: Console) -> Any:
+    """A transient rich progress display for bars over training epochs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=True)
+
+
+def _epoch_bar(progress: Any, total: int, label: str):
+    """A new bar on ``progress``, advanced by the returned training callback (one epoch per call)."""
     task = progress.add_task(label, total=total, info="")
 
     def callback(state) -> None:
@@ -59,7 +63,13 @@ def _progress_callback(console: Console, total: int, label: str):
         info = f"loss {row['train_loss']:.4f}" + (f"  test acc {row['test_acc']:.3f}" if "test_acc" in row else "")
         progress.update(task, advance=1, info=info)
 
-    return progress, callback
+    return callback
+
+
+def _progress_callback(console: Console, total: int, label: str):
+    """A rich progress bar over epochs, as a training callback; returns ``(progress, callback)``."""
+    progress = _epoch_progress(console)
+    return progress, _epoch_bar(progress, total, label)
 
 
 def _history_table(history: list[dict[str, float]]) -> Table:
@@ -419,35 +429,22 @@ def experiment_winner_take_most(
             print(f"{name}: {wtm.SETTINGS[name].note}", flush=True)
 
     def show(name: str, row: dict) -> None:
-        extra = f", noise-0.4 test {row['standard_test_acc']:.4f}" if row["standard_test_acc"] == row["standard_test_acc"] else ""
+        standard = row["standard_test_acc"]
+        extra = f", noise-0.4 test {standard:.4f}" if standard == standard else ""  # NaN: no such test set
         print(f"  {name} seed {row['seed']}: test acc {row['test_acc']:.4f}{extra}, train acc {row['train_acc']:.4f}, "
               f"WTM spread gain {row['spread_gain']:+.3f}, gap ratio {row['gap_ratio_start']:.2f} -> "
-              f"{row['gap_ratio']:.2f} "
-              f"({row['seconds']:.0f} s)", flush=True)
+              f"{row['gap_ratio']:.2f} ({row['seconds']:.0f} s)", flush=True)
 
-    console = Console(quiet=quiet)
-    bars: list[Any] = []  # the progress bar of the run in training, if any
-
-    def stop_bars() -> None:
-        while bars:
-            bars.pop().stop()
+    progress = _epoch_progress(Console(quiet=quiet))
 
     def progress_for(label: str, epochs: int) -> list:
-        stop_bars()
-        progress, callback = _progress_callback(console, epochs, label)
-        progress.start()
-        bars.append(progress)
-        return [callback]
+        for task in list(progress.task_ids):  # one bar at a time: the training in progress
+            progress.remove_task(task)
+        return [_epoch_bar(progress, epochs, label)]
 
-    def finished(name: str, row: dict) -> None:
-        stop_bars()
-        show(name, row)
-
-    try:
+    with progress:
         _, summary = wtm.run(names, out, seeds=seeds, scale=scale, device=resolved, data_dir=data_dir,
-                             on_result=finished, callbacks_for=progress_for)
-    finally:
-        stop_bars()
+                             on_result=show, callbacks_for=progress_for)
     if scale not in (None, 1.0):
         print(f"scale {scale}: widths and epochs reduced, so the thesis's numbers are not shown beside these")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

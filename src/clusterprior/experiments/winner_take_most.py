@@ -143,13 +143,21 @@ def train_config(setting: Setting, n_train: int, seed: int, device: str) -> trai
     """SGD + Layca, binary cross-entropy, full batch unless the setting says otherwise, float32."""
     return train.TrainConfig(
         epochs=setting.epochs, batch_size=setting.batch_size or n_train, optimizer="sgd-layca", lr=setting.lr,
-        milestones=setting.milestones, gamma=0.2, loss="bce", seed=seed, device=device, amp=False,
+        milestones=setting.milestones, gamma=0.2, loss="bce", seed=seed, device=str(train.resolve_device(device)), amp=False,
         eval_batch_size=8192,
     )
 
 
+CallbacksFor = Callable[[str, int], Sequence[train.Callback]]  # (label, epochs) -> epoch callbacks of a training
+
+
+def no_callbacks(label: str, epochs: int) -> Sequence[train.Callback]:
+    """The default :data:`CallbacksFor`: no epoch callbacks."""
+    return ()
+
+
 def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data_dir: str | None = None,
-            callbacks_for: Callable[[str, int], Sequence[train.Callback]] | None = None) -> dict:
+            callbacks_for: CallbacksFor = no_callbacks) -> dict:
     """Train one seed of ``setting`` with the recorder on; write ``dynamics.npz``, ``history.csv``,
     ``wtm.csv`` (index per neuron), ``wtm_layers.csv`` (per layer) and ``result.json`` to ``folder``
     and return the result row. ``callbacks_for(phase, epochs)`` gives each training phase's epoch
@@ -163,20 +171,20 @@ def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data
     if setting.random_pretrain:
         pretrain = relabelled(splits["train"], seed)
         train.fit(model, pretrain, None, train_config(setting, len(pretrain), seed, device),
-                  callbacks=callbacks_for("pre-training", setting.epochs) if callbacks_for else ())
+                  callbacks=callbacks_for("pre-training", setting.epochs))
     config = train_config(setting, len(train_split), seed, device)
     group = None
     meta = train_split.meta
     if "centroids" in meta.extra:
         group = (dyn_lib.difficulty(train_split.x, train_split.y.numpy(), meta.extra["centroids"],
                                     meta.extra["class_of_cluster"]) > 0).astype(int)
-    steps = config.epochs * max(1, len(train_split) // config.batch_size)
-    model.to(train.resolve_device(device))
+    steps = config.epochs * train.steps_per_epoch(len(train_split), config.batch_size)
+    model.to(config.device)  # the recorder's buffers live where the model trains
     recorder = dyn_lib.DynamicsRecorder(model, train_split.sub, train_split.y, meta.superclass_of,
                                         neurons=setting.neurons_per_layer, group=group, n_steps=steps)
     with recorder:
         result = train.fit(model, train_split, splits["test"], config, step_callbacks=[recorder.on_step],
-                           callbacks=callbacks_for("training", setting.epochs) if callbacks_for else ())
+                           callbacks=callbacks_for("training", setting.epochs))
     recording = recorder.result()
     folder.mkdir(parents=True, exist_ok=True)
     recording.save(folder / "dynamics.npz")
@@ -193,17 +201,14 @@ def run_one(setting: Setting, seed: int, folder: Path, device: str = "cpu", data
            "share_gap_above_1": float(first_layer["share_gap_above_1"]), "seconds": time.perf_counter() - start}
     if "standard_test" in splits:
         st = splits["standard_test"]
-        device_ = train.resolve_device(device)
-        row["standard_test_acc"] = train.evaluate(model, st.x.to(device_), st.y.to(device_), loss="bce", amp=False)[1]
+        row["standard_test_acc"] = train.evaluate(model, st.x.to(config.device), st.y.to(config.device), loss="bce",
+                                                  amp=False)[1]
     _write_json(folder / "result.json", {"config": _fingerprint(setting), "row": row})
     return row
 
 
-def _prefixed(callbacks_for: Callable[[str, int], Sequence[train.Callback]] | None,
-              prefix: str) -> Callable[[str, int], Sequence[train.Callback]] | None:
-    """``callbacks_for`` with ``prefix`` before each label (None stays None)."""
-    if callbacks_for is None:
-        return None
+def _prefixed(callbacks_for: CallbacksFor, prefix: str) -> CallbacksFor:
+    """``callbacks_for`` with ``prefix`` before each label."""
     return lambda label, epochs: callbacks_for(f"{prefix} {label}", epochs)
 
 
@@ -284,7 +289,7 @@ def summarize(rows: pd.DataFrame, scale: float) -> pd.DataFrame:
 def run(
     names: list[str], out: str | Path, seeds: int = 3, scale: float | None = None, device: str = "cpu",
     data_dir: str | None = None, on_result: Callable[[str, dict], None] | None = None,
-    callbacks_for: Callable[[str, int], Sequence[train.Callback]] | None = None,
+    callbacks_for: CallbacksFor = no_callbacks,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run ``seeds`` seeds of every setting in ``names`` (skipping finished ones), plot seed 0,
     and write ``results.csv`` (one row per run) and ``summary.csv`` to ``out``. Without a

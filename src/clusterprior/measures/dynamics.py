@@ -236,8 +236,6 @@ class DynamicsRecorder:
     @torch.no_grad()
     def on_step(self, state: Any) -> None:
         """Step callback (``fit(..., step_callbacks=[recorder.on_step])``)."""
-        from clusterprior.train.loop import per_example_loss
-
         index = state.index
         if index.device != self.cluster.device:
             self._move(index.device)
@@ -245,6 +243,7 @@ class DynamicsRecorder:
         clusters = self.cluster[index]
         counts = torch.bincount(clusters, minlength=self.n_clusters).float()
         counts[counts == 0] = float("nan")  # a cluster absent from the batch has no mean at this step
+        fresh = index[self.seen[index] == 0]  # examples seen for the first time
         for name in self.neurons:
             if name not in self._pre or name not in self._sign:
                 raise UserError(f"layer {name!r} was not run in the training step; is the recorder attached?")
@@ -252,15 +251,13 @@ class DynamicsRecorder:
             sums = torch.zeros(self.n_clusters, p.shape[1], device=p.device).index_add_(0, clusters, p)
             self.means[name].append((sums / counts[:, None]).T)  # [K, C]
             self.sign_sum[name][:, index] += s.T
-            fresh = index[self.seen[index] == 0]
             self.last[name][:, index] = p.T
             self.first[name][:, fresh] = self.last[name][:, fresh]
             if self.full and t < len(self.full[name]):
                 self.full[name][t][:, index] = p.T.half()
         self.seen[index] += 1
         groups = self.group[index]
-        loss = per_example_loss(state.output, state.target, state.config.loss).float()
-        self.losses.append(torch.zeros(self.n_groups, device=loss.device).index_add_(0, groups, loss))
+        self.losses.append(torch.zeros(self.n_groups, device=index.device).index_add_(0, groups, state.losses.float()))
         self.counts.append(torch.bincount(groups, minlength=self.n_groups))
         self.epochs.append(state.epoch)
 

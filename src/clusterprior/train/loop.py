@@ -43,15 +43,13 @@ class EpochState:
 @dataclass
 class StepState:
     """What a step callback sees after every optimisation step: the batch's sample
-    indices into the training split, its (augmented) forward output and targets."""
+    indices into the training split and the loss of each of its examples."""
 
     model: nn.Module
     epoch: int
     step: int  # global step count, 1-based
     index: torch.Tensor
-    output: torch.Tensor
-    target: torch.Tensor
-    config: TrainConfig
+    losses: torch.Tensor  # per example, detached, float32
 
 
 Callback = Callable[[EpochState], "bool | None"]  # return True to stop training
@@ -155,11 +153,17 @@ def evaluate(
     return total.item() / n, correct.item() / n
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimisation steps in one epoch of ``n`` samples (see :func:`_batches`)."""
+    chunks = -(-n // batch_size)
+    return chunks - 1 if chunks > 1 and n % batch_size == 1 else chunks
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Sequence[torch.Tensor]:
     """Random batches of one epoch as index tensors on ``device``; a trailing batch of
     one sample is dropped (BatchNorm cannot normalise it)."""
     chunks = torch.randperm(n, generator=generator).to(device).split(batch_size)
-    return chunks[:-1] if len(chunks) > 1 and len(chunks[-1]) < 2 else chunks
+    return chunks[:steps_per_epoch(n, batch_size)]
 
 
 def fit(
@@ -215,13 +219,14 @@ def fit(
             with autocast(device, config.amp):
                 out = model(xb.contiguous(memory_format=fmt))
                 _check_output(out, config.loss)
-                loss = per_example_loss(out, yb, config.loss).mean()
+                losses = per_example_loss(out, yb, config.loss)
+                loss = losses.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total_steps += 1
             for hook in step_callbacks:
-                hook(StepState(model, epoch, total_steps, idx, out.detach(), yb, config))
+                hook(StepState(model, epoch, total_steps, idx, losses.detach()))
             loss_sum.add_(loss.detach(), alpha=len(idx))
             correct.add_((predict(out.detach(), config.loss) == yb).sum())
             seen += len(idx)
