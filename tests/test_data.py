@@ -217,3 +217,14 @@ def test_npz_missing_or_not_a_zip(tmp_path: Path):
     junk.write_bytes(b"junk")
     with pytest.raises(UserError, match="not a readable"):
         data.load(str(junk))
+
+
+@pytest.mark.parametrize("name", ["mnist1d-hier", "digits-hier"])
+def test_halves_grouping_puts_five_digits_in_each_of_two_classes(name):
+    opts = {"n_train": 200, "n_test": 50} if name == "mnist1d-hier" else {}
+    split = data.load(name, grouping="halves", **opts)
+    assert split.meta.class_names == ("0-4", "5-9") and split.meta.superclass_of == (0,) * 5 + (1,) * 5
+    assert torch.equal(split.y, split.sub // 5)
+    assert torch.equal(data.load(name, **opts).y, split.sub // 2)  # the default stays pairs
+    with pytest.raises(UserError, match="grouping must be one of pairs, halves"):
+        data.load(name, grouping="thirds", **opts)

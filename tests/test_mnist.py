@@ -121,3 +121,58 @@ def test_corrupt_gzip_is_refused_naming_the_file(mnist_root: Path):
     path.write_bytes(path.read_bytes()[:-8])
     with pytest.raises(UserError, match="train-labels-idx1-ubyte.gz"):
         data.load("mnist", root=str(mnist_root))
+
+
+# --- fashion-mnist-hier: the same idx format, real garment names, superclasses -----------------
+
+from clusterprior.data import fashion_mnist  # noqa: E402
+
+
+def test_fashion_mnist_hier_names_and_groups_the_garments(tmp_path: Path):
+    arrays = write_mnist(tmp_path / "FashionMNIST" / "raw")
+    train = data.load("fashion-mnist-hier", root=str(tmp_path), normalize="none")
+    meta = train.meta
+    assert meta.subclass_names[0] == "T-shirt/top" and meta.subclass_names[9] == "Ankle boot"
+    assert meta.class_names == ("tops", "bottoms & dresses", "footwear", "bags")
+    names = {meta.subclass_names[s]: meta.class_names[c] for s, c in enumerate(meta.superclass_of)}
+    assert [k for k, v in names.items() if v == "footwear"] == ["Sandal", "Sneaker", "Ankle boot"]
+    assert [k for k, v in names.items() if v == "tops"] == ["T-shirt/top", "Pullover", "Coat", "Shirt"]
+    assert train.sub.tolist() == TRAIN_DIGITS.tolist()  # the subclass is the garment label
+    assert train.y.tolist() == [meta.superclass_of[d] for d in TRAIN_DIGITS]
+    assert torch.equal(train.x[:, 0], torch.from_numpy(arrays["train"].astype(np.float32) / 255))
+    assert train.meta.augment == {"shift": 2, "hflip": True}
+
+
+def test_fashion_mnist_hier_subsets_are_fixed_and_sized(tmp_path: Path):
+    write_mnist(tmp_path)
+    a = data.load("fashion-mnist-hier", root=str(tmp_path), n_train=12, seed=3)
+    b = data.load("fashion-mnist-hier", root=str(tmp_path), n_train=12, seed=3)
+    c = data.load("fashion-mnist-hier", root=str(tmp_path), n_train=12, seed=4)
+    assert len(a) == 12 and torch.equal(a.x, b.x) and not torch.equal(a.sub, c.sub)
+    assert len(data.load("fashion-mnist-hier", "test", root=str(tmp_path), n_test=10)) == 10
+    with pytest.raises(UserError, match="between 10 and 20"):
+        data.load("fashion-mnist-hier", root=str(tmp_path), n_train=21)
+
+
+def test_fashion_mnist_hier_found_in_the_debian_folder_by_default(tmp_path: Path, monkeypatch):
+    write_mnist(tmp_path / "debian")
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FOLDER", str(tmp_path / "debian"))
+    assert len(data.load("fashion-mnist-hier")) == 20
+
+
+def test_fashion_mnist_hier_missing_files_name_the_package(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FOLDER", str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match=r"fashion-mnist-hier: .*not found.*dataset-fashion-mnist"):
+        data.load("fashion-mnist-hier")
+    with pytest.raises(UserError, match="dataset-fashion-mnist"):
+        data.load("fashion-mnist-hier", root=str(tmp_path))
+
+
+def test_fashion_mnist_hier_cli_exit_2_names_the_package(tmp_path: Path, capsys):
+    from clusterprior.cli import main
+
+    assert main(["train", "--data", "fashion-mnist-hier", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dataset-fashion-mnist" in err[0]

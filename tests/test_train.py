@@ -18,10 +18,10 @@ def small():
     return data.load("mnist1d-hier", **opts), data.load("mnist1d-hier", "test", **opts)
 
 
-def run(small, seed: int = 0, model: str = "mlp", **config) -> train.TrainResult:
+def run(small, seed: int = 0, model: str = "mlp", callbacks=(), **config) -> train.TrainResult:
     torch.manual_seed(seed)
     m = models.build(model, small[0].input_shape, small[0].n_classes, dropout=0.1)
-    return train.fit(m, small[0], small[1], TrainConfig(seed=seed, **{"epochs": 3, **config}))
+    return train.fit(m, small[0], small[1], TrainConfig(seed=seed, **{"epochs": 3, **config}), callbacks=callbacks)
 
 
 def without_time(history: list[dict]) -> list[dict]:
@@ -66,10 +66,27 @@ def test_schedule_milestones_and_warmup():
     assert [r["lr"] for r in history] == pytest.approx([0.5, 0.25, 0.125])
 
 
-def test_stop_rule_on_training_loss(small):
-    result = run(small, epochs=50, stop_loss=0.8, lr=0.1)
-    assert result.stop_reason == "loss_threshold" and len(result.history) < 50
-    assert result.history[-1]["train_loss"] < 0.8 and all(r["train_loss"] >= 0.8 for r in result.history[:-1])
+def test_stop_rule_reads_the_whole_training_split_in_eval_mode(small):
+    """The rule reads the loss of every training sample, un-augmented, dropout off; not the
+    running loss of the epoch's augmented, dropped-out batches."""
+    seen = []
+
+    def independent(state):  # the same loss, computed here without the trainer's helpers
+        state.model.eval()
+        with torch.no_grad():
+            out = state.model(small[0].x)
+            seen.append((nn.functional.cross_entropy(out, small[0].y).item(),
+                         (out.argmax(1) == small[0].y).float().mean().item()))
+        state.model.train()
+
+    result = run(small, epochs=40, stop_loss=0.8, lr=0.1, augment=True, callbacks=[independent])
+    assert result.stop_reason == "loss_threshold" and len(result.history) < 40
+    fit = [(r["fit_loss"], r["fit_acc"]) for r in result.history]
+    assert [f[0] for f in fit] == pytest.approx([s[0] for s in seen], rel=1e-5)
+    assert [f[1] for f in fit] == pytest.approx([s[1] for s in seen])
+    assert fit[-1][0] < 0.8 and all(f[0] >= 0.8 for f in fit[:-1])
+    assert result.history[-1]["train_loss"] > fit[-1][0]  # the running loss lags behind (dropout, augmentation)
+    assert "fit_loss" not in run(small, epochs=1).history[0]  # no stopping rule: no extra pass
 
 
 def test_callbacks_run_every_epoch_and_can_stop(small):

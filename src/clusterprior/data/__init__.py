@@ -1,10 +1,11 @@
 """Hierarchical data sets: ``load(name, split, **options) -> Split``.
 
 Registered: ``mnist1d-hier`` (default), ``digits-hier``, ``synthclust``,
-``cifar10``, ``cifar10-hier``, ``cifar100``, ``mnist`` (idx files), and any ``.npz`` file path.
+``cifar10``, ``cifar10-hier``, ``cifar100``, ``mnist`` (idx files), ``fashion-mnist-hier`` (Debian's
+dataset-fashion-mnist idx files), and any ``.npz`` file path.
 """
 
-from clusterprior.data import cifar, digits_hier, mnist, mnist1d_hier, npz, synthclust  # noqa: F401  (registration)
+from clusterprior.data import cifar, digits_hier, fashion_mnist, mnist, mnist1d_hier, npz, synthclust  # noqa: F401 (registration)
 from clusterprior.data.base import Meta, Split
 from clusterprior.data.registry import available, load, options_of
 

@@ -1,6 +1,7 @@
 """``digits-hier``: scikit-learn's bundled 8x8 digits, 5 superclasses of two digits.
 
-Same grouping as ``mnist1d-hier`` (``y = digit // 2``, ``sub = digit``). Images
+Same groupings as ``mnist1d-hier`` (``grouping="pairs"``: ``y = digit // 2``; ``"halves"``:
+``y = digit // 5``; ``sub = digit``). Images
 ``[1, 8, 8]`` with pixel values 0..16; a fixed stratified split (``test_fraction``
 of each digit, ``seed``). Default normalisation: one scalar mean/std of the
 training split. Default augmentation: random crop with 1-pixel padding (shift=1), no flip
@@ -18,7 +19,7 @@ from clusterprior.errors import UserError
 
 
 @register("digits-hier")
-def digits_hier(test_fraction: float = 0.25, seed: int = 0) -> Raw:
+def digits_hier(test_fraction: float = 0.25, seed: int = 0, grouping: str = "pairs") -> Raw:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -30,7 +31,7 @@ def digits_hier(test_fraction: float = 0.25, seed: int = 0) -> Raw:
     idx_train, idx_test = train_test_split(
         np.arange(len(digits)), test_size=test_fraction, stratify=digits, random_state=seed
     )
-    y, sub = digits_to_hier(digits)
+    y, sub = digits_to_hier(digits, grouping, "digits-hier")
     train, test = (Part(x[idx], y[idx], sub[idx]) for idx in (idx_train, idx_test))
-    meta = hier_meta("digits-hier", "image", {"shift": 1, "hflip": False})
+    meta = hier_meta("digits-hier", "image", {"shift": 1, "hflip": False}, grouping)
     return Raw(train, test, meta, normalize="global")

@@ -62,21 +62,24 @@ def find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def locate(root: str | None) -> dict[str, Path]:
+def locate(root: str | None, name: str = "mnist", subfolders: tuple[str, ...] = SUBFOLDERS,
+           default: str | None = None, hint: str = _HINT) -> dict[str, Path]:
     """Path of each of the four files, from the first searched folder that holds them all.
 
-    When none does, the error names the files missing from the folder holding the most.
+    The base folder is ``root``, else ``$CLUSTERPRIOR_DATA_DIR``, else ``default``; each is
+    searched with its ``subfolders``. When none holds the files, the error names those
+    missing from the folder holding the most, and ``hint`` says where to get them.
     """
-    base = root or os.environ.get(ENV_VAR)
-    if not base:
-        raise UserError(f"mnist: no data folder given; {_HINT}")
-    folders = [Path(base) / sub for sub in SUBFOLDERS]
+    bases = [root] if root else [b for b in (os.environ.get(ENV_VAR), default) if b]
+    if not bases:
+        raise UserError(f"{name}: no data folder given; {hint}")
+    folders = [Path(base) / sub for base in bases for sub in subfolders]
     found = [{f: find_file(folder, f) for f in _ALL_FILES} for folder in folders]
     missing = [[f for f, path in paths.items() if path is None] for paths in found]
     best = min(range(len(folders)), key=lambda i: len(missing[i]))
     if missing[best]:
         looked = ", ".join(str(f) for f in folders)
-        raise UserError(f"mnist: {', '.join(missing[best])} not found in {folders[best]} (looked in {looked}); {_HINT}")
+        raise UserError(f"{name}: {', '.join(missing[best])} not found in {folders[best]} (looked in {looked}); {hint}")
     return {f: path for f, path in found[best].items() if path is not None}
 
 
@@ -114,15 +117,15 @@ def _read_idx(path: Path, magic: int, stamp: int) -> np.ndarray:
     return parse_idx(read_bytes(path), magic, str(path))
 
 
-def read_split(files: dict[str, Path], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """``[N, 28, 28]`` uint8 images and ``[N]`` digits of one split, checked."""
+def read_split(files: dict[str, Path], split: str, name: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """``[N, 28, 28]`` uint8 images and ``[N]`` labels 0..9 of one split, checked."""
     images_path, labels_path = (files[f] for f in FILES[split])
     images = _read_idx(images_path, IMAGES_MAGIC, images_path.stat().st_mtime_ns)
     labels = _read_idx(labels_path, LABELS_MAGIC, labels_path.stat().st_mtime_ns)
     if images.shape[1:] != (SIDE, SIDE):
         raise UserError(f"{images_path}: images must be {SIDE}x{SIDE}, found {images.shape[1]}x{images.shape[2]}")
     if len(images) != len(labels):
-        raise UserError(f"mnist: {images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+        raise UserError(f"{name}: {images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
     if labels.size and labels.max() > 9:
         raise UserError(f"{labels_path}: labels must lie in 0..9, found {int(labels.max())}")
     return images, labels

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from clusterprior.errors import UserError
+from clusterprior.study.store import FINAL_COLUMNS
 
 
 class Study:
@@ -31,8 +32,9 @@ class Study:
 
     def runs(self) -> pd.DataFrame:
         """One row per run: id, status, final metrics, error, and one column per hyperparameter."""
-        return self._with_hparams("id, status, attempts, seconds, epochs, stop_reason, train_loss, train_acc, "
-                                  "test_loss, test_acc, error")
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        wanted = ("id", "status", "attempts", "seconds", "epochs", "stop_reason", *FINAL_COLUMNS, "error")
+        return self._with_hparams(", ".join(c for c in wanted if c in have))  # older studies lack fit_*
 
     def measures(self) -> pd.DataFrame:
         """Long format: run_id, epoch, measure, layer, value."""

@@ -1,7 +1,8 @@
 """The study store: one SQLite database (WAL) per study directory.
 
 Tables: ``runs`` (one row per run: config, status queued/running/done/failed/diverged,
-timings, final metrics, error), ``history`` (run, epoch, metrics) and ``measures`` in long
+timings, final metrics, error), ``history`` (run, epoch, metrics; ``fit_loss``/``fit_acc``
+are the whole training split in eval mode, the stopping rule's reading) and ``measures`` in long
 format (run, epoch, measure, layer, value). Only the driver process writes. Each run's
 result is written in one transaction, replacing anything an interrupted attempt left,
 so a study killed at any moment and restarted ends with every run stored exactly once.
@@ -20,16 +21,27 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, position INTEGER, config TEXT NOT NULL, hparams TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
     started REAL, finished REAL, seconds REAL, epochs INTEGER, stop_reason TEXT,
-    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, error TEXT);
+    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, error TEXT, fit_loss REAL, fit_acc REAL);
 CREATE TABLE IF NOT EXISTS history (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, lr REAL, train_loss REAL, train_acc REAL,
-    test_loss REAL, test_acc REAL, seconds REAL, PRIMARY KEY (run_id, epoch));
+    test_loss REAL, test_acc REAL, seconds REAL, fit_loss REAL, fit_acc REAL, PRIMARY KEY (run_id, epoch));
 CREATE TABLE IF NOT EXISTS measures (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, measure TEXT NOT NULL, layer TEXT NOT NULL,
     value REAL, PRIMARY KEY (run_id, epoch, measure, layer));
 """
 FINISHED = ("done", "diverged", "failed")
-HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "fit_loss", "fit_acc")
+FINAL_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "fit_loss", "fit_acc")
+ADDED = {"runs": ("fit_loss", "fit_acc"), "history": ("fit_loss", "fit_acc")}  # columns newer than the first schema
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Add the columns that a study written by an older version lacks (they stay NULL there)."""
+    for table, columns in ADDED.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
 
 
 class Store:
@@ -42,6 +54,8 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        with self.db:
+            _upgrade(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -83,11 +97,10 @@ class Store:
                 [(run_id, m["epoch"], m["measure"], str(m["layer"]), m["value"]) for m in result.get("measures", [])],
             )
             self.db.execute(
-                "UPDATE runs SET status = ?, finished = ?, seconds = ?, epochs = ?, stop_reason = ?, train_loss = ?,"
-                " train_acc = ?, test_loss = ?, test_acc = ?, error = ? WHERE id = ?",
+                "UPDATE runs SET status = ?, finished = ?, seconds = ?, epochs = ?, stop_reason = ?, error = ?, "
+                + ", ".join(f"{c} = ?" for c in FINAL_COLUMNS) + " WHERE id = ?",
                 (result["status"], time.time(), result.get("seconds"), len(history), result.get("stop_reason"),
-                 final.get("train_loss"), final.get("train_acc"), final.get("test_loss"), final.get("test_acc"),
-                 result.get("error"), run_id),
+                 result.get("error"), *(final.get(c) for c in FINAL_COLUMNS), run_id),
             )
 
     def counts(self) -> dict[str, int]:

@@ -20,8 +20,8 @@ class TrainConfig:
     The learning rate at a step of epoch ``e`` (1-based) is
     ``lr * gamma ** #{m in milestones: m < e} * warm``, where ``warm`` rises
     linearly from ``warmup_start`` to 1 over the first ``warmup_epochs`` epochs
-    (per step). ``stop_loss`` ends training once the epoch's mean training loss
-    falls below it. ``augment_options`` override the data set's defaults.
+    (per step). ``stop_loss`` ends training once the loss of the whole training
+    split (eval mode, no augmentation, checked after each epoch) falls below it. ``augment_options`` override the data set's defaults.
     """
 
     epochs: int = 20
