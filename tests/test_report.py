@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -45,10 +46,14 @@ def test_report_tables_and_files(finished: Path):
     built = report.build(finished, n_boot=200)
     table = built.analysis.kendall
     assert list(table.index) == ["c0", "c1", "c2", "c3", "c4", "distance_from_init"]
-    assert list(table.columns) == ["batch_size", "lr", "seed", "total"]
+    assert list(table.columns) == ["batch_size", "lr", "total"], "seeds are replicates, not an axis"
+    assert built.analysis.replicates == ["seed"]
+    totals = built.analysis.totals
+    assert (totals["lo"] <= totals["total"]).all() and (totals["total"] <= totals["hi"]).all()
+    assert totals["half_width"].to_numpy() == pytest.approx(((totals["hi"] - totals["lo"]) / 2).to_numpy())
     assert ((table >= -1) & (table <= 1)).all().all()
     assert ((built.analysis.cmi >= 0) & (built.analysis.cmi <= 1)).all()
-    for name in ("granulated_kendall.csv", "granulated_kendall_ci.csv", "cmi.csv", "models.csv", "report.md",
+    for name in ("granulated_kendall.csv", "granulated_kendall_ci.csv", "totals.csv", "cmi.csv", "models.csv", "report.md",
                  "scatter.png", "layers.png", "epochs.png", "kendall_vs_k.png", "neurons.png", "report.html"):
         assert (built.folder / name).is_file(), name
     csv = pd.read_csv(built.folder / "granulated_kendall.csv", index_col="measure")
@@ -58,6 +63,8 @@ def test_report_tables_and_files(finished: Path):
     page = built.html.read_text()
     assert page.count("<img ") == 5 and page.count("data:image/png;base64,") == 5
     assert "src='http" not in page and "<table class='kendall'>" in page
+    assert page.count("<svg class='figure'") == len(table), "Fig. 2.4: one figure per measure, drawn in the page"
+    assert "<select id='scatter-hue'><option value='batch_size'>" in page
 
 
 def test_distance_from_init_is_oriented(finished: Path):
@@ -66,7 +73,7 @@ def test_distance_from_init_is_oriented(finished: Path):
     from clusterprior import stats
 
     raw = stats.granulated_kendall(models["distance_from_init"], models["target"],
-                                   models[built.analysis.axes].to_dict("records"))
+                                   models[built.analysis.axes + ["seed"]].to_dict("records"), axes=built.analysis.axes)
     assert built.analysis.kendall.loc["distance_from_init", "lr"] == pytest.approx(-raw["lr"])
 
 
@@ -94,20 +101,46 @@ def chromium() -> str | None:
 
 
 def test_report_renders_in_headless_chromium(finished: Path, tmp_path: Path):
+    """The page renders offline: every image decodes, every figure (PNG or in-page SVG) is at
+    least 600 px wide at a 1,280 px window, and a screenshot is taken."""
     browser = chromium()
     if browser is None:
-        pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium); the page was not rendered")
+        message = "no Chromium on this machine (.ci/run installs Debian's chromium); the page was not rendered"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     built = report.build(finished, n_boot=50)
-    done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=10000", "--dump-dom", built.html.as_uri()],
-        capture_output=True, text=True, timeout=180)
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=10000", "--window-size=1280,6000"]
+    done = subprocess.run([*flags, "--dump-dom", built.html.as_uri()], capture_output=True, text=True, timeout=180)
     dom = done.stdout
     assert 'data-images="5"' in dom, done.stderr[-2000:]
     assert 'data-broken="0"' in dom, "every figure decoded"
+    figures = int(re.search(r'data-figures="(\d+)"', dom).group(1))
+    assert figures == 5 + 6, "five PNG figures and one scatter per measure"
+    assert int(re.search(r'data-min-width="(\d+)"', dom).group(1)) >= 600, "every figure at least 600 px wide"
+    assert dom.count("<circle") >= 6 * 8, "the scatters were drawn (8 models each)"
     table = re.search(r"<table class=\"kendall\">(.*?)</table>", dom, re.S)
     assert table and table.group(1).count("<tr>") == 1 + 6, "header and one row per measure"
+    shot = tmp_path / "page.png"
+    subprocess.run([*flags, f"--screenshot={shot}", built.html.as_uri()], capture_output=True, timeout=180)
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+def test_terminal_table_fits_100_columns_with_intervals(finished: Path):
+    from rich.console import Console
+
+    analysis = report.build(finished, n_boot=50).analysis
+    console = Console(width=100, record=True, file=open(os.devnull, "w"))
+    console.print(report.tables.terminal_table(analysis))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    for name in ("c0", "c1", "c2", "c3", "c4", "dist-init"):
+        assert any(line.split() and line.split()[0] == name for line in lines), f"{name} on one line, unbroken"
+    c3 = next(line for line in lines if line.split() and line.split()[0] == "c3").split()
+    lo, hi = analysis.totals.loc["c3", ["lo", "hi"]]
+    assert f"[{lo:.2f}," in c3 and f"{hi:.2f}]" in c3 and f"{analysis.totals.loc['c3', 'half_width']:.2f}" in c3
 
 
 def test_layer_depths_follow_forward_order_even_when_names_differ(tmp_path: Path):

@@ -83,3 +83,16 @@ def test_conditional_mi_score():
         stats.conditional_mi_score(noisy, g, hp)), "the order of the models does not matter"
     with pytest.warns(UserWarning, match="undefined"):
         assert math.isnan(stats.conditional_mi_score(g, np.ones(len(hp)), hp))
+
+
+def test_replicate_keys_split_groups_but_are_no_axis():
+    """Seeds as replicates: each seed's models form their own groups, and no seed axis."""
+    hparams = [{"lr": lr, "seed": s} for s in (0, 1) for lr in (0.1, 0.2, 0.3)]
+    t = np.array([1.0, 2.0, 3.0, 3.0, 2.0, 1.0])  # seed 0 rises with lr, seed 1 falls
+    m = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0])
+    psi = stats.granulated_kendall(m, t, hparams, axes=["lr"])
+    assert list(psi) == ["lr"] and psi["lr"] == pytest.approx(0.0)  # mean of +1 (seed 0) and -1 (seed 1)
+    ci = stats.granulated_kendall_ci(m, t, hparams, axes=["lr"], n_boot=200)
+    assert set(ci) == {"lr", "total"} and ci["lr"][0] == pytest.approx(-1.0) and ci["lr"][1] == pytest.approx(1.0)
+    with pytest.raises(UserError, match="'depth' is not a hyperparameter"):
+        stats.granulated_kendall(m, t, hparams, axes=["depth"])

@@ -221,3 +221,12 @@ def test_steps_per_epoch_counts_the_batches_fit_runs():
     for n, batch_size in [(10, 3), (10, 5), (10, 9), (10, 10), (7, 2), (1, 4)]:
         batches = _batches(n, batch_size, torch.Generator().manual_seed(0), torch.device("cpu"))
         assert train.steps_per_epoch(n, batch_size) == len(batches)
+
+
+def test_test_split_every_n_epochs_and_always_at_the_last(small):
+    rows = run(small, epochs=5, test_every=2).history
+    assert ["test_acc" in r for r in rows] == [False, True, False, True, True]
+    rows = run(small, epochs=40, test_every=0, stop_loss=1.2, lr=0.1).history
+    assert "test_acc" in rows[-1] and all("test_acc" not in r for r in rows[:-1]) and len(rows) < 40
+    stopped = run(small, epochs=5, test_every=0, callbacks=[lambda state: state.epoch == 2]).history
+    assert len(stopped) == 2 and "test_acc" in stopped[-1]

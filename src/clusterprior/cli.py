@@ -144,18 +144,9 @@ def demo(
         resources.files("clusterprior.study").joinpath("demo.toml").read_text(), "demo.toml")
     study.run_study(parsed, out, workers=workers, device="cpu", quiet=quiet)
     built = report.build(out)
-    console = Console()
-    a = built.analysis
-    table = Table(title=f"granulated Kendall with {'test accuracy' if a.target == 'test_acc' else 'minus the gap'} "
-                        f"({len(a.models)} models; bold: best of the column)")
-    table.add_column("measure", overflow="fold")
-    for col in [*a.kendall.columns, "CMI"]:
-        table.add_column(col, justify="right", overflow="fold")
-    best = a.kendall.eq(a.kendall.max(axis=0), axis=1)
-    for name, row in a.kendall.iterrows():
-        cells = ["" if v != v else (f"[bold]{v:.2f}[/bold]" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()]
-        table.add_row(name, *cells, f"{a.cmi[name]:.3f}")
-    console.print(table)
+    console = Console(width=max(100, Console().width))
+    console.print(report.tables.terminal_table(built.analysis))
+    console.print(report.capped_note(built.analysis))
     print(f"report: {built.html}")
 
 
@@ -333,6 +324,22 @@ def study_report(
     built = report.build(folder, target=target)
     print((built.folder / "report.md").read_text())
     print(f"report: {built.html}")
+
+
+@study_app.command("readme")
+def study_readme(
+    readme: Path = typer.Option(Path("README.md"), help="The file whose results blocks to rewrite."),
+    results: Path = typer.Option(Path("results"), help="Folder of the committed study results (NAME/report/)."),
+    check: bool = typer.Option(False, "--check", help="Only compare; exit 1 if a block is stale."),
+) -> None:
+    """Regenerate the README's result blocks (<!-- results: NAME -->) from the committed results."""
+    from clusterprior.report.readme import update
+
+    changed = update(readme, results, check=check)
+    if check and changed:
+        print(f"{readme}: stale results blocks: {', '.join(changed)}; run 'clusterprior study readme'")
+        raise typer.Exit(1)
+    print(f"{readme}: {'rewrote ' + ', '.join(changed) if changed else 'every results block is up to date'}")
 
 
 @study_app.command("export")

@@ -29,8 +29,9 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def cosine_distance(u: torch.Tensor, v: torch.Tensor) -> float:
-    """``1 - <u, v> / (|u| |v|)`` of the flattened tensors (float64)."""
-    u, v = u.detach().double().flatten(), v.detach().double().flatten()
+    """``1 - <u, v> / (|u| |v|)`` of the flattened tensors (float64, on ``u``'s device: an
+    initial snapshot kept on the CPU compares with a model trained on a GPU)."""
+    u, v = u.detach().double().flatten(), v.detach().to(u.device).double().flatten()
     return float(1.0 - (u @ v) / (u.norm() * v.norm()))
 
 

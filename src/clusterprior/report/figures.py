@@ -23,20 +23,27 @@ def _label(ax, xlabel: str, ylabel: str, title: str, legend: bool = True) -> Non
         ax.legend(fontsize=7)
 
 
-def scatter(models: pd.DataFrame, measures: list[str], axes: list[str], target: str) -> Figure:
-    """Fig. 2.4: each measure against generalization, one column per hyperparameter colouring the points."""
-    fig, grid = plt.subplots(len(measures), len(axes), figsize=(3.2 * len(axes), 2.6 * len(measures)), squeeze=False)
-    for r, name in enumerate(measures):
-        for c, axis in enumerate(axes):
-            ax = grid[r][c]
-            for i, (value, group) in enumerate(models.groupby(models[axis].astype(str))):
-                ax.scatter(group[name], group["target"], s=14, color=plt.cm.tab10(i % 10), label=f"{axis}={value}")
-            ax.set_xlabel(name)
-            ax.set_ylabel(TARGET_LABEL[target])
-            ax.set_title(f"{name}, coloured by {axis}", fontsize=9)
-            if r == 0:
-                ax.legend(fontsize=7, loc="best")
-    fig.suptitle("Measures against generalization (thesis Fig. 2.4)")
+def panels(n: int, columns: int = 4, size: tuple[float, float] = (3.4, 3.0)) -> tuple[Figure, list]:
+    """A figure of ``n`` panels in rows of at most ``columns`` (legible at 1,000 px wide);
+    unused panels are hidden."""
+    cols = max(1, min(columns, n))
+    rows = -(-max(1, n) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    flat = [ax for row in grid for ax in row]
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def scatter(models: pd.DataFrame, measures: list[str], axis: str, target: str) -> Figure:
+    """Fig. 2.4, static: each measure against generalization, one panel per measure, points
+    coloured by the hyperparameter ``axis`` (report.html lets the reader choose it)."""
+    fig, flat = panels(len(measures))
+    for ax, name in zip(flat, measures):
+        for i, (value, group) in enumerate(models.groupby(models[axis].astype(str))):
+            ax.scatter(group[name], group["target"], s=12, color=plt.cm.tab10(i % 10), label=f"{axis}={value}")
+        _label(ax, name, TARGET_LABEL[target], name, legend=ax is flat[0])
+    fig.suptitle(f"Measures against generalization, coloured by {axis} (thesis Fig. 2.4)")
     fig.tight_layout()
     return fig
 
@@ -46,8 +53,8 @@ def per_layer(measures: pd.DataFrame, depths: pd.DataFrame, names: list[str]) ->
     last = measures[measures["epoch"] == measures.groupby("run_id")["epoch"].transform("max")]
     last = last[last["layer"] != "all"].merge(depths, on=["run_id", "layer"])
     names = [n for n in names if n in set(last["measure"])]
-    fig, grid = plt.subplots(1, max(1, len(names)), figsize=(3.4 * max(1, len(names)), 3.0), squeeze=False)
-    for ax, name in zip(grid[0], names):
+    fig, flat = panels(len(names))
+    for ax, name in zip(flat, names):
         stats = last[last["measure"] == name].groupby("depth")["value"].agg(["mean", "std"])
         depth = stats.index.to_numpy()
         ax.plot(depth, stats["mean"], marker="o", label="mean over runs")
@@ -66,12 +73,12 @@ def over_epochs(measures: pd.DataFrame, models: pd.DataFrame, names: list[str]) 
     if candidates.empty:
         return None
     picks = {"worst": candidates.iloc[0], "median": candidates.iloc[len(candidates) // 2], "best": candidates.iloc[-1]}
-    fig, grid = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.0), squeeze=False)
-    for ax, name in zip(grid[0], names):
+    fig, flat = panels(len(names))
+    for ax, name in zip(flat, names):
         for label, run in picks.items():
             series = whole[(whole["run_id"] == run["run_id"]) & (whole["measure"] == name)].sort_values("epoch")
-            ax.plot(series["epoch"], series["value"], marker="o", label=f"{label} (test acc {run['test_acc']:.2f})")
-        _label(ax, "epoch", name, f"{name} during training")
+            ax.plot(series["epoch"], series["value"], marker="o", label=f"{label} (test acc {run['test_acc']:.3f})")
+        _label(ax, "epoch", name, f"{name} during training", legend=ax is flat[0])
     fig.suptitle("Measures over training for tracked runs (thesis Fig. 2.7)")
     fig.tight_layout()
     return fig
@@ -101,23 +108,30 @@ def selective_neurons(path, title: str) -> Figure:
 
     with np.load(path, allow_pickle=False) as f:
         epochs, pre, y, sub = f["epochs"], f["pre"].astype(np.float32), f["y"], f["sub"]
+        sub_names = [str(n) for n in f["subclass_names"]] if "subclass_names" in f else None
+        class_names = [str(n) for n in f["class_names"]] if "class_names" in f else None
     ids, sel = subclass_selectivity([pre[-1]], y, sub)
     best_per_sub = sel.max(dim=1).values
     order = np.argsort(best_per_sub.numpy())
     picks = {"most selective subclass": int(order[-1]), "median subclass": int(order[len(order) // 2])}
-    fig, grid = plt.subplots(3, len(epochs), figsize=(2.6 * len(epochs), 7.2), squeeze=False)
+    shown = np.unique(np.linspace(0, len(epochs) - 1, min(len(epochs), 4)).round().astype(int))  # first, last, between
+    fig, grid = plt.subplots(3, len(shown), figsize=(3.4 * len(shown), 8.4), squeeze=False)
     for row, (label, s) in enumerate(picks.items()):
         neuron = int(sel[s].argmax())
         subclass = int(ids[s])
         inside = sub == subclass
-        rest = (y == y[inside][0]) & ~inside
-        for col, epoch in enumerate(epochs):
-            ax = grid[row][col]
-            values = pre[col, :, neuron]
+        cls = int(y[inside][0])
+        rest = (y == cls) & ~inside
+        name = sub_names[subclass] if sub_names else str(subclass)
+        sub_label = f"subclass {name}" if name.isdigit() else name
+        rest_label = f"rest of {class_names[cls]}" if class_names else "rest of its class"
+        for col, e in enumerate(shown):
+            ax, epoch = grid[row][col], epochs[e]
+            values = pre[e, :, neuron]
             bins = np.linspace(values[inside | rest].min(), values[inside | rest].max(), 30)
-            ax.hist(values[rest], bins=bins, alpha=0.6, density=True, label="rest of its class")
-            ax.hist(values[inside], bins=bins, alpha=0.6, density=True, label=f"subclass {subclass}")
-            ax.set_title(f"{label}, epoch {epoch}", fontsize=8)
+            ax.hist(values[rest], bins=bins, alpha=0.6, density=True, label=rest_label)
+            ax.hist(values[inside], bins=bins, alpha=0.6, density=True, label=sub_label)
+            ax.set_title(f"{label} ({sub_label}), epoch {epoch}", fontsize=8)
             ax.set_xlabel(f"pre-activation of neuron {neuron}")
             ax.set_ylabel("density")
             ax.legend(fontsize=6)

@@ -9,6 +9,7 @@ import sqlite3
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,27 +17,55 @@ import pandas as pd
 from clusterprior import stats
 from clusterprior.errors import UserError
 from clusterprior.measures.baselines import ORIENTATION
+from clusterprior.study.store import FINAL_COLUMNS
 
 TARGETS = ("test_acc", "gap")
 SWEEP = re.compile(r"^(c[13])\[k=(\d+)\]$")  # the k-sweep rows written by the worker
+REPLICATES = ("seed",)  # keys that repeat a configuration: they split groups but are no Kendall axis
+SHORT = {  # labels of the terminal table (at most 10 characters; the CSV files keep the full names)
+    "batch_size": "bs", "optimizer": "opt", "weight_decay": "wd", "dropout": "drop", "augment": "aug",
+    "sigma_prime": "sigma'", "sigma_second": "sigma''", "alpha_prime": "alpha'", "alpha_second": "alpha''",
+    "distance_from_init": "dist-init", "param_norm": "param-norm", "log_spectral_product": "spec-prod",
+    "path_norm": "path-norm", "output_margin": "margin", "davies_bouldin": "DB", "nc1": "NC1",
+    "layer_rotation": "rotation",
+}
 
 
 @dataclass
 class Analysis:
     """What the report shows: one row per finished model, and the tables built from it."""
 
-    models: pd.DataFrame  # run_id, hyperparameters, train/test accuracy, target, final measure values
-    axes: list[str]  # hyperparameters that vary
+    models: pd.DataFrame  # run_id, hyperparameters, train/test accuracy, target, reached_stop_loss, measures
+    axes: list[str]  # hyperparameters that vary (the Kendall axes)
     measures: list[str]
     kendall: pd.DataFrame  # rows measures, columns axes + "total"
     intervals: pd.DataFrame  # same shape, "[lo, hi]" text
     cmi: pd.Series  # per measure
     target: str
+    totals: pd.DataFrame  # per measure: total, lo, hi, half_width (the study's power), total_reached
+    replicates: list[str]  # varying keys that only split groups (seeds)
+
+    @property
+    def capped(self) -> pd.DataFrame:
+        """Models that hit the epoch cap before the stop-loss (flagged, kept in the statistics)."""
+        return self.models[self.models["reached_stop_loss"] == False]  # noqa: E712 (NaN: no stopping rule)
+
+
+def _catalogue_order(name: str) -> tuple[int, str]:
+    """c0-c4 first, then the baselines in the catalogue's order, then anything else by name."""
+    from clusterprior.measures.registry import BASELINE_NAMES, INTRACLASS
+
+    known = [*INTRACLASS, *BASELINE_NAMES]
+    return (known.index(name) if name in known else len(known), name)
 
 
 def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Finished (done) runs with their last measured values; the generalization column
-    ``target`` is test accuracy, or minus the gap train_acc - test_acc."""
+    ``target`` is test accuracy, or minus the gap (training accuracy of the whole training
+    split in eval mode when the stopping rule measured it, else the running one, minus test
+    accuracy). ``reached_stop_loss``: False for a run that hit the epoch cap first, NaN
+    without a stopping rule. The axes returned are every varying hyperparameter, replicates
+    (seeds) included; :func:`analyse` separates them."""
     if target not in TARGETS:
         raise UserError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     from clusterprior.study import load  # lazily: the figures alone need no study stack (pydantic)
@@ -48,7 +77,7 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
     finally:
         study.close()
     hp_cols = [c for c in runs.columns if c not in ("id", "status", "attempts", "seconds", "epochs", "stop_reason",
-                                                    "train_loss", "train_acc", "test_loss", "test_acc", "error")]
+                                                    *FINAL_COLUMNS, "error")]
     done = runs[runs["status"] == "done"].rename(columns={"id": "run_id"})
     whole = measures[measures["layer"] == "all"]
     last = whole[whole["epoch"] == whole.groupby("run_id")["epoch"].transform("max")]
@@ -56,45 +85,77 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
     models = done.merge(wide, on="run_id", how="inner")
     if len(models) < 2:
         raise UserError(f"{folder}: fewer than 2 finished runs with measures; nothing to correlate")
-    models["target"] = models["test_acc"] if target == "test_acc" else -(models["train_acc"] - models["test_acc"])
+    train_acc = models["fit_acc"].fillna(models["train_acc"]) if "fit_acc" in models else models["train_acc"]
+    models["target"] = models["test_acc"] if target == "test_acc" else -(train_acc - models["test_acc"])
+    ruled = models["fit_loss"].notna() if "fit_loss" in models else pd.Series(False, index=models.index)
+    models["reached_stop_loss"] = (models["stop_reason"] == "loss_threshold").where(ruled)
     axes = [c for c in hp_cols if models[c].astype(str).nunique() > 1]
-    names = [c for c in wide.columns if c != "run_id" and not SWEEP.match(c)]
+    names = sorted((c for c in wide.columns if c != "run_id" and not SWEEP.match(c)), key=_catalogue_order)
     return models, axes, names
 
 
+def _kendall_of(m: np.ndarray, t: np.ndarray, hp: list[dict], axes: list[str], n_boot: int) -> tuple[dict, dict, float]:
+    """(psi per axis + total, bootstrap interval per axis + total, CMI) of one measure;
+    ``n_boot=0``: psi alone (empty intervals, NaN CMI)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        psi = stats.granulated_kendall(m, t, hp, axes=axes)
+        if not n_boot:
+            return {**psi, "total": stats.total_score(psi)}, {}, math.nan
+        ci = stats.granulated_kendall_ci(m, t, hp, n_boot=n_boot, axes=axes)
+        cmi = stats.conditional_mi_score(m, t, [{a: h[a] for a in axes} for h in hp])
+    return {**psi, "total": stats.total_score(psi)}, ci, cmi
+
+
 def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> Analysis:
-    models, axes, names = final_models(folder, target)
+    """Granulated Kendall of every measure along every varying hyperparameter but the
+    replicates (:data:`REPLICATES`): a seed splits the groups, so each seed's models are
+    compared with each other only, and the seeds multiply the groups each psi averages.
+
+    ``totals`` holds each total with its 95 % bootstrap interval, the interval's half-width
+    (the study's power) and ``total_reached``, the total over the models that reached the
+    stop-loss alone (equal to the total when none hit the epoch cap)."""
+    models, varying, names = final_models(folder, target)
+    replicates = [c for c in varying if c in REPLICATES]
+    axes = [c for c in varying if c not in REPLICATES]
     if not axes:
         raise UserError(f"{folder}: no hyperparameter varies among the finished runs")
-    hparams = models[axes].to_dict("records")
-    rows, spans, cmi = {}, {}, {}
+    hparams = models[varying].to_dict("records")
+    reached = models["reached_stop_loss"] != False  # noqa: E712 (NaN: no stopping rule, kept)
+    rows, spans, cmi, totals = {}, {}, {}, {}
     for name in names:
-        ok = models[name].notna()
-        m = models.loc[ok, name].to_numpy() * ORIENTATION.get(name, 1)
-        t = models.loc[ok, "target"].to_numpy()
-        hp = [h for h, keep in zip(hparams, ok) if keep]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            psi = stats.granulated_kendall(m, t, hp)
-            ci = stats.granulated_kendall_ci(m, t, hp, n_boot=n_boot)
-        rows[name] = {**psi, "total": stats.total_score(psi)}
+        ok = models[name].notna().to_numpy()
+        m = models[name].to_numpy() * ORIENTATION.get(name, 1)
+        t = models["target"].to_numpy()
+        rows[name], ci, cmi[name] = _kendall_of(m[ok], t[ok], [h for h, k in zip(hparams, ok) if k], axes, n_boot)
         spans[name] = {k: "" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]" for k, (lo, hi) in ci.items()}
-        cmi[name] = stats.conditional_mi_score(m, t, hp)
+        lo, hi = ci["total"]
+        sub = ok & reached.to_numpy()
+        if sub.sum() == ok.sum():
+            only = rows[name]["total"]
+        elif sub.sum() < 2:
+            only = math.nan
+        else:
+            only = _kendall_of(m[sub], t[sub], [h for h, k in zip(hparams, sub) if k], axes, 0)[0]["total"]
+        totals[name] = {"total": rows[name]["total"], "lo": lo, "hi": hi, "half_width": (hi - lo) / 2,
+                        "total_reached": only}
     kendall = pd.DataFrame(rows).T[axes + ["total"]]
     intervals = pd.DataFrame(spans).T[axes + ["total"]]
-    return Analysis(models, axes, names, kendall, intervals, pd.Series(cmi, name="cmi"), target)
+    return Analysis(models, axes, names, kendall, intervals, pd.Series(cmi, name="cmi"), target,
+                    pd.DataFrame(totals).T, replicates)
 
 
-def k_sweep(models: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """Total granulated Kendall of c1 and c3 at each swept k: index k, one column per measure."""
-    hparams = models[axes].to_dict("records")
+def k_sweep(models: pd.DataFrame, axes: list[str], replicates: list[str] = ()) -> pd.DataFrame:
+    """Total granulated Kendall of c1 and c3 at each swept k: index k, one column per measure
+    (``replicates`` split the groups, as in :func:`analyse`)."""
+    hparams = models[[*axes, *replicates]].to_dict("records")
     rows: dict[str, dict[int, float]] = {}
     for column in models.columns:
         match = SWEEP.match(str(column))
         if match and models[column].notna().all():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                psi = stats.granulated_kendall(models[column].to_numpy(), models["target"].to_numpy(), hparams)
+                psi = stats.granulated_kendall(models[column].to_numpy(), models["target"].to_numpy(), hparams, axes)
             rows.setdefault(match.group(1), {})[int(match.group(2))] = stats.total_score(psi)
     return pd.DataFrame(rows).sort_index()
 
@@ -114,6 +175,36 @@ def markdown(table: pd.DataFrame, digits: int = 2) -> str:
                  for c, v in row.items()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def totals_markdown(analysis: Analysis) -> str:
+    """Each measure's total with its 95 % interval and the interval's half-width, as Markdown."""
+    lines = ["| measure | total | 95 % interval | half-width |", "|---|---:|---:|---:|"]
+    for name, row in analysis.totals.iterrows():
+        lines.append(f"| {name} | {row['total']:.2f} | [{row['lo']:.2f}, {row['hi']:.2f}] | {row['half_width']:.2f} |")
+    return "\n".join(lines)
+
+
+def terminal_table(analysis: Analysis) -> Any:
+    """The Table 2.1 layout for a terminal of 100 columns: short labels (:data:`SHORT`), each
+    total with its 95 % interval and half-width, and the CMI score; bold = best of a column."""
+    from rich import box
+    from rich.table import Table
+
+    target = "test accuracy" if analysis.target == "test_acc" else "minus the gap"
+    table = Table(title=f"granulated Kendall with {target}, {len(analysis.models)} models", box=box.SIMPLE_HEAD,
+                  padding=(0, 0, 0, 1), pad_edge=False, caption="bold: best of the column; interval: 95 % bootstrap "
+                  "over groups; ±: its half-width")
+    table.add_column("measure", no_wrap=True)
+    for column in [*(SHORT.get(a, a)[:6] for a in analysis.axes), "total", "interval", "±", "CMI"]:
+        table.add_column(column, justify="right", no_wrap=True)
+    best = best_marks(analysis.kendall)
+    for name, row in analysis.kendall.iterrows():
+        cells = ["" if v != v else (f"[bold]{v:.2f}[/bold]" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()]
+        t = analysis.totals.loc[name]
+        table.add_row(SHORT.get(name, name), *cells, f"[{t['lo']:.2f}, {t['hi']:.2f}]", f"{t['half_width']:.2f}",
+                      f"{analysis.cmi[name]:.3f}")
+    return table
 
 
 def layer_depths(folder: str | Path) -> pd.DataFrame:

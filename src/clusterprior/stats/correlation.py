@@ -67,13 +67,27 @@ def _psi(m: np.ndarray, t: np.ndarray, groups: list[np.ndarray]) -> float:
     return float(np.mean([kendall(m[g], t[g]) for g in groups])) if groups else math.nan
 
 
-def granulated_kendall(m: Any, t: Any, hparams: Hparams) -> dict[str, float]:
+def _axes(keys: list[str], axes: Sequence[str] | None) -> list[str]:
+    if axes is None:
+        return keys
+    unknown = [a for a in axes if a not in keys]
+    if unknown:
+        raise UserError(f"axis {unknown[0]!r} is not a hyperparameter of the models ({', '.join(keys)})")
+    return list(axes)
+
+
+def granulated_kendall(m: Any, t: Any, hparams: Hparams, axes: Sequence[str] | None = None) -> dict[str, float]:
     """psi_axis = mean over groups of models equal on every other key of tau inside the group
     (groups of at least 2 models). Returns ``{axis: psi}``; an axis with no such group is NaN
-    (with a warning) and :func:`total_score` leaves it out."""
+    (with a warning) and :func:`total_score` leaves it out.
+
+    ``axes``: the keys to correlate along (default: every key). A key of ``hparams`` that is
+    not an axis only splits the groups: with ``axes`` leaving out ``"seed"``, seeds are
+    replicates, each seed's models form groups of their own, and a seed never counts as a
+    hyperparameter that "changes generalization"."""
     m, t = _vector(m, "m"), _vector(t, "t")
     keys = _keys(hparams, len(m))
-    result = {axis: _psi(m, t, _groups(hparams, keys, axis)) for axis in keys}
+    result = {axis: _psi(m, t, _groups(hparams, keys, axis)) for axis in _axes(keys, axes)}
     empty = [a for a, v in result.items() if math.isnan(v)]
     if empty:
         warnings.warn(f"no group of models varies only {empty}; left out of the total", stacklevel=2)
@@ -87,14 +101,16 @@ def total_score(psi: Mapping[str, float]) -> float:
 
 
 def granulated_kendall_ci(
-    m: Any, t: Any, hparams: Hparams, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+    m: Any, t: Any, hparams: Hparams, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+    axes: Sequence[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals for each psi and the total, resampling each axis's
-    groups with replacement (``n_boot`` draws). Keys: the axes and ``"total"``."""
+    groups with replacement (``n_boot`` draws). Keys: the axes and ``"total"``; ``axes`` as
+    in :func:`granulated_kendall`."""
     m, t = _vector(m, "m"), _vector(t, "t")
     keys = _keys(hparams, len(m))
     rng = np.random.default_rng(seed)
-    taus = {a: np.array([kendall(m[g], t[g]) for g in _groups(hparams, keys, a)]) for a in keys}
+    taus = {a: np.array([kendall(m[g], t[g]) for g in _groups(hparams, keys, a)]) for a in _axes(keys, axes)}
     draws = {a: (v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1) if len(v) else np.full(n_boot, np.nan))
              for a, v in taus.items()}
     defined = [d for d in draws.values() if not np.isnan(d).all()]

@@ -57,7 +57,9 @@ class TrainSpec(_Strict):
     gamma: float = Field(0.2, gt=0)
     warmup_epochs: int = Field(0, ge=0)
     augment: bool = False
-    stop_loss: Optional[float] = Field(None, gt=0)
+    stop_loss: Optional[float] = Field(None, gt=0, description="train until the whole training split's loss "
+                                       "(eval mode, no augmentation) is below this, or for `epochs` at most")
+    test_every: int = Field(1, ge=0, description="evaluate the test split every N epochs; 0 = at the end only")
 
 
 class MeasureSpec(_Strict):

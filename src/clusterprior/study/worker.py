@@ -56,7 +56,8 @@ def k_sweep_rows(pre: list[torch.Tensor], split: Split, ks: list[int], epoch: in
 
 def save_preactivations(path: Path, snapshots: dict[int, Any], split: Split) -> None:
     """``epochs``, ``pre`` [epochs, samples, neurons] (float16), ``layer_names``, ``layer_sizes``,
-    ``y`` and ``sub`` of the probe samples, in one .npz (written atomically)."""
+    ``y`` and ``sub`` of the probe samples, ``class_names`` and ``subclass_names`` of the data
+    set, in one .npz (written atomically)."""
     import numpy as np
 
     epochs = sorted(snapshots)
@@ -64,7 +65,9 @@ def save_preactivations(path: Path, snapshots: dict[int, Any], split: Split) -> 
     pre = np.stack([torch.cat(snapshots[e].pre, dim=1).cpu().numpy().astype(np.float16) for e in epochs])
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, epochs=np.array(epochs), pre=pre, layer_names=np.array(names), layer_sizes=np.array(sizes),
-                        y=split.y.numpy(), sub=(split.sub if split.sub is not None else split.y).numpy())
+                        y=split.y.numpy(), sub=(split.sub if split.sub is not None else split.y).numpy(),
+                        class_names=np.array(split.meta.class_names),
+                        subclass_names=np.array(split.meta.subclass_names or split.meta.class_names))
     tmp.replace(path)
 
 

@@ -44,6 +44,7 @@ class TrainConfig:
     channels_last: bool = True
     amp: bool = True  # bf16 autocast of forward passes on CUDA (ignored on CPU)
     eval_batch_size: int = 1024
+    test_every: int = 1  # evaluate the test split every N epochs (and always at the last); 0 = at the last only
     loss: str = "ce"  # "ce": softmax cross-entropy; "bce": one sigmoid output, binary cross-entropy
 
     def __post_init__(self) -> None:
@@ -62,6 +63,7 @@ class TrainConfig:
             (self.stop_loss is None or self.stop_loss > 0, "stop_loss must be > 0"),
             (set(self.augment_options) <= set(AUGMENT_KEYS), f"augment options are {', '.join(AUGMENT_KEYS)}"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.test_every >= 0, "test_every must be >= 0"),
             (-1.0 < self.layca_alpha < 1.0, "layca_alpha must be in (-1, 1)"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
         ]

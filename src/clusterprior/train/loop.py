@@ -182,7 +182,8 @@ def fit(
     A NaN or infinite training loss ends the run with status "diverged". On CUDA, forward
     passes run under bf16 autocast (``config.amp``) and 4-D inputs in channels_last.
     History rows: epoch, lr, train_loss, train_acc (running means over the epoch's
-    augmented batches, train mode), test_loss, test_acc, seconds; with ``config.stop_loss``
+    augmented batches, train mode), test_loss, test_acc (every ``config.test_every`` epochs
+    and at the last), seconds; with ``config.stop_loss``
     also fit_loss, fit_acc: the whole training split in eval mode without augmentation,
     the loss the stopping rule reads (SPEC.md 2.5: train until the training loss is below
     a threshold, so that test accuracy measures generalization alone).
@@ -240,17 +241,24 @@ def fit(
             return TrainResult("diverged", "non-finite loss", history)
         if config.stop_loss is not None:
             row["fit_loss"], row["fit_acc"] = evaluate(model, x_fit, y, config.eval_batch_size, config.amp, config.loss)
-        if x_test is not None:
-            row["test_loss"], row["test_acc"] = evaluate(model, x_test, y_test, config.eval_batch_size, config.amp,
-                                                         config.loss)
+        reached = config.stop_loss is not None and row["fit_loss"] < config.stop_loss
+
+        def test_row() -> None:
+            if x_test is not None:
+                row["test_loss"], row["test_acc"] = evaluate(model, x_test, y_test, config.eval_batch_size,
+                                                             config.amp, config.loss)
+
+        if reached or epoch == config.epochs or (config.test_every and epoch % config.test_every == 0):
+            test_row()
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         state = EpochState(epoch, model, optimizer, history, config)
-        stop = [cb(state) for cb in callbacks]
-        if any(stop):
+        if any([cb(state) for cb in callbacks]):
+            if "test_acc" not in row:
+                test_row()
             result.stop_reason = "callback"
             break
-        if config.stop_loss is not None and row["fit_loss"] < config.stop_loss:
+        if reached:
             result.stop_reason = "loss_threshold"
             break
     return result

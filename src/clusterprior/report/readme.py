@@ -1,0 +1,107 @@
+"""The README's result sections, generated from committed result files.
+
+Every number the README states about a study comes from a block between
+``<!-- results: NAME -->`` and ``<!-- end results: NAME -->``, written by :func:`block`
+from ``results/NAME/report/`` (``models.csv``, ``granulated_kendall.csv``, ``totals.csv``,
+``cmi.csv``). ``clusterprior study readme`` rewrites every such block of README.md;
+``--check`` (and the test suite) fails when a block and its files disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from clusterprior.errors import UserError
+from clusterprior.report.tables import SHORT
+
+BLOCK = re.compile(r"(<!-- results: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- end results: (?P=name) -->)", re.S)
+INTRACLASS = ("c0", "c1", "c2", "c3", "c4")
+THESIS_TOTALS = "0.48 (c0) and 0.70-0.73 (c1-c4) in Table 2.1; 0.76-0.84 (c3, c4) in Tables 2.2-2.3"
+
+
+def _read(folder: Path, name: str, **kw) -> pd.DataFrame:
+    path = folder / name
+    if not path.is_file():
+        raise UserError(f"{path}: missing; run the study and 'clusterprior study report' first")
+    return pd.read_csv(path, **kw)
+
+
+def _interval(row: pd.Series) -> str:
+    return f"{row['total']:.2f} [{row['lo']:.2f}, {row['hi']:.2f}]"
+
+
+def _sign(row: pd.Series) -> str:
+    return "above 0" if row["lo"] > 0 else ("below 0" if row["hi"] < 0 else "contains 0")
+
+
+def block(report_dir: str | Path, cite: str) -> str:
+    """Markdown for one study: what was trained, the Table 2.1 layout with each total's
+    interval, half-width and CMI, and the findings, each citing ``cite`` (the folder as the
+    README names it) and the number it rests on."""
+    folder = Path(report_dir)
+    models = _read(folder, "models.csv")
+    kendall = _read(folder, "granulated_kendall.csv", index_col="measure")
+    totals = _read(folder, "totals.csv", index_col="measure")
+    cmi = _read(folder, "cmi.csv", index_col="measure")["cmi"]
+    axes = [c for c in kendall.columns if c != "total"]
+    acc = models["test_acc"]
+    capped = models[models["reached_stop_loss"] == False]  # noqa: E712
+    stop = (f"every model reached the stop-loss, in {int(models['epochs'].min())}-{int(models['epochs'].max())} epochs"
+            if capped.empty else f"{len(capped)} of {len(models)} models hit the epoch cap before the stop-loss "
+                                 "(flagged in models.csv, `reached_stop_loss`)")
+    lines = [f"{len(models)} models (`{cite}/models.csv`): test accuracy {acc.min():.4f}-{acc.max():.4f} "
+             f"(spread {100 * (acc.max() - acc.min()):.1f} points); {stop}.", "",
+             "| measure | " + " | ".join(SHORT.get(a, a) for a in axes) + " | total [95 % interval] | ± | CMI |",
+             "|---|" + "---:|" * (len(axes) + 3)]
+    best = kendall.eq(kendall.max(axis=0), axis=1)
+    for name, row in kendall.iterrows():
+        cells = ["" if v != v else (f"**{v:.2f}**" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()
+                 if c != "total"]
+        total = _interval(totals.loc[name])
+        if best.loc[name, "total"]:
+            total = f"**{total}**"
+        lines.append(f"| {SHORT.get(name, name)} | " + " | ".join(cells)
+                     + f" | {total} | {totals.loc[name, 'half_width']:.2f} | {cmi[name]:.3f} |")
+    ranked = totals["total"].sort_values(ascending=False)
+    intra = totals.loc[[m for m in INTRACLASS if m in totals.index]]
+    others = totals.drop(intra.index)
+    lines += ["", f"Findings (`{cite}/totals.csv`):",
+              f"- Power: the 95 % intervals of the totals have half-widths {totals['half_width'].min():.2f}-"
+              f"{totals['half_width'].max():.2f}.",
+              "- c0-c4: " + "; ".join(f"{m} {_interval(intra.loc[m])}, {_sign(intra.loc[m])}" for m in intra.index) + ".",
+              f"- Best total: {SHORT.get(ranked.index[0], ranked.index[0])} {_interval(totals.loc[ranked.index[0]])}; "
+              f"best of c0-c4: {intra['total'].idxmax()} {_interval(intra.loc[intra['total'].idxmax()])}; best "
+              f"baseline: {SHORT.get(others['total'].idxmax(), others['total'].idxmax())} "
+              f"{_interval(others.loc[others['total'].idxmax()])}.",
+              f"- The thesis's totals for comparison: {THESIS_TOTALS}."]
+    return "\n".join(lines) + "\n"
+
+
+def render(readme: str, root: str | Path) -> str:
+    """``readme`` with every results block regenerated from ``root/<name>/report/``."""
+    root = Path(root)
+
+    def fill(match: re.Match) -> str:
+        name = match.group("name")
+        return match.group(1) + block(root / name / "report", f"results/{name}/report") + match.group(4)
+
+    return BLOCK.sub(fill, readme)
+
+
+def update(readme_path: str | Path, root: str | Path, check: bool = False) -> list[str]:
+    """Rewrite the results blocks of ``readme_path`` (``check``: only compare). Returns the
+    names of the blocks that were (or, with ``check``, would be) changed."""
+    path = Path(readme_path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    text = path.read_text()
+    fresh = render(text, root)
+    old = {m.group("name"): m.group("body") for m in BLOCK.finditer(text)}
+    new = {m.group("name"): m.group("body") for m in BLOCK.finditer(fresh)}
+    changed = [n for n in old if old[n] != new[n]]
+    if changed and not check:
+        path.write_text(fresh)
+    return changed

@@ -1,0 +1,72 @@
+"""The committed results: the demo reproduces them bit for bit, and the README states them
+exactly (every results block regenerated from the files it cites)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clusterprior.cli import main
+from clusterprior.report import readme
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+BLOCKS = {"demo", "chapter2", "chapter2-fashion", "chapter2-h200-partial"}
+COMPARED = ("models.csv", "granulated_kendall.csv", "granulated_kendall_ci.csv", "totals.csv", "cmi.csv")
+
+
+def test_every_readme_results_block_is_generated_from_its_files():
+    text = (ROOT / "README.md").read_text()
+    assert {m.group("name") for m in readme.BLOCK.finditer(text)} == BLOCKS
+    assert readme.render(text, RESULTS) == text, "stale README: run 'clusterprior study readme'"
+
+
+def test_a_changed_result_or_readme_number_is_caught(tmp_path: Path):
+    shutil.copytree(RESULTS / "demo" / "report", tmp_path / "demo" / "report")
+    page = tmp_path / "README.md"
+    page.write_text("intro\n<!-- results: demo -->\n<!-- end results: demo -->\n")
+    assert main(["study", "readme", "--readme", str(page), "--results", str(tmp_path)]) == 0
+    written = page.read_text()
+    assert main(["study", "readme", "--readme", str(page), "--results", str(tmp_path), "--check"]) == 0
+    totals = pd.read_csv(tmp_path / "demo" / "report" / "totals.csv", index_col="measure")
+    totals.loc["c3", "total"] += 0.01  # a result moves: the README is stale
+    totals.to_csv(tmp_path / "demo" / "report" / "totals.csv")
+    assert main(["study", "readme", "--readme", str(page), "--results", str(tmp_path), "--check"]) == 1
+    page.write_text(written)
+    assert readme.update(page, RESULTS, check=True) == [], "back on the committed files: up to date"
+    number = f"{pd.read_csv(RESULTS / 'demo/report/totals.csv', index_col='measure').loc['c1', 'half_width']:.2f}"
+    assert f"| {number} |" in written
+    page.write_text(written.replace(f"| {number} |", "| 9.99 |", 1))  # a README number edited by hand
+    assert readme.update(page, RESULTS, check=True) == ["demo"]
+
+
+@pytest.mark.slow
+def test_demo_reproduces_the_committed_results(tmp_path: Path):
+    """CPU runs are deterministic: a fresh demo (2 workers of one thread on this project's
+    2-core machines) gives the committed files exactly, run timings aside."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    for name in COMPARED:
+        fresh = pd.read_csv(out / "report" / name)
+        committed = pd.read_csv(RESULTS / "demo" / "report" / name)
+        timing = [c for c in ("seconds",) if c in committed]
+        pd.testing.assert_frame_equal(fresh.drop(columns=timing), committed.drop(columns=timing), check_exact=True)
+
+
+def test_fashion_mnist_hier_reads_the_debian_package():
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        message = "Debian's dataset-fashion-mnist is not installed (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from clusterprior import data
+
+    train = data.load("fashion-mnist-hier")
+    test = data.load("fashion-mnist-hier", "test")
+    assert len(train) == 60000 and len(test) == 10000 and train.input_shape == (1, 28, 28)
+    assert train.sub.bincount().tolist() == [6000] * 10, "the ten garment classes, 6,000 images each"
+    assert train.y.bincount().tolist() == [24000, 12000, 18000, 6000]
