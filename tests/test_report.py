@@ -157,3 +157,70 @@ def test_layer_depths_follow_forward_order_even_when_names_differ(tmp_path: Path
     depths = report.tables.layer_depths(tmp_path)
     assert depths.set_index(["run_id", "layer"])["depth"].to_dict() == {
         ("a", "2"): 1, ("a", "5"): 2, ("a", "9"): 3, ("b", "2"): 1, ("b", "6"): 2, ("b", "10"): 3}
+
+
+def _hand_study(folder: Path, capped: set[int]) -> None:
+    """12 runs over lr x bs x seed with a stopping rule; the runs in ``capped`` hit the cap."""
+    from clusterprior.study.store import Store
+
+    store = Store(folder)
+    runs = [{"id": f"r{i}", "hparams": {"lr": lr, "batch_size": bs, "seed": seed}, "train": {"stop_loss": 0.02}}
+            for i, (lr, bs, seed) in enumerate((lr, bs, s) for lr in (0.1, 0.2, 0.3) for bs in (32, 64) for s in (0, 1))]
+    store.add_runs(runs)
+    for i, run in enumerate(runs):
+        acc = 0.9 + 0.01 * i * (-1) ** i
+        store.record(run["id"], {"status": "done", "stop_reason": "max_epochs" if i in capped else "loss_threshold",
+                                 "history": [{"epoch": 1, "train_acc": 1.0, "test_acc": acc, "fit_loss": 0.01,
+                                              "fit_acc": 1.0}],
+                                 "measures": [{"epoch": 1, "measure": "c3", "layer": "all", "value": (i * 7) % 5}]})
+    store.close()
+
+
+def test_capped_runs_are_flagged_and_the_total_without_them_is_given(tmp_path: Path):
+    _hand_study(tmp_path / "a", capped={1, 4})
+    analysis = report.tables.analyse(tmp_path / "a", n_boot=50)
+    assert sorted(analysis.capped["run_id"]) == ["r1", "r4"]
+    assert analysis.models["reached_stop_loss"].tolist().count(False) == 2
+    kept = analysis.models[analysis.models["reached_stop_loss"] == True]  # noqa: E712
+    from clusterprior import stats
+
+    psi = stats.granulated_kendall(kept["c3"], kept["target"], kept[["lr", "batch_size", "seed"]].to_dict("records"),
+                                   axes=["batch_size", "lr"])
+    assert analysis.totals.loc["c3", "total_reached"] == pytest.approx(stats.total_score(psi))
+    assert "2 of 12 models hit the epoch cap" in report.capped_note(analysis)
+    _hand_study(tmp_path / "b", capped=set())
+    whole = report.tables.analyse(tmp_path / "b", n_boot=50)
+    assert whole.totals.loc["c3", "total_reached"] == whole.totals.loc["c3", "total"]
+    assert report.capped_note(whole).startswith("Every one of the 12 models reached the stop-loss")
+
+
+def test_a_store_of_the_first_schema_is_upgraded(tmp_path: Path):
+    import sqlite3
+
+    from clusterprior.study.store import Store
+
+    old = ("CREATE TABLE runs (id TEXT PRIMARY KEY, position INTEGER, config TEXT NOT NULL, hparams TEXT NOT NULL, "
+           "status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0, started REAL, finished REAL, "
+           "seconds REAL, epochs INTEGER, stop_reason TEXT, train_loss REAL, train_acc REAL, test_loss REAL, "
+           "test_acc REAL, error TEXT); CREATE TABLE history (run_id TEXT NOT NULL, epoch INTEGER NOT NULL, lr REAL, "
+           "train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, seconds REAL, PRIMARY KEY (run_id, epoch));")
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        db.executescript(old)
+        db.execute("INSERT INTO runs (id, position, config, hparams, status, test_acc) VALUES "
+                   "('old', 0, '{\"train\": {}}', '{\"lr\": 0.1}', 'done', 0.9)")
+    store = Store(tmp_path)
+    store.add_runs([{"id": "new", "hparams": {"lr": 0.2}}])
+    store.record("new", {"status": "done", "history": [{"epoch": 1, "test_acc": 0.8, "fit_loss": 0.5, "fit_acc": 0.7}]})
+    store.close()
+    runs = study.load(tmp_path).runs().set_index("id")
+    assert runs.loc["new", "fit_acc"] == 0.7 and runs.loc["old", "test_acc"] == 0.9 and pd.isna(runs.loc["old", "fit_acc"])
+    assert runs["rule_stop_loss"].isna().all()
+
+
+def test_run_ids_of_existing_studies_survive_options_added_later():
+    base = study.parse(SPEC)
+    again = study.parse(SPEC.replace("epochs = 3", "epochs = 3\ntest_every = 1"))
+    other = study.parse(SPEC.replace("epochs = 3", "epochs = 3\ntest_every = 0"))
+    ids = [r["id"] for r in study.expand(base)]
+    assert ids == [r["id"] for r in study.expand(again)] and "test_every" not in study.expand(base)[0]["train"]
+    assert set(ids).isdisjoint(r["id"] for r in study.expand(other))

@@ -74,11 +74,12 @@ def _progress_callback(console: Console, total: int, label: str):
 
 def _history_table(history: list[dict[str, float]]) -> Table:
     table = Table(title="training history")
-    cols = [c for c in ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds") if c in history[0]]
+    cols = [c for c in ("epoch", "lr", "train_loss", "train_acc", "fit_loss", "fit_acc", "test_loss", "test_acc", "seconds")
+            if any(c in row for row in history)]
     for c in cols:
         table.add_column(c, justify="right")
     for row in history:
-        table.add_row(*(str(row[c]) if c == "epoch" else f"{row[c]:.4g}" for c in cols))
+        table.add_row(*(str(row[c]) if c == "epoch" else (f"{row[c]:.4g}" if c in row else "") for c in cols))
     return table
 
 

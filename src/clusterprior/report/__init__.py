@@ -29,10 +29,14 @@ def capped_note(analysis: Analysis) -> str:
         return "No stopping rule: models trained for a fixed number of epochs."
     if capped.empty:
         return f"Every one of the {len(analysis.models)} models reached the stop-loss before the epoch cap."
-    shift = (analysis.totals["total_reached"] - analysis.totals["total"]).abs().max()
+    shift = (analysis.totals["total_reached"] - analysis.totals["total"]).abs()
+    undefined = list(shift[shift.isna()].index)
+    effect = (f"leaving them out moves a total by at most {shift.max():.2f} (totals.csv, total_reached)"
+              if shift.notna().any() else "without them no total is defined")
+    if undefined and shift.notna().any():
+        effect += f", and leaves {', '.join(undefined)} undefined"
     return (f"{len(capped)} of {len(analysis.models)} models hit the epoch cap before the stop-loss "
-            f"(reached_stop_loss = False in models.csv: {', '.join(capped['run_id'])}); leaving them out moves "
-            f"a total by at most {shift:.2f} (totals.csv, total_reached).")
+            f"(reached_stop_loss = False in models.csv: {', '.join(capped['run_id'])}); {effect}.")
 
 
 def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> Report:

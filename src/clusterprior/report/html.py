@@ -100,12 +100,12 @@ def scatter_section(models: pd.DataFrame, measures: list[str], axes: list[str], 
     data = {"target": target_label,
             "axes": {a: sorted(models[a].astype(str).unique().tolist()) for a in axes},
             "models": [{"target": float(r["target"]), **{m: clean(float(r[m])) for m in measures},
-                        **{a: str(r[a]) for a in axes}} for _, r in models.iterrows()]}
+                        **{a: str(r[a]) for a in axes}} for _, r in models.iterrows() if math.isfinite(r["target"])]}
     options = "".join(f"<option value='{html.escape(a)}'>{html.escape(a)}</option>" for a in axes)
     figures = "".join(f"<svg class='figure' data-measure='{html.escape(m)}' viewBox='0 0 640 400' "
                       f"role='img' aria-label='{html.escape(m)} against {html.escape(target_label)}'></svg>"
                       for m in measures)
-    payload = json.dumps(data).replace("</", "<\\/")
+    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
     return (f"<p><label>colour by <select id='scatter-hue'>{options}</select></label></p>"
             f"<div class='scatter-grid'>{figures}</div>"
             f"<script type='application/json' id='scatter-data'>{payload}</script>{SCATTER_JS}")

@@ -30,17 +30,52 @@ def _read(folder: Path, name: str, **kw) -> pd.DataFrame:
 
 
 def _interval(row: pd.Series) -> str:
+    if row["total"] != row["total"]:
+        return "undefined"
     return f"{row['total']:.2f} [{row['lo']:.2f}, {row['hi']:.2f}]"
 
 
 def _sign(row: pd.Series) -> str:
+    if row["lo"] != row["lo"]:
+        return "no interval"
     return "above 0" if row["lo"] > 0 else ("below 0" if row["hi"] < 0 else "contains 0")
+
+
+def _best(totals: pd.DataFrame) -> str:
+    """The measure with the highest total and its interval, or "none" when no total is defined."""
+    defined = totals["total"].dropna()
+    if defined.empty:
+        return "none"
+    name = defined.idxmax()
+    return f"{SHORT.get(name, name)} {_interval(totals.loc[name])}"
+
+
+def _planned(folder: Path) -> int | None:
+    """How many runs the study's spec (``../study.toml`` beside the report) holds, if it is there."""
+    spec = folder.parent / "study.toml"
+    if not spec.is_file():
+        return None
+    from clusterprior.study import expand, load_spec
+
+    return len(expand(load_spec(spec)))
+
+
+def _stopping(models: pd.DataFrame) -> str:
+    reached = models["reached_stop_loss"] if "reached_stop_loss" in models else pd.Series(dtype=object)
+    if reached.isna().all():
+        return "no stopping rule (a fixed number of epochs)"
+    capped = models[reached.astype(str) == "False"]
+    if capped.empty:
+        return f"every model reached the stop-loss, in {int(models['epochs'].min())}-{int(models['epochs'].max())} epochs"
+    return (f"{len(capped)} of {len(models)} models hit the epoch cap before the stop-loss (flagged in models.csv, "
+            "`reached_stop_loss`)")
 
 
 def block(report_dir: str | Path, cite: str) -> str:
     """Markdown for one study: what was trained, the Table 2.1 layout with each total's
     interval, half-width and CMI, and the findings, each citing ``cite`` (the folder as the
-    README names it) and the number it rests on."""
+    README names it) and the number it rests on. A study with fewer finished models than
+    its spec plans is marked partial, and no findings are drawn from it."""
     folder = Path(report_dir)
     models = _read(folder, "models.csv")
     kendall = _read(folder, "granulated_kendall.csv", index_col="measure")
@@ -48,14 +83,16 @@ def block(report_dir: str | Path, cite: str) -> str:
     cmi = _read(folder, "cmi.csv", index_col="measure")["cmi"]
     axes = [c for c in kendall.columns if c != "total"]
     acc = models["test_acc"]
-    capped = models[models["reached_stop_loss"] == False]  # noqa: E712
-    stop = (f"every model reached the stop-loss, in {int(models['epochs'].min())}-{int(models['epochs'].max())} epochs"
-            if capped.empty else f"{len(capped)} of {len(models)} models hit the epoch cap before the stop-loss "
-                                 "(flagged in models.csv, `reached_stop_loss`)")
+    planned = _planned(folder)
+    partial = planned is not None and len(models) < planned
     lines = [f"{len(models)} models (`{cite}/models.csv`): test accuracy {acc.min():.4f}-{acc.max():.4f} "
-             f"(spread {100 * (acc.max() - acc.min()):.1f} points); {stop}.", "",
-             "| measure | " + " | ".join(SHORT.get(a, a) for a in axes) + " | total [95 % interval] | ± | CMI |",
-             "|---|" + "---:|" * (len(axes) + 3)]
+             f"(spread {100 * (acc.max() - acc.min()):.1f} points); {_stopping(models)}.", ""]
+    if partial:
+        lines[0] = (f"**A partial run: {len(models)} of the {planned} models of its spec finished**, the first ones "
+                    "to finish under a time limit, not a sample of the grid (axes that do not vary among them are "
+                    "missing below); no findings are drawn from it. " + lines[0])
+    lines += ["| measure | " + " | ".join(SHORT.get(a, a) for a in axes) + " | total [95 % interval] | ± | CMI |",
+              "|---|" + "---:|" * (len(axes) + 3)]
     best = kendall.eq(kendall.max(axis=0), axis=1)
     for name, row in kendall.iterrows():
         cells = ["" if v != v else (f"**{v:.2f}**" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()
@@ -65,17 +102,16 @@ def block(report_dir: str | Path, cite: str) -> str:
             total = f"**{total}**"
         lines.append(f"| {SHORT.get(name, name)} | " + " | ".join(cells)
                      + f" | {total} | {totals.loc[name, 'half_width']:.2f} | {cmi[name]:.3f} |")
-    ranked = totals["total"].sort_values(ascending=False)
+    if partial:
+        return "\n".join(lines) + "\n"
     intra = totals.loc[[m for m in INTRACLASS if m in totals.index]]
-    others = totals.drop(intra.index)
     lines += ["", f"Findings (`{cite}/totals.csv`):",
               f"- Power: the 95 % intervals of the totals have half-widths {totals['half_width'].min():.2f}-"
               f"{totals['half_width'].max():.2f}.",
-              "- c0-c4: " + "; ".join(f"{m} {_interval(intra.loc[m])}, {_sign(intra.loc[m])}" for m in intra.index) + ".",
-              f"- Best total: {SHORT.get(ranked.index[0], ranked.index[0])} {_interval(totals.loc[ranked.index[0]])}; "
-              f"best of c0-c4: {intra['total'].idxmax()} {_interval(intra.loc[intra['total'].idxmax()])}; best "
-              f"baseline: {SHORT.get(others['total'].idxmax(), others['total'].idxmax())} "
-              f"{_interval(others.loc[others['total'].idxmax()])}.",
+              "- c0-c4: " + ("; ".join(f"{m} {_interval(intra.loc[m])}, {_sign(intra.loc[m])}" for m in intra.index)
+                             or "not measured") + ".",
+              f"- Best total: {_best(totals)}; best of c0-c4: {_best(intra)}; best baseline: "
+              f"{_best(totals.drop(intra.index))}.",
               f"- The thesis's totals for comparison: {THESIS_TOTALS}."]
     return "\n".join(lines) + "\n"
 

@@ -77,7 +77,7 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
     finally:
         study.close()
     hp_cols = [c for c in runs.columns if c not in ("id", "status", "attempts", "seconds", "epochs", "stop_reason",
-                                                    *FINAL_COLUMNS, "error")]
+                                                    *FINAL_COLUMNS, "error", "rule_stop_loss")]
     done = runs[runs["status"] == "done"].rename(columns={"id": "run_id"})
     whole = measures[measures["layer"] == "all"]
     last = whole[whole["epoch"] == whole.groupby("run_id")["epoch"].transform("max")]
@@ -87,8 +87,7 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
         raise UserError(f"{folder}: fewer than 2 finished runs with measures; nothing to correlate")
     train_acc = models["fit_acc"].fillna(models["train_acc"]) if "fit_acc" in models else models["train_acc"]
     models["target"] = models["test_acc"] if target == "test_acc" else -(train_acc - models["test_acc"])
-    ruled = models["fit_loss"].notna() if "fit_loss" in models else pd.Series(False, index=models.index)
-    models["reached_stop_loss"] = (models["stop_reason"] == "loss_threshold").where(ruled)
+    models["reached_stop_loss"] = (models["stop_reason"] == "loss_threshold").where(models["rule_stop_loss"].notna())
     axes = [c for c in hp_cols if models[c].astype(str).nunique() > 1]
     names = sorted((c for c in wide.columns if c != "run_id" and not SWEEP.match(c)), key=_catalogue_order)
     return models, axes, names

@@ -100,19 +100,43 @@ def total_score(psi: Mapping[str, float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def _clustered_taus(m: np.ndarray, t: np.ndarray, hparams: Hparams, keys: list[str], axis: str,
+                    axes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster of ``axis``'s groups: the sum of their taus and their count. A cluster holds
+    the groups equal on every other *axis*, i.e. one configuration's groups over all replicates."""
+    sums: dict[tuple, float] = {}
+    counts: dict[tuple, int] = {}
+    for g in _groups(hparams, keys, axis):
+        cluster = tuple(repr(hparams[g[0]].get(k)) for k in axes if k != axis)
+        sums[cluster] = sums.get(cluster, 0.0) + kendall(m[g], t[g])
+        counts[cluster] = counts.get(cluster, 0) + 1
+    return np.array(list(sums.values())), np.array(list(counts.values()), dtype=np.float64)
+
+
 def granulated_kendall_ci(
     m: Any, t: Any, hparams: Hparams, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
     axes: Sequence[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals for each psi and the total, resampling each axis's
-    groups with replacement (``n_boot`` draws). Keys: the axes and ``"total"``; ``axes`` as
-    in :func:`granulated_kendall`."""
+    """Percentile bootstrap intervals for each psi and the total (``n_boot`` draws). Keys: the
+    axes and ``"total"``; ``axes`` as in :func:`granulated_kendall`.
+
+    Each axis's groups are resampled with replacement by cluster: the groups of one
+    configuration of the other axes over every replicate (seed) go together, since they
+    share that configuration's effect; without replicates a cluster is one group. The axes
+    are resampled independently and the total is the mean of their draws, which ignores that
+    every psi reads the same models."""
     m, t = _vector(m, "m"), _vector(t, "t")
     keys = _keys(hparams, len(m))
+    chosen = _axes(keys, axes)
     rng = np.random.default_rng(seed)
-    taus = {a: np.array([kendall(m[g], t[g]) for g in _groups(hparams, keys, a)]) for a in _axes(keys, axes)}
-    draws = {a: (v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1) if len(v) else np.full(n_boot, np.nan))
-             for a, v in taus.items()}
+    draws = {}
+    for a in chosen:
+        sums, counts = _clustered_taus(m, t, hparams, keys, a, chosen)
+        if len(sums):
+            idx = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+            draws[a] = sums[idx].sum(1) / counts[idx].sum(1)
+        else:
+            draws[a] = np.full(n_boot, np.nan)
     defined = [d for d in draws.values() if not np.isnan(d).all()]
     draws["total"] = np.mean(defined, axis=0) if defined else np.full(n_boot, np.nan)
     q = (1 - level) / 2

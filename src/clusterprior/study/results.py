@@ -31,10 +31,12 @@ class Study:
         return pd.concat([runs, hparams], axis=1)
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: id, status, final metrics, error, and one column per hyperparameter."""
+        """One row per run: id, status, final metrics, error, ``rule_stop_loss`` (the run's
+        stopping threshold, NaN without one) and one column per hyperparameter."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
         wanted = ("id", "status", "attempts", "seconds", "epochs", "stop_reason", *FINAL_COLUMNS, "error")
-        return self._with_hparams(", ".join(c for c in wanted if c in have))  # older studies lack fit_*
+        return self._with_hparams(", ".join(c for c in wanted if c in have)  # older studies lack fit_*
+                                  + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss")
 
     def measures(self) -> pd.DataFrame:
         """Long format: run_id, epoch, measure, layer, value."""

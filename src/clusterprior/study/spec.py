@@ -84,6 +84,9 @@ HPARAMS = ("seed", "model") + tuple(f for f in ModelSpec.model_fields if f not i
 )
 
 
+LATER_DEFAULTS = {"test_every": 1}  # training options added after the first studies, with their defaults
+
+
 def _check_keys(keys: list[str], where: str) -> None:
     for key in keys:
         if key not in HPARAMS:
@@ -218,6 +221,9 @@ def resolve(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
         TrainSpec.model_validate(train)
     except ValidationError as e:
         raise UserError(_error_line(f"grid value {combo}", e)) from None
+    for key, default in LATER_DEFAULTS.items():  # options added later: left out at their default, so ids stay
+        if train[key] == default:
+            del train[key]
     scale = train.pop("adam_lr_scale")
     if train["optimizer"] == "adam":
         train["lr"] = train["lr"] * scale

@@ -256,7 +256,7 @@ def fit(
         if any([cb(state) for cb in callbacks]):
             if "test_acc" not in row:
                 test_row()
-            result.stop_reason = "callback"
+            result.stop_reason = "loss_threshold" if reached else "callback"
             break
         if reached:
             result.stop_reason = "loss_threshold"
