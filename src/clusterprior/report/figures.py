@@ -49,9 +49,13 @@ def scatter(models: pd.DataFrame, measures: list[str], axis: str, target: str) -
 
 
 def per_layer(measures: pd.DataFrame, depths: pd.DataFrame, names: list[str]) -> Figure:
-    """Fig. 2.6: layer-wise values at each run's last measured epoch, by depth, mean and std over runs."""
+    """Fig. 2.6: layer-wise values at each run's last measured epoch, by depth, mean and std over
+    the runs that have the most common number of layers (the thesis averages models of one depth)."""
     last = measures[measures["epoch"] == measures.groupby("run_id")["epoch"].transform("max")]
     last = last[last["layer"] != "all"].merge(depths, on=["run_id", "layer"])
+    layers = depths.groupby("run_id")["depth"].max()
+    common = int(layers.mode().max()) if len(layers) else 0  # as the thesis, models of one depth only
+    last = last[last["run_id"].isin(layers[layers == common].index)]
     names = [n for n in names if n in set(last["measure"])]
     fig, flat = panels(len(names))
     for ax, name in zip(flat, names):
@@ -60,7 +64,8 @@ def per_layer(measures: pd.DataFrame, depths: pd.DataFrame, names: list[str]) ->
         ax.plot(depth, stats["mean"], marker="o", label="mean over runs")
         ax.fill_between(depth, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.25, label="± std")
         _label(ax, "ReLU layer (forward order)", name, f"{name} per layer")
-    fig.suptitle("Measures across layers, averaged over models (thesis Fig. 2.6)")
+    fig.suptitle(f"Measures across layers, averaged over the {last['run_id'].nunique()} models with {common} ReLU "
+                 "layers (thesis Fig. 2.6)")
     fig.tight_layout()
     return fig
 
