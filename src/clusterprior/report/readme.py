@@ -122,7 +122,10 @@ def render(readme: str, root: str | Path) -> str:
 
     def fill(match: re.Match) -> str:
         name = match.group("name")
-        return match.group(1) + block(root / name / "report", f"results/{name}/report") + match.group(4)
+        folder = root / name / "report"
+        body = (block(folder, f"results/{name}/report") if folder.is_dir()
+                else f"Not run yet: `results/{name}/report/` is missing.\n")
+        return match.group(1) + body + match.group(4)
 
     return BLOCK.sub(fill, readme)
 
