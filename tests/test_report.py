@@ -224,3 +224,14 @@ def test_run_ids_of_existing_studies_survive_options_added_later():
     ids = [r["id"] for r in study.expand(base)]
     assert ids == [r["id"] for r in study.expand(again)] and "test_every" not in study.expand(base)[0]["train"]
     assert set(ids).isdisjoint(r["id"] for r in study.expand(other))
+
+
+def test_runs_outside_the_current_spec_stay_out_of_the_statistics(finished: Path, tmp_path: Path):
+    from clusterprior.study.spec import dump
+
+    folder = tmp_path / "copy"
+    shutil.copytree(finished, folder, ignore=shutil.ignore_patterns("runs", "report"))
+    smaller = study.parse(SPEC.replace("batch_size = [50, 100]", "batch_size = [50]"))
+    (folder / "study.toml").write_text(dump(smaller))
+    models, axes, _ = report.tables.final_models(folder, "test_acc")
+    assert len(models) == 4 and set(models["batch_size"]) == {50} and "batch_size" not in axes

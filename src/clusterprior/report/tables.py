@@ -60,7 +60,8 @@ def _catalogue_order(name: str) -> tuple[int, str]:
 
 
 def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Finished (done) runs with their last measured values; the generalization column
+    """Finished (done) runs of the study's current spec (``study.toml``) with their last
+    measured values; the generalization column
     ``target`` is test accuracy, or minus the gap (training accuracy of the whole training
     split in eval mode when the stopping rule measured it, else the running one, minus test
     accuracy). ``reached_stop_loss``: False for a run that hit the epoch cap first, NaN
@@ -68,7 +69,7 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
     (seeds) included; :func:`analyse` separates them."""
     if target not in TARGETS:
         raise UserError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    from clusterprior.study import load  # lazily: the figures alone need no study stack (pydantic)
+    from clusterprior.study import expand, load, load_spec  # lazily: the figures alone need no pydantic
 
     study = load(folder)
     try:
@@ -76,6 +77,9 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
         measures = study.measures()
     finally:
         study.close()
+    spec = Path(folder) / "study.toml"
+    if spec.is_file():  # the spec run last: runs of an earlier version of the spec stay out of the statistics
+        runs = runs[runs["id"].isin({r["id"] for r in expand(load_spec(spec))})]
     hp_cols = [c for c in runs.columns if c not in ("id", "status", "attempts", "seconds", "epochs", "stop_reason",
                                                     *FINAL_COLUMNS, "error", "rule_stop_loss")]
     done = runs[runs["status"] == "done"].rename(columns={"id": "run_id"})
