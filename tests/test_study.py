@@ -51,7 +51,7 @@ def results(folder: Path) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("name, runs", [("thesis-table-2-1", 192), ("thesis-table-2-2", 192), ("thesis-table-2-3", 144),
-                                        ("demo", 48), ("chapter2", 288), ("chapter2-fashion", 108)])
+                                        ("demo", 48), ("chapter2", 288), ("chapter2-fashion", 144)])
 def test_example_grids_have_the_thesis_sizes(name: str, runs: int):
     spec = study.load_spec(ROOT / "examples" / f"{name}.toml")
     expanded = study.expand(spec)
