@@ -85,13 +85,14 @@ def line_data():
 def test_a_sharper_minimum_gives_a_smaller_sigma_and_alpha(line_data):
     x, y = line_data
     flat, sharp = boundary_model(0.0), boundary_model(0.85)  # both classify every point right
+    before = {k: v.clone() for k, v in flat.state_dict().items()}
     s_flat, s_sharp = sigma_sharpness(flat, x, y, budget=0.5), sigma_sharpness(sharp, x, y, budget=0.5)
     assert s_sharp.value < s_flat.value
     a_flat, a_sharp = alpha_sharpness(flat, x, y, budget=0.2), alpha_sharpness(sharp, x, y, budget=0.2)
     assert a_sharp.value < a_flat.value
     assert s_flat.forward_passes > 0 and s_flat.seconds > 0
-    before = [p.clone() for p in flat.parameters()]
-    assert all(torch.equal(a, b) for a, b in zip(before, flat.parameters())), "weights are restored"
+    after = flat.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "weights and buffers are restored"
 
 
 def test_budget_cuts_the_cost_and_kernel_only_variants_run(line_data):
@@ -142,3 +143,72 @@ seed = [0, 1]
     table = report.build(tmp_path, n_boot=50).analysis.kendall
     assert set(table.index) == {"c3", *BASELINE_NAMES}
     assert ((table.abs() <= 1) | table.isna()).all().all()
+
+
+@pytest.fixture(scope="module")
+def digits_bn_mlp():
+    """A BatchNorm MLP trained 3 epochs on digits-hier (about 99% training accuracy)."""
+    from clusterprior import data
+
+    torch.manual_seed(0)
+    split = data.load("digits-hier", "train")
+    x, y = split.x, split.y
+    net = models.build("mlp", split.input_shape, split.n_classes, width=0.25)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net.train()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for idx in torch.randperm(len(y), generator=gen).split(64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            optimizer.step()
+    net.eval()
+    return net, x, y
+
+
+def record_bn_modes(net: nn.Module) -> tuple[list[tuple[bool, bool]], object]:
+    """(grad enabled, BatchNorm training) of every forward pass: grad on = an ascent step,
+    off = an accuracy check."""
+    seen: list[tuple[bool, bool]] = []
+    bn = next(m for m in net.modules() if isinstance(m, nn.BatchNorm1d))
+    handle = bn.register_forward_pre_hook(lambda m, _: seen.append((torch.is_grad_enabled(), m.training)))
+    return seen, handle
+
+
+def test_alpha_prime_ascends_on_batch_statistics_and_checks_on_running_ones(digits_bn_mlp):
+    net, x, y = digits_bn_mlp
+    seen, handle = record_bn_modes(net)
+    try:
+        value = alpha_sharpness(net, x, y, budget=0.1, seed=0).value
+        ascent = {training for grad, training in seen if grad}
+        checks = {training for grad, training in seen if not grad}
+        assert ascent == {True}, "alpha' ascends with BatchNorm on batch statistics"
+        assert checks == {False}, "alpha''s accuracy checks use the running statistics"
+        # the same model ascended in eval mode gave 0.0404 (before this rule): about 3x sharper
+        assert value == pytest.approx(0.11328125)
+        seen.clear()
+        alpha_sharpness(net, x, y, kernels_only=True, budget=0.1, seed=0)
+        assert {t for _, t in seen} == {True}, "alpha'' ascends and checks on batch statistics"
+        seen.clear()
+        sigma = sigma_sharpness(net, x, y, budget=0.2, seed=0).value
+        assert {t for _, t in seen} == {False} and all(not g for g, _ in seen)
+        seen.clear()
+        sigma2 = sigma_sharpness(net, x, y, kernels_only=True, budget=0.2, seed=0).value
+        assert {t for _, t in seen} == {True}
+    finally:
+        handle.remove()
+    assert (sigma, sigma2) == (0.625, 0.7109375), "sigma' and sigma'' are unchanged"
+    assert not any(m.training for m in net.modules()), "the caller's eval mode is restored"
+
+
+@pytest.mark.parametrize("table", ["2-1", "2-2", "2-3"])
+def test_thesis_table_specs_list_the_four_sharpness_baselines(table):
+    """Tables 2.1-2.3 all have the sigma', sigma'', alpha' and alpha'' rows (SPEC.md 2.8)."""
+    from pathlib import Path
+
+    from clusterprior import study
+
+    spec = study.load_spec(Path(__file__).resolve().parents[1] / "examples" / f"thesis-table-{table}.toml")
+    names = spec.measures.names
+    assert {"sigma_prime", "sigma_second", "alpha_prime", "alpha_second"} <= set(names)
+    assert {"c3", "c4"} <= set(names) and len(names) == len(set(names))

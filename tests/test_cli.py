@@ -79,7 +79,7 @@ def test_measure_a_checkpoint_from_train(tmp_path: Path, capsys):
     assert set(whole) == {"c0", "c1", "c2", "c3", "c4"}
     assert len([r for r in records if r["measure"] == "c3" and r["layer"] != "all"]) == 6
     assert main(["measure", ckpt, "--measures", "c3,c4", "--format", "csv", "--split", "test"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == "measure,layer,value"
+    assert capsys.readouterr().out.splitlines()[0] == "measure,layer,k,value"
     assert main(["measure", ckpt]) == 0
     assert "intraclass clustering" in capsys.readouterr().out
     assert main(["measure", ckpt, "--measures", "c9"]) == 2

@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from clusterprior import UserError, data, models, train
-from clusterprior.measures.dynamics import (
-    Dynamics, DynamicsRecorder, difficulty, negative_class, select_neurons, wtm_index, wtm_summary,
-)
+from clusterprior.measures.dynamics import negative_class, wtm_index, wtm_summary
+from clusterprior.probe.dynamics import Dynamics, DynamicsRecorder, difficulty, select_neurons
 
 OPTIONS = dict(n_clusters=6, dim=40, hot=3, n_train_per_cluster=20, n_test_per_cluster=5, seed=3)
 
@@ -121,7 +120,7 @@ def test_select_neurons_orders_by_outgoing_weight_norm():
     assert list(chosen.values())[0] == [15, 14, 13, 12]
     cnn = models.build("cnn", (1, 40), 5, width=0.5)
     (name, picked), = select_neurons(cnn, 100).items()  # only the conv layer feeding the classifier has outgoing weights
-    assert name == models.relu_modules(cnn)[-1][0]
+    assert name == models.activation_modules(cnn)[-1][0]
     assert sorted(picked) == list(range(models.neuron_counts(cnn, (1, 40))[name]))
     with pytest.raises(UserError, match="no activation layer"):
         DynamicsRecorder(model, [0], [0], [0], neurons={"nope": [0]})

@@ -238,18 +238,46 @@ def test_c4_subset_for_the_whole_set_spread():
 # ---- one call for one model ------------------------------------------------------------------
 
 
-def test_intraclass_report_on_a_model():
+def test_measure_model_gives_one_tidy_frame():
     split = data.load("mnist1d-hier", n_train=300, n_test=50)
     torch.manual_seed(0)
     model = models.build("cnn", split.input_shape, split.n_classes, width=0.5)
-    summary, layers = measures.intraclass_report(model, split, k_neuron=5)
-    assert list(summary["measure"]) == ["c0", "c1", "c2", "c3", "c4"] and summary["value"].notna().all()
-    assert list(layers.columns) == ["c1", "c2", "c3", "c4"] and len(layers) == 6
-    assert summary.set_index("measure").loc["c3", "value"] == pytest.approx(
-        measures.neuron_variance_ratio(probe.collect(model, split.x).pre, split.y, k=5))
+    frame = measures.measure_model(model, split, settings=measures.Settings(k_neuron=5), k_sweep=[1, 5, 10])
+    assert list(frame.columns) == ["measure", "layer", "k", "value"]
+    whole = frame[frame["layer"] == "all"]
+    assert list(whole["measure"].unique()) == ["c0", "c1", "c2", "c3", "c4"] and whole["value"].notna().all()
+    assert sorted(whole[whole["measure"] == "c1"]["k"]) == [1, 5, 10], "the sweep, its own k once"
+    assert whole[whole["measure"] == "c2"]["k"].tolist() == [1] and whole[whole["measure"] == "c0"]["k"].isna().all()
+    layers = frame[frame["layer"] != "all"]
+    names = probe.collect(model, split.x).names
+    assert list(layers["layer"].unique()) == names and len(names) == 6, "per-layer rows in forward order"
+    assert set(layers[layers["measure"] == "c1"]["k"]) == {5}, "layer-wise c1: the top layerwise_k of each layer"
+    c3 = whole[(whole["measure"] == "c3") & (whole["k"] == 5)]["value"].item()
+    assert c3 == pytest.approx(measures.neuron_variance_ratio(probe.collect(model, split.x).pre, split.y, k=5))
     no_sub = data.load("synthclust", n_train_per_cluster=10, n_test_per_cluster=2)
     no_sub = type(no_sub)(no_sub.x, no_sub.y, None, no_sub.meta)
     mlp = models.build("mlp", no_sub.input_shape, no_sub.n_classes, width=0.1)
-    assert list(measures.intraclass_report(mlp, no_sub)[0]["measure"]) == ["c3", "c4"]
+    assert list(measures.measure_model(mlp, no_sub).query("layer == 'all'")["measure"]) == ["c3", "c4"]
     with pytest.raises(UserError, match="needs subclass labels"):
-        measures.intraclass_report(mlp, no_sub, ["c1"])
+        measures.measure_model(mlp, no_sub, ["c1"])
+    with pytest.raises(UserError, match="unknown measure 'c9'"):
+        measures.measure_model(mlp, no_sub, ["c9"])
+
+
+def test_a_neuron_whose_maximum_is_exactly_zero_is_dead():
+    """The project's rule (SPEC.md 2.1): dead = no positive pre-activation, so a maximum of
+    exactly 0 (bias-free nets without BN) is dead, where the thesis's code ("all < 0") keeps it."""
+    layers, y, _ = random_case(9, dead=False, zero_rows=False)
+    rng = np.random.default_rng(9)
+    column = -rng.uniform(0.0, 5.0, size=len(y))  # unstructured: a variance ratio near 1, top of every class
+    column[5] = 0.0
+    assert column.max() == 0.0
+    with_zero = [np.column_stack([layers[0], column]), *layers[1:]]
+    fired = [np.column_stack([layers[0], column + 1e-3]), *layers[1:]]  # the same spread, one value > 0
+    for layerwise in (False, True):
+        without = measures.neuron_variance_ratio(layers, y, k=3, layerwise=layerwise)
+        with_c3 = measures.neuron_variance_ratio(with_zero, y, k=3, layerwise=layerwise)
+        assert with_c3 == pytest.approx(without, rel=1e-12)
+        assert measures.neuron_variance_ratio(fired, y, k=3, layerwise=layerwise) != pytest.approx(without)
+    assert measures.layer_distance_ratio(with_zero, y, layerwise=True)[0] == pytest.approx(
+        measures.layer_distance_ratio(layers, y, layerwise=True)[0], rel=1e-12), "c4 drops it"

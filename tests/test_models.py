@@ -28,7 +28,7 @@ def test_thesis_scale_neuron_counts(name: str, width: float, depth: float, total
     model = models.build(name, (3, 32, 32), 10, width=width, depth=depth)
     counts = models.neuron_counts(model, (3, 32, 32))
     assert sum(counts.values()) == total
-    assert list(counts) == [n for n, _ in models.relu_modules(model)], "forward order"
+    assert list(counts) == [n for n, _ in models.activation_modules(model)], "forward order"
 
 
 def leaf_order(model: nn.Module, shape: tuple[int, ...]) -> list[nn.Module]:
@@ -49,13 +49,13 @@ def test_batchnorm_right_before_every_relu_and_each_relu_called_once(name: str, 
     relus = [i for i, m in enumerate(calls) if isinstance(m, nn.ReLU)]
     assert relus and all(isinstance(calls[i - 1], nn.modules.batchnorm._BatchNorm) for i in relus)
     relu_ids = [id(calls[i]) for i in relus]
-    assert len(relu_ids) == len(set(relu_ids)) == len(models.relu_modules(model))
+    assert len(relu_ids) == len(set(relu_ids)) == len(models.activation_modules(model))
 
 
 def test_batchnorm_can_be_switched_off():
     model = models.build("cnn", (1, 40), 5, batchnorm=False)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    assert len(models.relu_modules(model)) == 6
+    assert len(models.activation_modules(model)) == 6
 
 
 def test_width_depth_and_options():
@@ -83,7 +83,7 @@ def test_mlp_linear_activation_input_dropout_and_he_uniform():
 
     model = models.build("mlp", (50,), 1, hidden=[30, 20], activation="linear", input_dropout=0.5, batchnorm=False)
     assert isinstance(model[1], torch.nn.Dropout) and model[1].p == 0.5
-    layers = models.relu_modules(model)
+    layers = models.activation_modules(model)
     assert len(layers) == 2 and all(isinstance(m, NoActivation) for _, m in layers)
     assert models.neuron_counts(model, (50,)) == {name: n for (name, _), n in zip(layers, (30, 20))}
     x = torch.randn(4, 50)
@@ -100,3 +100,15 @@ def test_mlp_linear_activation_input_dropout_and_he_uniform():
         models.build("mlp", (5,), 2, activation="tanh")
     with pytest.raises(UserError, match="input_dropout"):
         models.build("mlp", (5,), 2, input_dropout=1.0)
+
+
+def test_evaluating_gives_every_module_its_own_mode_back_even_on_error():
+    model = models.build("mlp", (4,), 2, width=0.05, dropout=0.2)
+    model.train()
+    frozen = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    frozen.eval()  # a submodule in its own mode, as a fine-tuning recipe leaves it
+    with pytest.raises(RuntimeError), models.evaluating(model):
+        assert not any(m.training for m in model.modules())
+        raise RuntimeError("inside the block")
+    assert model.training and not frozen.training
+    assert all(m.training for m in model.modules() if m is not frozen)

@@ -14,7 +14,7 @@ def test_collect_on_a_conv_net_pools_over_space_in_forward_order():
     x = torch.randn(37, 1, 8, 8)
     reps = probe.collect(model, x, batch_size=10)
     assert model.training, "the caller's mode is restored"
-    assert reps.names == [n for n, _ in models.relu_modules(model)]
+    assert reps.names == [n for n, _ in models.activation_modules(model)]
     assert [p.shape for p in reps.pre] == [(37, c) for c in models.neuron_counts(model, (1, 8, 8)).values()]
     # the first pre-activation is BN(conv(x)) in eval mode, max-pooled over space
     model.eval()

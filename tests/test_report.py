@@ -154,7 +154,7 @@ def test_layer_depths_follow_forward_order_even_when_names_differ(tmp_path: Path
             {"epoch": 1, "measure": m, "layer": name, "value": 0.0} for name in names for m in ("c3", "c4")]
             + [{"epoch": 1, "measure": "distance_from_init", "layer": "0.weight", "value": 1.0}]})
     store.close()
-    depths = report.tables.layer_depths(tmp_path)
+    depths = study.load(tmp_path).layers()
     assert depths.set_index(["run_id", "layer"])["depth"].to_dict() == {
         ("a", "2"): 1, ("a", "5"): 2, ("a", "9"): 3, ("b", "2"): 1, ("b", "6"): 2, ("b", "10"): 3}
 
@@ -215,6 +215,35 @@ def test_a_store_of_the_first_schema_is_upgraded(tmp_path: Path):
     runs = study.load(tmp_path).runs().set_index("id")
     assert runs.loc["new", "fit_acc"] == 0.7 and runs.loc["old", "test_acc"] == 0.9 and pd.isna(runs.loc["old", "fit_acc"])
     assert runs["rule_stop_loss"].isna().all()
+
+
+def test_a_measures_table_without_k_is_upgraded(tmp_path: Path):
+    """The second schema named the k-sweep's rows "c1[k=3]" and gave no k: the upgrade parses
+    those names once, and gives every other row the k its run's spec set."""
+    import json
+    import sqlite3
+
+    from clusterprior.study.store import Store
+
+    Store(tmp_path).close()
+    spec = {"k_neuron": 10, "k_layer": 1, "layerwise_k": 5}
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        db.execute("DROP TABLE measures")
+        db.execute("CREATE TABLE measures (run_id TEXT NOT NULL, epoch INTEGER NOT NULL, measure TEXT NOT NULL, "
+                   "layer TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, epoch, measure, layer))")
+        db.execute("INSERT INTO runs (id, position, config, hparams, status) VALUES ('r', 0, ?, '{}', 'done')",
+                   (json.dumps({"measures": spec}),))
+        db.executemany("INSERT INTO measures VALUES ('r', ?, ?, ?, ?)", [
+            (5, "c1", "all", 0.4), (10, "c1", "all", 0.5), (10, "c1", "0", 0.7), (10, "c4", "all", 0.3),
+            (10, "c1[k=3]", "all", 0.6), (10, "c1[k=10]", "all", 0.5), (10, "param_norm", "all", 2.0)])
+    Store(tmp_path).close()
+    loaded = study.load(tmp_path)
+    rows = loaded.measures().fillna({"k": -1}).set_index(["epoch", "measure", "layer", "k"])["value"].to_dict()
+    assert rows == {(5, "c1", "all", 10): 0.4, (10, "c1", "all", 10): 0.5, (10, "c1", "0", 5): 0.7,
+                    (10, "c4", "all", 1): 0.3, (10, "c1", "all", 3): 0.6, (10, "param_norm", "all", -1): 2.0}
+    headline = loaded.model_values().set_index(["epoch", "measure"])["value"].to_dict()
+    assert headline == {(5, "c1"): 0.4, (10, "c1"): 0.5, (10, "c4"): 0.3, (10, "param_norm"): 2.0}
+    assert loaded.sweep().set_index("k")["value"].to_dict() == {3: 0.6, 10: 0.5}
 
 
 def test_run_ids_of_existing_studies_survive_options_added_later():

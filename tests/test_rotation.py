@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from clusterprior import UserError, data, models, train
-from clusterprior.measures.rotation import RotationMonitor, kernels, layer_rotation, snapshot, step_tangent
+from clusterprior.measures.rotation import step_tangent
+from clusterprior.models import kernel_rotation, kernels, snapshot
+from clusterprior.probe import RotationMonitor
 from clusterprior.train.layca import BASES, Layca, alpha_multipliers
 
 
@@ -106,9 +108,9 @@ def test_alpha_multipliers_follow_equation_4_2():
 
 def test_layer_rotation_of_state_dicts():
     w0 = torch.tensor([[1.0, 0.0]])
-    assert layer_rotation({"a.weight": w0, "a.bias": torch.ones(1)}, {"a.weight": torch.tensor([[0.0, 2.0]])}) == {
+    assert kernel_rotation({"a.weight": w0, "a.bias": torch.ones(1)}, {"a.weight": torch.tensor([[0.0, 2.0]])}) == {
         "a.weight": pytest.approx(1.0)}
-    assert layer_rotation({"a.weight": w0}, {"a.weight": -3 * w0})["a.weight"] == pytest.approx(2.0)
+    assert kernel_rotation({"a.weight": w0}, {"a.weight": -3 * w0})["a.weight"] == pytest.approx(2.0)
     assert step_tangent(w0, torch.tensor([[1.0, 1.0]])) == pytest.approx(1.0)
     assert math.isinf(step_tangent(w0, torch.tensor([[-1.0, 1.0]])))
 

@@ -114,3 +114,27 @@ def test_bootstrap_resamples_a_configuration_over_all_its_seeds_together():
     naive = stats.granulated_kendall_ci(m2, t2, [dict(h, seed=0, copy=h["seed"]) for h in two], n_boot=400,
                                         axes=["lr", "bs", "copy"])["lr"]
     assert naive[1] - naive[0] < single[1] - single[0]
+
+
+def test_groups_compare_hyperparameters_by_value_not_repr():
+    """32, 32.0 and np.int64(32) are one setting: mixing them loses no group, in psi, the
+    bootstrap and the CMI score alike; a boolean stays apart from 1 and 0."""
+    rng = np.random.default_rng(4)
+    ints = [{"bs": bs, "lr": lr, "wd": wd} for bs in (32, 64) for lr in (1, 2, 3) for wd in (0, 5)]
+    t, m = rng.normal(size=len(ints)), rng.normal(size=len(ints))
+    kinds = [float, np.int64, np.float32, int]
+    mixed = [{k: kinds[(i + j) % 4](v) for j, (k, v) in enumerate(h.items())} for i, h in enumerate(ints)]
+    assert {type(h["bs"]) for h in mixed} == set(kinds)
+    psi_int, psi_mixed = stats.granulated_kendall(m, t, ints), stats.granulated_kendall(m, t, mixed)
+    assert psi_mixed == pytest.approx(psi_int) and not any(math.isnan(v) for v in psi_int.values())
+    assert stats.total_score(psi_mixed) == pytest.approx(stats.total_score(psi_int))
+    ci_int, ci_mixed = (stats.granulated_kendall_ci(m, t, h, n_boot=200) for h in (ints, mixed))
+    assert set(ci_mixed) == set(ci_int) and all(ci_mixed[k] == pytest.approx(ci_int[k]) for k in ci_int)
+    assert stats.conditional_mi_score(m, t, mixed) == pytest.approx(stats.conditional_mi_score(m, t, ints))
+    # a flag is not a count: wd as True/False at lr 1 but 1/0 at lr 2 leaves no lr group
+    two = [i for i, h in enumerate(ints) if h["lr"] < 3]
+    flags = [dict(ints[i], wd=(bool if ints[i]["lr"] == 1 else int)(ints[i]["wd"] > 0)) for i in two]
+    assert stats.granulated_kendall(m[two], t[two], [dict(h, wd=int(h["wd"])) for h in flags])["lr"] == pytest.approx(
+        stats.granulated_kendall(m[two], t[two], [ints[i] for i in two])["lr"])
+    with pytest.warns(UserWarning, match="lr"):
+        assert math.isnan(stats.granulated_kendall(m[two], t[two], flags)["lr"])

@@ -5,6 +5,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import dataclasses
 import time
 from pathlib import Path
 
@@ -219,3 +220,73 @@ def test_a_worker_that_dies_fails_only_its_own_run():
     assert set(results) == {f"r{i}" for i in range(5)}
     assert results["r1"]["status"] == "failed" and "died" in results["r1"]["error"]
     assert all(results[f"r{i}"]["status"] == "done" for i in (0, 2, 3, 4))
+
+
+def test_a_new_measure_is_one_catalogue_entry(monkeypatch, tmp_path: Path):
+    """One entry, and the spec accepts the name, the worker computes it (model-level and per
+    layer) and the report orients it: nothing else is edited."""
+    from clusterprior import report
+    from clusterprior.measures import catalogue
+    from clusterprior.study import worker
+    from clusterprior.study.store import Store
+
+    mean_post = catalogue._model_value(lambda i: float(i.reps.post[-1].mean()),
+                                       lambda i: {n: float(p.mean()) for n, p in zip(i.reps.names, i.reps.post)})
+    entry = catalogue.Measure("mean_activation", "baseline", "model", -1, ("post",), mean_post, "mean activation")
+    monkeypatch.setitem(catalogue.CATALOGUE, "mean_activation", entry)
+    text = """
+[data]
+options = { n_train = 200, n_test = 100 }
+[model]
+width = 0.05
+[train]
+epochs = 1
+[measures]
+names = ["c3", "mean_activation"]
+[grid.axes]
+lr = [0.01, 0.1]
+batch_size = [32, 64]
+"""
+    spec = study.parse(text)
+    store = Store(tmp_path)
+    runs = study.expand(spec)
+    store.add_runs(runs)
+    for run in runs:
+        result = worker.execute(run, str(tmp_path), device="cpu")
+        assert result["status"] == "done", result.get("error")
+        store.record(run["id"], result)
+    store.close()
+    rows = study.load(tmp_path).measures().query("measure == 'mean_activation'")
+    assert (rows["layer"] == "all").sum() == 4 and (rows["layer"] != "all").sum() >= 4 and rows["k"].isna().all()
+    flipped = report.tables.analyse(tmp_path, n_boot=10)  # the entry's orientation, -1
+    assert "mean_activation" in flipped.measures and len(flipped.models) == 4
+    monkeypatch.setitem(catalogue.CATALOGUE, "mean_activation", dataclasses.replace(entry, orientation=1))
+    same = report.tables.analyse(tmp_path, n_boot=10)
+    total = same.kendall.loc["mean_activation", "total"]
+    assert total == total and flipped.kendall.loc["mean_activation", "total"] == pytest.approx(-total)
+
+
+def test_training_options_have_one_owner():
+    """The spec's [train] section and the train command take their defaults, help and rules
+    from TrainConfig."""
+    import dataclasses
+
+    import typer
+
+    from clusterprior.cli.train import train as train_command
+    from clusterprior.study.spec import TrainSpec
+    from clusterprior.train.config import HELP, TrainConfig
+
+    defaults, spec = TrainConfig(), TrainSpec()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("seed", "device"):
+            assert f.name not in TrainSpec.model_fields, "set per run by the study"
+            continue
+        value = getattr(defaults, f.name)
+        assert getattr(spec, f.name) == (list(value) if isinstance(value, tuple) else value), f.name
+        assert TrainSpec.model_fields[f.name].description == HELP[f.name]
+    params = {p.name: p.default for p in typer.main.get_command(typer.Typer(name="x", callback=train_command)).params}
+    for name in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "gamma", "stop_loss"):
+        assert params[name] == getattr(defaults, name), name
+    with pytest.raises(UserError, match="train.momentum: momentum must be in"):
+        study.parse("[train]\nmomentum = 1.5")

@@ -12,7 +12,7 @@ import torch
 from clusterprior import UserError, data
 from clusterprior.cli import main
 from clusterprior.experiments import winner_take_most as wtm
-from clusterprior.measures.dynamics import Dynamics
+from clusterprior.probe.dynamics import Dynamics
 from tests.test_mnist import write_mnist
 
 SCALE = 0.02  # 20 hidden units (5-layer: 20 each), 8 epochs (deep: 20)

@@ -69,6 +69,20 @@ class Split:
     def n_classes(self) -> int:
         return self.meta.n_classes
 
+    @property
+    def subclasses(self) -> torch.Tensor:
+        """``sub``, for what needs subclass labels: a :class:`UserError` when the data set has none."""
+        if self.sub is None:
+            raise UserError(f"{self.meta.name} has no subclass labels, and this needs them")
+        return self.sub
+
+    @property
+    def superclass_of(self) -> tuple[int, ...]:
+        """``meta.superclass_of``, or a :class:`UserError` when the data set has no subclasses."""
+        if self.meta.superclass_of is None:
+            raise UserError(f"{self.meta.name} has no subclass labels, and this needs them")
+        return self.meta.superclass_of
+
 
 @dataclass(frozen=True)
 class Part:
@@ -95,11 +109,15 @@ def superclass_map(sub: np.ndarray, y: np.ndarray, n_sub: int) -> tuple[int, ...
     owners: dict[int, int] = {}
     for s, c in pairs.tolist():
         if s in owners:
-            raise UserError(f"subclass {s} appears in classes {owners[s]} and {c}; each subclass must lie inside one class")
+            raise UserError(
+                f"subclass {s} appears in classes {owners[s]} and {c}; each subclass must lie inside one class"
+            )
         owners[s] = c
     missing = sorted(set(range(n_sub)) - owners.keys())
     if missing:
-        raise UserError(f"subclass ids must be 0..{n_sub - 1} and all present in the training split; missing {missing[:5]}")
+        raise UserError(
+            f"subclass ids must be 0..{n_sub - 1} and all present in the training split; missing {missing[:5]}"
+        )
     return tuple(owners[s] for s in range(n_sub))
 
 

@@ -190,6 +190,7 @@ def cifar100(root: str | None = None, target: str = "fine") -> Raw:
         meta = Meta("cifar100", "image", fine_names, augment=AUGMENT)
     else:
         train = parts[0]
+        assert train.sub is not None  # target "coarse": the fine labels are the subclasses
         meta = Meta(
             "cifar100",
             "image",

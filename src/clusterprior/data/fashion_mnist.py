@@ -36,8 +36,10 @@ SUBFOLDERS = (".", "FashionMNIST/raw", "fashion-mnist")
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 SUPERCLASS_NAMES = ("tops", "bottoms & dresses", "footwear", "bags")
 SUPERCLASS_OF = (0, 1, 0, 1, 0, 2, 0, 2, 3, 2)  # of each class in CLASS_NAMES order
-HINT = (f"install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist, files in "
-        f"{DEBIAN_FOLDER}), or give the folder of the four idx files with --data-dir (root=...)")
+HINT = (
+    f"install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist, files in "
+    f"{DEBIAN_FOLDER}), or give the folder of the four idx files with --data-dir (root=...)"
+)
 
 
 def subset(part: Part, n: int | None, seed: int, name: str) -> Part:
@@ -51,8 +53,9 @@ def subset(part: Part, n: int | None, seed: int, name: str) -> Part:
 
 
 @register("fashion-mnist-hier", cache=False)
-def fashion_mnist_hier(root: str | None = None, n_train: int | None = None, n_test: int | None = None,
-                       seed: int = 0) -> Raw:
+def fashion_mnist_hier(
+    root: str | None = None, n_train: int | None = None, n_test: int | None = None, seed: int = 0
+) -> Raw:
     name = "fashion-mnist-hier"
     files = locate(root, name, SUBFOLDERS, DEBIAN_FOLDER, HINT)
     parts = []
@@ -61,6 +64,12 @@ def fashion_mnist_hier(root: str | None = None, n_train: int | None = None, n_te
         labels = labels.astype(np.int64)
         part = Part((images.astype(np.float32) / 255.0)[:, None], np.asarray(SUPERCLASS_OF, np.int64)[labels], labels)
         parts.append(subset(part, n, seed, name))
-    meta = Meta(name, "image", SUPERCLASS_NAMES, subclass_names=CLASS_NAMES, superclass_of=SUPERCLASS_OF,
-                augment={"shift": 2, "hflip": True})
+    meta = Meta(
+        name,
+        "image",
+        SUPERCLASS_NAMES,
+        subclass_names=CLASS_NAMES,
+        superclass_of=SUPERCLASS_OF,
+        augment={"shift": 2, "hflip": True},
+    )
     return Raw(parts[0], parts[1], meta, normalize="global")

@@ -62,8 +62,13 @@ def find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def locate(root: str | None, name: str = "mnist", subfolders: tuple[str, ...] = SUBFOLDERS,
-           default: str | None = None, hint: str = _HINT) -> dict[str, Path]:
+def locate(
+    root: str | None,
+    name: str = "mnist",
+    subfolders: tuple[str, ...] = SUBFOLDERS,
+    default: str | None = None,
+    hint: str = _HINT,
+) -> dict[str, Path]:
     """Path of each of the four files, from the first searched folder that holds them all.
 
     The base folder is ``root``, else ``$CLUSTERPRIOR_DATA_DIR``, else ``default``; each is

@@ -18,7 +18,7 @@ import random
 
 import numpy as np
 
-from clusterprior.data.base import Meta, Part, Raw, superclass_map
+from clusterprior.data.base import Kind, Meta, Part, Raw, superclass_map
 from clusterprior.data.registry import register
 from clusterprior.errors import UserError
 
@@ -32,18 +32,20 @@ def _group_size(grouping: str, name: str) -> int:
     return GROUPINGS[grouping]
 
 
-def digits_to_hier(digits: np.ndarray, grouping: str = "pairs", name: str = "mnist1d-hier") -> tuple[np.ndarray, np.ndarray]:
+def digits_to_hier(
+    digits: np.ndarray, grouping: str = "pairs", name: str = "mnist1d-hier"
+) -> tuple[np.ndarray, np.ndarray]:
     """Target (superclass ``digit // size`` of ``grouping``) and subclass (the digit) of each label."""
     digits = digits.astype(np.int64)
     return digits // _group_size(grouping, name), digits
 
 
-def hier_meta(name: str, kind: str, augment: dict, grouping: str = "pairs") -> Meta:
+def hier_meta(name: str, kind: Kind, augment: dict, grouping: str = "pairs") -> Meta:
     """Metadata shared by the digit-based hierarchical sets."""
     size = _group_size(grouping, name)
     return Meta(
         name=name,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         class_names=tuple(f"{size * c}-{size * c + size - 1}" for c in range(10 // size)),
         subclass_names=DIGITS,
         superclass_of=superclass_map(np.arange(10), np.arange(10) // size, 10),

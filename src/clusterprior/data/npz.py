@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from clusterprior.data.base import Meta, Part, Raw, superclass_map
+from clusterprior.data.base import Kind, Meta, Part, Raw, superclass_map
 from clusterprior.data.registry import register
 from clusterprior.errors import UserError
 
-KINDS = {2: "vector", 3: "signal", 4: "image"}
-AUGMENT = {"vector": {"noise": 0.1}, "signal": {"shift": 4, "noise": 0.05}, "image": {"shift": 4, "hflip": False}}
+KINDS: dict[int, Kind] = {2: "vector", 3: "signal", 4: "image"}
+AUGMENT: dict[str, dict[str, Any]] = {
+    "vector": {"noise": 0.1},
+    "signal": {"shift": 4, "noise": 0.05},
+    "image": {"shift": 4, "hflip": False},
+}
 
 
 def _read(path: str) -> dict[str, np.ndarray]:
@@ -60,7 +65,8 @@ def _split(part: Part, test_fraction: float, seed: int) -> tuple[Part, Part]:
         tr, te = train_test_split(idx, test_size=test_fraction, stratify=part.y, random_state=seed)
     except ValueError as e:
         raise UserError(f"cannot split the .npz into train/test ({e}); add x_test and y_test to the file") from None
-    return tuple(Part(part.x[i], part.y[i], None if part.sub is None else part.sub[i]) for i in (tr, te))  # type: ignore[return-value]
+    train, test = (Part(part.x[i], part.y[i], None if part.sub is None else part.sub[i]) for i in (tr, te))
+    return train, test
 
 
 @register("npz", cache=False)
@@ -78,18 +84,22 @@ def npz(path: str = "", test_fraction: float = 0.2, seed: int = 0) -> Raw:
     for part in (train, test):
         if part.y.min() < 0 or part.y.max() >= n_classes:
             raise UserError(f"{path}: targets must be 0..{n_classes - 1} (test labels must occur in train)")
-    n_sub = None if train.sub is None else int(train.sub.max()) + 1
-    superclass_of = None if n_sub is None else superclass_map(train.sub, train.y, n_sub)
-    if n_sub is not None and (test.sub.min() < 0 or test.sub.max() >= n_sub):
-        raise UserError(f"{path}: test subclass ids must occur in train")
+    n_sub, superclass_of = None, None
+    if train.sub is not None and test.sub is not None:
+        n_sub = int(train.sub.max()) + 1
+        superclass_of = superclass_map(train.sub, train.y, n_sub)
+        if test.sub.min() < 0 or test.sub.max() >= n_sub:
+            raise UserError(f"{path}: test subclass ids must occur in train")
     names = arrays.get("class_names")
     sub_names = arrays.get("subclass_names")
     kind = KINDS[train.x.ndim]
     meta = Meta(
         name=Path(path).name,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         class_names=tuple(map(str, names)) if names is not None else tuple(str(c) for c in range(n_classes)),
-        subclass_names=None if n_sub is None else (tuple(map(str, sub_names)) if sub_names is not None else tuple(str(s) for s in range(n_sub))),
+        subclass_names=None
+        if n_sub is None
+        else (tuple(map(str, sub_names)) if sub_names is not None else tuple(str(s) for s in range(n_sub))),
         superclass_of=superclass_of,
         augment=AUGMENT[kind],
     )

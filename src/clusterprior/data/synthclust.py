@@ -27,7 +27,9 @@ def make_centroids(n_clusters: int, dim: int, hot: int, rng: np.random.Generator
     return centroids
 
 
-def _draw(centroids: np.ndarray, per_cluster: int, std: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _draw(
+    centroids: np.ndarray, per_cluster: int, std: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     sub = rng.permutation(np.repeat(np.arange(len(centroids)), per_cluster))
     x = centroids[sub] + rng.normal(0.0, std, (len(sub), centroids.shape[1])).astype(np.float32)
     return x, sub

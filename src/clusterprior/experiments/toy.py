@@ -49,7 +49,9 @@ def toy_data(n_per_cluster: int = 100, seed: int = 0) -> tuple[Tensor, Tensor, T
         red = torch.cat([red, candidates[clear]])
     blue = [c + BLUE_STD * torch.randn(n_per_cluster, 2, generator=gen) for c in centres]
     x = torch.cat([red[: 2 * n_per_cluster], *blue])
-    sub = torch.cat([torch.full((n,), k, dtype=torch.int64) for k, n in enumerate([2 * n_per_cluster] + [n_per_cluster] * 2)])
+    sub = torch.cat(
+        [torch.full((n,), k, dtype=torch.int64) for k, n in enumerate([2 * n_per_cluster] + [n_per_cluster] * 2)]
+    )
     return x, (sub > 0).long(), sub
 
 
@@ -120,13 +122,24 @@ def enveloping(mean_map: np.ndarray, axis: np.ndarray, centre_pred: float, gap_p
     for cx, cy in BLUE_CENTRES:
         discs |= np.hypot(gx - cx, gy - cy) <= CLEARANCE
     blue = mean_map > 0.5
-    return {"centre_pred": centre_pred, "gap_pred": gap_pred,
-            "envelope_iou": float((blue & discs).sum() / (blue | discs).sum())}
+    return {
+        "centre_pred": centre_pred,
+        "gap_pred": gap_pred,
+        "envelope_iou": float((blue & discs).sum() / (blue | discs).sum()),
+    }
 
 
 def run(
-    out: str | Path, depths: tuple[int, ...] = (0, 1, 2, 3), n_inits: int = 50, width: int = 32, epochs: int = 300,
-    lr: float = 0.01, n_per_cluster: int = 100, grid: int = 200, seed: int = 0, device: str = "cpu",
+    out: str | Path,
+    depths: tuple[int, ...] = (0, 1, 2, 3),
+    n_inits: int = 50,
+    width: int = 32,
+    epochs: int = 300,
+    lr: float = 0.01,
+    n_per_cluster: int = 100,
+    grid: int = 200,
+    seed: int = 0,
+    device: str = "cpu",
     on_result: Callable[[dict], None] | None = None,
 ) -> pd.DataFrame:
     """Train ``n_inits`` networks per depth (0 = linear, d = d hidden ReLU layers of ``width`` units)
@@ -151,32 +164,46 @@ def run(
         acc = ((predict(params, x_dev) > 0.5) == y_dev.bool()).float().mean(dim=1).cpu()
         mean_map = predict(params, points.to(device)).mean(dim=0).cpu().numpy().reshape(grid, grid)
         at = predict(params, landmarks.to(device)).mean(dim=0).cpu()
-        row = {"depth": depth, "name": depth_name(depth), "n_inits": n_inits, "width": width, "epochs": epochs,
-               "train_acc_mean": float(acc.mean()), "train_acc_min": float(acc.min()), "train_acc_max": float(acc.max()),
-               **enveloping(mean_map, axis, float(at[:2].mean()), float(at[2]))}
+        row = {
+            "depth": depth,
+            "name": depth_name(depth),
+            "n_inits": n_inits,
+            "width": width,
+            "epochs": epochs,
+            "train_acc_mean": float(acc.mean()),
+            "train_acc_min": float(acc.min()),
+            "train_acc_max": float(acc.max()),
+            **enveloping(mean_map, axis, float(at[:2].mean()), float(at[2])),
+        }
         rows.append(row)
         maps.append(mean_map)
         if on_result:
             on_result(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
-    np.savez(out / "toy_heatmaps.npz", grid_x=axis, grid_y=axis, depths=np.array(depths, dtype=np.int64),
-             mean_pred=np.stack(maps), train_x=x.numpy(), train_y=y.numpy())
+    np.savez(
+        out / "toy_heatmaps.npz",
+        grid_x=axis,
+        grid_y=axis,
+        depths=np.array(depths, dtype=np.int64),
+        mean_pred=np.stack(maps),
+        train_x=x.numpy(),
+        train_y=y.numpy(),
+    )
     _save_figure(table, np.stack(maps), axis, x.numpy(), y.numpy(), out / "toy_heatmaps.png")
     return table
 
 
-def _save_figure(table: pd.DataFrame, maps: np.ndarray, axis: np.ndarray, x: np.ndarray, y: np.ndarray,
-                 path: Path) -> None:
+def _save_figure(
+    table: pd.DataFrame, maps: np.ndarray, axis: np.ndarray, x: np.ndarray, y: np.ndarray, path: Path
+) -> None:
     """One panel per depth: the mean prediction's heat map (red 0 to blue 1) under the training points."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(table), figsize=(3.4 * len(table), 3.4), squeeze=False)
+    fig = Figure(figsize=(3.4 * len(table), 3.4))
+    axes = fig.subplots(1, len(table), squeeze=False)
     extent = (axis[0], axis[-1], axis[0], axis[-1])
-    for ax, mean_map, row in zip(axes[0], maps, table.itertuples()):
+    for ax, mean_map, row in zip(axes[0], maps, table.itertuples(), strict=True):
         image = ax.imshow(mean_map, origin="lower", extent=extent, cmap="RdBu", vmin=0, vmax=1)
         for label, colour in ((0, "tab:red"), (1, "tab:blue")):
             ax.scatter(x[y == label, 0], x[y == label, 1], s=6, c=colour, edgecolors="w", linewidths=0.3)
@@ -186,4 +213,3 @@ def _save_figure(table: pd.DataFrame, maps: np.ndarray, axis: np.ndarray, x: np.
     fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="mean P(blue)")
     fig.suptitle(f"Mean prediction of {table['n_inits'].iloc[0]} initialisations per depth (thesis Fig. 2.1)")
     fig.savefig(path, dpi=80)
-    plt.close(fig)

@@ -1,8 +1,18 @@
-"""Measures of intraclass clustering (c0-c4, SPEC.md 2) and their registry.
+"""Measures: c0-c4 of intraclass clustering (SPEC.md 2), the baselines, and the catalogue
+(:data:`CATALOGUE`) that names them all, with :func:`measure_model`, one call for one model.
 
-Functions take arrays (numpy or torch, on any device), not models, except c0.
+Functions take arrays (numpy or torch, on any device), not models, except c0 and the
+baselines that read weights or outputs.
 """
 
+from clusterprior.measures.catalogue import (
+    BASELINE_NAMES,
+    CATALOGUE,
+    INTRACLASS,
+    Measure,
+    Settings,
+    measure_model,
+)
 from clusterprior.measures.intraclass import (
     interpolation_ratio,
     layer_distance_ratio,
@@ -10,9 +20,17 @@ from clusterprior.measures.intraclass import (
     neuron_subclass_selectivity,
     neuron_variance_ratio,
 )
-from clusterprior.measures.registry import BASELINE_NAMES, INTRACLASS, MeasureInfo, intraclass_report, measure_model
 
 __all__ = [
-    "BASELINE_NAMES", "INTRACLASS", "MeasureInfo", "measure_model", "interpolation_ratio", "intraclass_report", "layer_distance_ratio",
-    "layer_subclass_silhouette", "neuron_subclass_selectivity", "neuron_variance_ratio",
+    "BASELINE_NAMES",
+    "CATALOGUE",
+    "INTRACLASS",
+    "Measure",
+    "Settings",
+    "interpolation_ratio",
+    "layer_distance_ratio",
+    "layer_subclass_silhouette",
+    "measure_model",
+    "neuron_subclass_selectivity",
+    "neuron_variance_ratio",
 ]

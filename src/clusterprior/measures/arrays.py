@@ -7,7 +7,6 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
@@ -15,9 +14,9 @@ import torch
 from clusterprior.errors import UserError
 
 EPS = 1e-7
-ArrayLike = Union[np.ndarray, torch.Tensor]
-LayerArrays = Union[Sequence[ArrayLike], Mapping[str, ArrayLike]]
-LayerKey = Union[str, int]
+ArrayLike = np.ndarray | torch.Tensor
+LayerArrays = Sequence[ArrayLike] | Mapping[str, ArrayLike]
+LayerKey = str | int
 
 
 def as_layers(layers: LayerArrays, n: int) -> tuple[list[LayerKey], list[torch.Tensor]]:
@@ -110,28 +109,32 @@ def unit_rows(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass
 class Groups:
-    """Classes and subclasses present in the labels, as dense indices.
-
-    ``class_index[j]`` / ``sub_index[j]``: class and subclass of sample ``j``;
-    ``owner[s]``: class index of subclass ``s``; ``valid[s]``: the subclass shares its
-    class with at least one other subclass (c0-c2 compare a subclass with the rest of
-    its class, so subclasses alone in their class are left out, with a warning).
-    """
+    """The classes present in the labels, as dense indices: ``class_index[j]`` is the class
+    of sample ``j``, ``class_ids`` the labels of the classes."""
 
     class_ids: torch.Tensor
     class_index: torch.Tensor
-    sub_ids: torch.Tensor | None = None
-    sub_index: torch.Tensor | None = None
-    owner: torch.Tensor | None = None
-    valid: torch.Tensor | None = None
 
     @property
     def n_classes(self) -> int:
         return len(self.class_ids)
 
+
+@dataclass
+class Subgroups(Groups):
+    """Classes and subclasses: ``sub_index[j]`` is the subclass of sample ``j``;
+    ``owner[s]``: class index of subclass ``s``; ``valid[s]``: the subclass shares its
+    class with at least one other subclass (c0-c2 compare a subclass with the rest of
+    its class, so subclasses alone in their class are left out, with a warning)."""
+
+    sub_ids: torch.Tensor
+    sub_index: torch.Tensor
+    owner: torch.Tensor
+    valid: torch.Tensor
+
     @property
     def n_subclasses(self) -> int:
-        return 0 if self.sub_ids is None else len(self.sub_ids)
+        return len(self.sub_ids)
 
 
 def _check_sizes(ids: torch.Tensor, counts: torch.Tensor, what: str) -> None:
@@ -141,15 +144,19 @@ def _check_sizes(ids: torch.Tensor, counts: torch.Tensor, what: str) -> None:
         raise UserError(f"{what} {int(ids[i])} has {int(counts[i])} sample(s); every {what} needs at least 2")
 
 
-def groups(y: ArrayLike, n: int, device: torch.device, sub: ArrayLike | None = None) -> Groups:
-    """Index the classes (and subclasses) of ``y`` (and ``sub``); checks sizes and nesting."""
+def groups(y: ArrayLike, n: int, device: torch.device) -> Groups:
+    """Index the classes of ``y``; checks their sizes."""
     y_t = as_labels(y, "y", device)
     if len(y_t) != n:
         raise UserError(f"y has {len(y_t)} labels for {n} samples")
     class_ids, class_index = torch.unique(y_t, return_inverse=True)
     _check_sizes(class_ids, torch.bincount(class_index), "class")
-    if sub is None:
-        return Groups(class_ids, class_index)
+    return Groups(class_ids, class_index)
+
+
+def subgroups(y: ArrayLike, n: int, device: torch.device, sub: ArrayLike) -> Subgroups:
+    """Index the classes of ``y`` and the subclasses of ``sub``; checks sizes and nesting."""
+    class_ids, class_index = (g := groups(y, n, device)).class_ids, g.class_index
     s_t = as_labels(sub, "sub", device)
     if len(s_t) != n:
         raise UserError(f"sub has {len(s_t)} labels for {n} samples")
@@ -167,4 +174,4 @@ def groups(y: ArrayLike, n: int, device: torch.device, sub: ArrayLike | None = N
     if not bool(valid.all()):
         alone = [int(sub_ids[s]) for s in (~valid).nonzero().flatten()[:5]]
         warnings.warn(f"subclasses {alone} are alone in their class and are left out of c0-c2", stacklevel=3)
-    return Groups(class_ids, class_index, sub_ids, sub_index, lo, valid)
+    return Subgroups(class_ids, class_index, sub_ids, sub_index, lo, valid)

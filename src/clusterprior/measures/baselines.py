@@ -1,9 +1,11 @@
 """Baseline generalization measures, for the same tables as c0-c4 (Jiang et al. 2020; PGDL).
 
-Each has an orientation (:data:`ORIENTATION`): the sign that makes "higher oriented value"
-predict better generalization, so that a positive correlation always means a correct
-prediction (SPEC.md 2.6). The cheap ones cost at most one forward pass over the probe data;
-sharpness (:mod:`clusterprior.measures.sharpness`) is separate.
+Each has an orientation in the catalogue (:mod:`clusterprior.measures.catalogue`): the sign
+that makes "higher oriented value" predict better generalization, so that a positive
+correlation always means a correct prediction (SPEC.md 2.6): minus for the norm-based
+complexities, NC1 and Davies-Bouldin; plus for the margin, layer rotation (thesis Ch. 4) and
+the sharpness measures (flatter minima generalize better). The cheap ones cost at most one
+forward pass over the probe data; sharpness (:mod:`clusterprior.measures.sharpness`) is separate.
 """
 
 from __future__ import annotations
@@ -17,27 +19,7 @@ import torch
 from torch import nn
 
 from clusterprior.errors import UserError
-from clusterprior.measures.rotation import kernels
-
-ORIENTATION: dict[str, int] = {
-    # norm-based complexity: the smaller, the better the generalization (Jiang et al. 2020)
-    "distance_from_init": -1,
-    "param_norm": -1,
-    "log_spectral_product": -1,
-    "path_norm": -1,
-    # a larger margin of the training data predicts better generalization
-    "output_margin": 1,
-    # tighter, better separated class clusters in the last hidden layer predict better generalization
-    "nc1": -1,
-    "davies_bouldin": -1,
-    # thesis Chapter 4: the larger (up to 1) the layer rotation, the better the generalization
-    "layer_rotation": 1,
-    # flatter minima (a larger perturbation is needed to lose accuracy) generalize better
-    "sigma_prime": 1,
-    "sigma_second": 1,
-    "alpha_prime": 1,
-    "alpha_second": 1,
-}
+from clusterprior.models.structure import device_of, evaluating, kernels
 
 
 @torch.no_grad()
@@ -52,8 +34,11 @@ def distance_from_init(model: nn.Module, initial: Mapping[str, torch.Tensor]) ->
 @torch.no_grad()
 def distance_from_init_layers(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """||w - w_0||_2 of each trainable parameter tensor, by name."""
-    return {name: float((p.detach().double().cpu() - initial[name].double().cpu()).norm())
-            for name, p in model.named_parameters() if p.requires_grad}
+    return {
+        name: float((p.detach().double().cpu() - initial[name].double().cpu()).norm())
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
 @torch.no_grad()
@@ -66,8 +51,9 @@ def param_norm(model: nn.Module) -> float:
 def log_spectral_product(model: nn.Module) -> float:
     """log of the product over Conv/Linear kernels of their spectral norms (largest singular
     value; a conv kernel reshaped to [out, in x kernel], the usual approximation)."""
-    return float(sum(torch.linalg.matrix_norm(w.detach().double().flatten(1), ord=2).log()
-                     for w in kernels(model).values()))
+    return float(
+        sum(torch.linalg.matrix_norm(w.detach().double().flatten(1), ord=2).log() for w in kernels(model).values())
+    )
 
 
 @torch.no_grad()
@@ -92,13 +78,11 @@ def margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def output_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, q: float = 10.0, batch_size: int = 1024) -> float:
     """The ``q``-th percentile (default 10th, Jiang et al.) of the output margins on (x, y)."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        logits = torch.cat([model(x[i:i + batch_size].to(device)).double().cpu() for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was)
+    device = device_of(model)
+    with evaluating(model):
+        logits = torch.cat(
+            [model(x[i : i + batch_size].to(device)).double().cpu() for i in range(0, len(x), batch_size)]
+        )
     return float(np.percentile(margins(logits, torch.as_tensor(y).cpu()).numpy(), q))
 
 

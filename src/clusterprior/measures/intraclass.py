@@ -8,9 +8,12 @@ per (sub)class. Higher always means more intraclass clustering.
 
 Layer inputs are ``[N, C_l]`` arrays (numpy or torch, any device), given as a list
 (layer-wise results keyed by position) or a dict (keyed by name). Dead neurons (no
-positive pre-activation on any sample) score 0 in c1 and c3 and are dropped in c4;
-a layer with no live neuron is left out of layer-wise results (and of c2/c4's layer
-choice), never shifting another layer. ``k`` larger than the neurons or layers
+positive pre-activation on any sample: a ReLU that never fires) score 0 in c1 and c3 and
+are dropped in c4. This is the project's rule; the thesis's code (SPEC.md 2.1) calls a
+neuron dead when its pre-activations are all *below* 0. The two differ only for a neuron
+whose maximum pre-activation is exactly 0, e.g. in a bias-free net without BatchNorm: it
+is dead here (and would count as live there). A layer with no live neuron is left out of
+layer-wise results (and of c2/c4's layer choice), never shifting another layer. ``k`` larger than the neurons or layers
 available uses them all. Every class and subclass needs at least 2 samples; a
 subclass alone in its class is left out of c0-c2 (with a warning). Computation is
 in float64 (population std's cancellation and the exact comparisons in the tests).
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Union
 
 import numpy as np
 import torch
@@ -40,9 +42,9 @@ from clusterprior.errors import UserError
 from clusterprior.measures.arrays import (
     EPS,
     ArrayLike,
-    Groups,
     LayerArrays,
     LayerKey,
+    Subgroups,
     as_layers,
     check_k,
     group_sums,
@@ -51,11 +53,13 @@ from clusterprior.measures.arrays import (
     median,
     moments,
     percentile,
+    subgroups,
     topk_mean,
     unit_rows,
 )
+from clusterprior.models.structure import device_of, evaluating
 
-Result = Union[float, dict[LayerKey, float]]
+Result = float | dict[LayerKey, float]
 
 
 def _first_len(layers: LayerArrays) -> int:
@@ -75,7 +79,12 @@ def _warn_dead(dead: list[LayerKey]) -> None:
 
 
 def _neuron_level(
-    scores: torch.Tensor, sizes: list[int], live: torch.Tensor, names: list[LayerKey], k: int, layerwise: bool,
+    scores: torch.Tensor,
+    sizes: list[int],
+    live: torch.Tensor,
+    names: list[LayerKey],
+    k: int,
+    layerwise: bool,
     aggregate: Callable[[torch.Tensor], float],
 ) -> Result:
     """Top-k over neurons (all layers pooled, or inside each layer), then ``aggregate`` over groups."""
@@ -83,7 +92,7 @@ def _neuron_level(
         return aggregate(topk_mean(scores, k, dim=1))
     out: dict[LayerKey, float] = {}
     dead = []
-    for name, block, alive in zip(names, scores.split(sizes, dim=1), live.split(sizes)):
+    for name, block, alive in zip(names, scores.split(sizes, dim=1), live.split(sizes), strict=True):
         if bool(alive.any()):
             out[name] = aggregate(topk_mean(block, k, dim=1))
         else:
@@ -111,7 +120,7 @@ def _mean(t: torch.Tensor) -> float:
 # ---- c1 and c3: neuron level ---------------------------------------------------------------
 
 
-def _selectivity(z: torch.Tensor, g: Groups) -> torch.Tensor:
+def _selectivity(z: torch.Tensor, g: Subgroups) -> torch.Tensor:
     """c1's inner term for every (subclass, neuron) pair, ``[S, M]``; dead neurons 0."""
     live = live_neurons(z)
     z = z - z.mean(0)
@@ -127,11 +136,13 @@ def subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike) -> tupl
     each neuron n (all layers concatenated), (mu_{n,C_i} - mu_{n,S(i)\C_i}) /
     (sigma_{n,C_i} + sigma_{n,S(i)\C_i} + 1e-7); dead neurons 0. The thesis's Figs. 2.8-2.9."""
     _, layers = as_layers(pre, _first_len(pre))
-    g = groups(y, layers[0].shape[0], _device(layers), sub)
+    g = subgroups(y, layers[0].shape[0], _device(layers), sub)
     return g.sub_ids[g.valid], _selectivity(torch.cat(layers, dim=1), g)[g.valid]
 
 
-def neuron_subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:
+def neuron_subclass_selectivity(
+    pre: LayerArrays, y: ArrayLike, sub: ArrayLike, k: int = 30, layerwise: bool = False
+) -> Result:
     r"""c1 = median_i mean^k_n (mu_{n,C_i} - mu_{n,S(i)\C_i}) / (sigma_{n,C_i} + sigma_{n,S(i)\C_i} + 1e-7).
 
     ``pre``: pre-activations per layer; ``y``: training target (the superclass);
@@ -139,7 +150,7 @@ def neuron_subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike, 
     """
     k = check_k(k)
     names, layers = as_layers(pre, _first_len(pre))
-    g = groups(y, layers[0].shape[0], _device(layers), sub)
+    g = subgroups(y, layers[0].shape[0], _device(layers), sub)
     z = torch.cat(layers, dim=1)
     sel = _selectivity(z, g)[g.valid]
     return _neuron_level(sel, [a.shape[1] for a in layers], live_neurons(z), names, k, layerwise, median)
@@ -148,7 +159,8 @@ def neuron_subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike, 
 def neuron_variance_ratio(pre: LayerArrays, y: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:
     """c3 = mean_i mean^k_n sigma_{n,C_i} / (sigma_{n,D} + 1e-7), over classes i.
 
-    Dead neurons score 0. Layer-wise: top-k inside each layer.
+    Dead neurons (maximum pre-activation <= 0, see the module docstring) score 0.
+    Layer-wise: top-k inside each layer.
     """
     k = check_k(k)
     names, layers = as_layers(pre, _first_len(pre))
@@ -165,7 +177,7 @@ def neuron_variance_ratio(pre: LayerArrays, y: ArrayLike, k: int = 30, layerwise
 # ---- c2: layer-level silhouettes -------------------------------------------------------------
 
 
-def subclass_silhouettes(u: torch.Tensor, zero: torch.Tensor, g: Groups) -> torch.Tensor:
+def subclass_silhouettes(u: torch.Tensor, zero: torch.Tensor, g: Subgroups) -> torch.Tensor:
     """Mean silhouette of each subclass's samples among the samples of its class, with
     cosine distance on the unit rows ``u`` (``zero`` marks all-zero rows). Returns ``[S]``.
 
@@ -180,14 +192,18 @@ def subclass_silhouettes(u: torch.Tensor, zero: torch.Tensor, g: Groups) -> torc
     self_term = zero.to(u.dtype)  # what dist counted for j -> j: 1 - |u_j|^2, i.e. 1 for a zero row, else 0
     a = (dist[rows, own] - self_term) / (counts[own] - 1)
     mean_to = dist / counts[None, :]
-    other = (g.owner[None, :] != g.class_index[:, None]) | (torch.arange(g.n_subclasses, device=u.device)[None, :] == own[:, None])
+    other = (g.owner[None, :] != g.class_index[:, None]) | (
+        torch.arange(g.n_subclasses, device=u.device)[None, :] == own[:, None]
+    )
     b = mean_to.masked_fill(other, float("inf")).min(dim=1).values
     top = torch.maximum(a, b)
     s = torch.where(torch.isfinite(b) & (top > 0), (b - a) / top, torch.zeros_like(a))
     return torch.zeros(g.n_subclasses, dtype=u.dtype, device=u.device).index_add_(0, own, s) / counts
 
 
-def layer_subclass_silhouette(post: LayerArrays, y: ArrayLike, sub: ArrayLike, k: int = 1, layerwise: bool = False) -> Result:
+def layer_subclass_silhouette(
+    post: LayerArrays, y: ArrayLike, sub: ArrayLike, k: int = 1, layerwise: bool = False
+) -> Result:
     """c2 = median_i mean^k_l silhouette(a_l, S(i), C_i), cosine distance.
 
     ``post``: activations (after ReLU) per layer. For each layer and class, the samples'
@@ -196,9 +212,9 @@ def layer_subclass_silhouette(post: LayerArrays, y: ArrayLike, sub: ArrayLike, k
     """
     k = check_k(k)
     names, layers = as_layers(post, _first_len(post))
-    g = groups(y, layers[0].shape[0], _device(layers), sub)
+    g = subgroups(y, layers[0].shape[0], _device(layers), sub)
     scores, dead = {}, []
-    for name, a in zip(names, layers):
+    for name, a in zip(names, layers, strict=True):
         if not bool(live_neurons(a).any()):
             dead.append(name)
             continue
@@ -270,15 +286,15 @@ def layer_distance_ratio(
     if subset is not None:
         subset = torch.argsort(order)[subset]  # the same samples, in the grouped order
     scores, dead = {}, []
-    for name, a in zip(names, layers):
+    for name, a in zip(names, layers, strict=True):
         live = live_neurons(a)
         if not bool(live.any()):
             dead.append(name)
             continue
         u, zero = unit_rows(threshold_neurons(a[order[:, None], live.nonzero().flatten()[None, :]]))
-        sums = [gram_sums(uc, zc) for uc, zc in zip(u.split(bounds), zero.split(bounds))]
+        sums = [gram_sums(uc, zc) for uc, zc in zip(u.split(bounds), zero.split(bounds), strict=True)]
         if subset is None:  # the whole set's sums are the classes' sums added up
-            sd_all = std_from_sums(*(sum(parts) for parts in zip(*sums)))
+            sd_all = std_from_sums(*(sum(parts) for parts in zip(*sums, strict=True)))
         else:
             sd_all = distance_std(u[subset], zero[subset])
         per_class = torch.tensor([std_from_sums(*parts) for parts in sums], dtype=torch.float64)
@@ -290,7 +306,7 @@ def layer_distance_ratio(
 # ---- c0: black-box interpolation ----------------------------------------------------------------
 
 
-def _pairs(g: Groups, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def _pairs(g: Subgroups, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Index-aligned pairs per valid subclass: (a, partner, subclass, kind) with kind 0 =
     within (a permutation of the subclass) and 1 = between (a sample of the rest of the class,
     without replacement when it is large enough)."""
@@ -310,8 +326,14 @@ def _pairs(g: Groups, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 
 @torch.no_grad()
 def interpolation_ratio(
-    model: nn.Module, x: ArrayLike, y: ArrayLike, sub: ArrayLike, steps: int = 9, seed: int = 0,
-    aggregate: str = "max", batch_size: int = 256,
+    model: nn.Module,
+    x: ArrayLike,
+    y: ArrayLike,
+    sub: ArrayLike,
+    steps: int = 9,
+    seed: int = 0,
+    aggregate: str = "max",
+    batch_size: int = 256,
 ) -> float:
     """c0 = median_i lambda(C_i x (S(i)\\C_i)) / (lambda(C_i x C_i) + 1e-7).
 
@@ -326,17 +348,14 @@ def interpolation_ratio(
         raise UserError(f"aggregate must be 'max' or 'sum', got {aggregate!r}")
     if steps < 1:
         raise UserError("steps must be >= 1")
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = device_of(model)
     x_t = torch.as_tensor(x, dtype=torch.float32)
-    g = groups(y, len(x_t), torch.device("cpu"), sub)
+    g = subgroups(y, len(x_t), torch.device("cpu"), sub)
     a, b, s_of, kind = _pairs(g, np.random.default_rng(seed))
     target = g.class_ids[g.owner[torch.from_numpy(s_of)]].to(device)
     t = (torch.arange(1, steps + 1, dtype=torch.float32, device=device) / (steps + 1)).view(-1, *[1] * x_t.ndim)
     drops = torch.empty(len(a), dtype=torch.float64)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         for start in range(0, len(a), max(1, batch_size // steps)):
             sl = slice(start, start + max(1, batch_size // steps))
             xa, xb = x_t[a[sl]].to(device), x_t[b[sl]].to(device)
@@ -344,8 +363,6 @@ def interpolation_ratio(
             prob = F.softmax(model(mixed).double(), dim=1).view(steps, len(xa), -1)
             drop = 1.0 - prob.gather(2, target[sl].view(1, -1, 1).expand(steps, -1, 1)).squeeze(2)
             drops[sl] = (drop.max(0).values if aggregate == "max" else drop.sum(0)).cpu()
-    finally:
-        model.train(was_training)
     cell = torch.from_numpy(s_of * 2 + kind)
     means = torch.zeros(2 * g.n_subclasses, dtype=torch.float64).index_add_(0, cell, drops)
     means /= torch.bincount(cell, minlength=2 * g.n_subclasses).clamp_min(1)

@@ -1,4 +1,5 @@
-"""Model zoo: ``build(name, input_shape, n_classes, ...)`` and ReLU neuron counts.
+"""Model zoo: ``build(name, input_shape, n_classes, ...)``, and the structure queries of
+:mod:`clusterprior.models.structure` (kernels, activation modules, neuron counts, eval mode).
 
 Every model puts a BatchNorm before every ReLU (unless ``batchnorm=False``) and
 uses one ``nn.ReLU`` module per activation, so :mod:`clusterprior.probe` can hook
@@ -11,18 +12,40 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
 
 from clusterprior.errors import UserError
 from clusterprior.models.convnet import cnn, vgg
 from clusterprior.models.layers import NoActivation, he_uniform_
 from clusterprior.models.mlp import mlp
+from clusterprior.models.structure import (
+    activation_modules,
+    device_of,
+    evaluating,
+    kernel_rotation,
+    kernels,
+    neuron_counts,
+    snapshot,
+)
 from clusterprior.models.wrn import wrn
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "cnn": cnn, "vgg": vgg, "wrn": wrn}
 CONFIG_ATTR = "clusterprior_config"
-__all__ = ["BUILDERS", "CONFIG_ATTR", "NoActivation", "available", "build", "he_uniform_", "neuron_counts", "relu_modules"]
+__all__ = [
+    "BUILDERS",
+    "CONFIG_ATTR",
+    "NoActivation",
+    "activation_modules",
+    "available",
+    "build",
+    "device_of",
+    "evaluating",
+    "he_uniform_",
+    "kernel_rotation",
+    "kernels",
+    "neuron_counts",
+    "snapshot",
+]
 
 
 def available() -> list[str]:
@@ -55,43 +78,20 @@ def build(
         raise UserError(f"dropout must be in [0, 1), got {dropout}")
     shape = tuple(int(s) for s in input_shape)
     try:
-        model = BUILDERS[name](shape, n_classes, width=width, depth=depth, dropout=dropout, batchnorm=batchnorm, **options)
+        model = BUILDERS[name](
+            shape, n_classes, width=width, depth=depth, dropout=dropout, batchnorm=batchnorm, **options
+        )
     except TypeError as e:
         raise UserError(f"model {name!r}: {e}") from None
-    config = dict(name=name, input_shape=list(shape), n_classes=n_classes, width=width, depth=depth,
-                  dropout=dropout, batchnorm=batchnorm, options={k: list(v) if isinstance(v, tuple) else v for k, v in options.items()})
+    config = dict(
+        name=name,
+        input_shape=list(shape),
+        n_classes=n_classes,
+        width=width,
+        depth=depth,
+        dropout=dropout,
+        batchnorm=batchnorm,
+        options={k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+    )
     setattr(model, CONFIG_ATTR, config)
     return model
-
-
-def relu_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every activation module (``nn.ReLU``, or the
-    :class:`~clusterprior.models.layers.NoActivation` of a linear hidden layer) in
-    registration order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.ReLU, NoActivation))]
-
-
-@torch.no_grad()
-def neuron_counts(model: nn.Module, input_shape: tuple[int, ...] | list[int]) -> dict[str, int]:
-    """Neurons (channels for conv maps, units for dense layers) of each ReLU layer,
-    in forward order, found with one forward pass of a dummy batch in eval mode."""
-    seen: dict[str, int] = {}
-
-    def record(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            seen.setdefault(name, int(inputs[0].shape[1]))
-
-        return hook
-
-    hooks = [m.register_forward_pre_hook(record(name)) for name, m in relu_modules(model)]
-    was_training = model.training
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    try:
-        model.eval()
-        model(torch.zeros(2, *input_shape, device=device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return seen

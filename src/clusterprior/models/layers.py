@@ -3,6 +3,8 @@ preceded by a BatchNorm (when ``batchnorm``), so probes can hook it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -29,7 +31,7 @@ class NoActivation(nn.Identity):
     own type so that probes and recorders find the layer like a ReLU."""
 
 
-ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "linear": NoActivation}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(inplace=True), "linear": NoActivation}
 
 
 def bn_relu(dims: int, channels: int, batchnorm: bool, activation: str = "relu") -> list[nn.Module]:
@@ -68,5 +70,7 @@ def spatial_dims(input_shape: tuple[int, ...], model: str) -> int:
     if len(input_shape) not in (2, 3):
         from clusterprior.errors import UserError
 
-        raise UserError(f"model {model!r} needs [C, L] signals or [C, H, W] images, got input shape {list(input_shape)}")
+        raise UserError(
+            f"model {model!r} needs [C, L] signals or [C, H, W] images, got input shape {list(input_shape)}"
+        )
     return len(input_shape) - 1

@@ -31,7 +31,9 @@ class Block(nn.Module):
         super().__init__()
         self.pre = nn.Sequential(*bn_relu(dims, c_in, batchnorm))
         self.conv1 = conv(dims, c_in, c_out, stride=stride)
-        self.mid = nn.Sequential(*bn_relu(dims, c_out, batchnorm), nn.Dropout(dropout) if dropout > 0 else nn.Identity())
+        self.mid = nn.Sequential(
+            *bn_relu(dims, c_out, batchnorm), nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        )
         self.conv2 = conv(dims, c_out, c_out)
         self.shortcut = conv(dims, c_in, c_out, kernel=1, stride=stride) if (stride != 1 or c_in != c_out) else None
 

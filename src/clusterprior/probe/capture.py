@@ -1,4 +1,4 @@
-"""Capture the pre- and post-activations of a model's ReLU layers.
+"""Capture the pre- and post-activations of a model's activation layers (ReLU).
 
 Forward *pre*-hooks read each ReLU's input (the pre-activation, after BN) before an
 in-place ReLU can overwrite it; forward hooks read its output. Conv maps
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from clusterprior.errors import UserError
+from clusterprior.models.structure import activation_modules, device_of, evaluating
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Representations:
 
     def as_dict(self, which: str = "pre") -> dict[str, torch.Tensor]:
         """``{layer name: array}`` of the pre- or post-activations (what the measures accept)."""
-        return dict(zip(self.names, self.pre if which == "pre" else self.post))
+        return dict(zip(self.names, self.pre if which == "pre" else self.post, strict=True))
 
 
 def _reduce(t: torch.Tensor) -> torch.Tensor:
@@ -41,11 +42,11 @@ def _reduce(t: torch.Tensor) -> torch.Tensor:
 def _modules(model: nn.Module, layers: Sequence[str] | None) -> list[tuple[str, nn.Module]]:
     named = dict(model.named_modules())
     if layers is None:
-        found = [(n, m) for n, m in named.items() if isinstance(m, nn.ReLU)]
+        found = activation_modules(model)
         if not found:
             raise UserError(
-                "the model has no nn.ReLU modules to probe (functional relu calls cannot be hooked); "
-                "name the activation modules with layers=[...]"
+                "the model has no activation modules (nn.ReLU) to probe (functional relu calls cannot be hooked); "
+                "name the modules to probe with layers=[...]"
             )
         return found
     missing = [n for n in layers if n not in named]
@@ -62,14 +63,14 @@ def collect(
     layers: Sequence[str] | None = None,
 ) -> Representations:
     """Run ``model`` (eval mode, no gradients) on ``x`` in batches and capture, for every
-    ``nn.ReLU`` module (or the modules named in ``layers``), its input (``pre``) and its
+    activation module (:func:`clusterprior.models.activation_modules`: ``nn.ReLU``, and the
+    identity of a linear hidden layer) or the modules named in ``layers``, its input (``pre``) and its
     output (``post``), conv maps max-pooled over space, float32, in forward order.
     The arrays stay on the model's device. The model's train/eval mode is restored."""
     if batch_size < 1:
         raise UserError("batch_size must be >= 1")
     targets = _modules(model, layers)
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = device_of(model)
     x = torch.as_tensor(x, dtype=torch.float32)
     pre: dict[str, list[torch.Tensor]] = {n: [] for n, _ in targets}
     post: dict[str, list[torch.Tensor]] = {n: [] for n, _ in targets}
@@ -90,13 +91,11 @@ def collect(
     for name, module in targets:
         before, after = hooks_for(name)
         handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
-    was_training = model.training
     try:
-        model.eval()
-        for start in range(0, len(x), batch_size):
-            model(x[start : start + batch_size].to(device))
+        with evaluating(model):
+            for start in range(0, len(x), batch_size):
+                model(x[start : start + batch_size].to(device))
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     unused = [n for n, _ in targets if not pre[n]]

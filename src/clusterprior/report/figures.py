@@ -1,15 +1,23 @@
-"""The report's figures (matplotlib, Agg backend), after the thesis's Figs. 2.4, 2.6, 2.7."""
+"""The report's figures, after the thesis's Figs. 2.4-2.9, 3.2-3.5 and 4.1-4.2.
+
+Figures are plain :class:`matplotlib.figure.Figure` objects, never pyplot's: no backend is
+chosen (importing this module changes no global state), nothing needs closing, and
+``fig.savefig`` writes PNG or SVG anywhere, headless included.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+from typing import TYPE_CHECKING
 
-matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+if TYPE_CHECKING:
+    from clusterprior.study.artifacts import Preactivations
+
+TAB10 = colormaps["tab10"]
 
 TARGET_LABEL = {"test_acc": "test accuracy", "gap": "minus generalization gap"}
 
@@ -28,7 +36,8 @@ def panels(n: int, columns: int = 4, size: tuple[float, float] = (3.4, 3.0)) -> 
     unused panels are hidden."""
     cols = max(1, min(columns, n))
     rows = -(-max(1, n) // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    fig = Figure(figsize=(size[0] * cols, size[1] * rows))
+    grid = fig.subplots(rows, cols, squeeze=False)
     flat = [ax for row in grid for ax in row]
     for ax in flat[n:]:
         ax.axis("off")
@@ -39,9 +48,9 @@ def scatter(models: pd.DataFrame, measures: list[str], axis: str, target: str) -
     """Fig. 2.4, static: each measure against generalization, one panel per measure, points
     coloured by the hyperparameter ``axis`` (report.html lets the reader choose it)."""
     fig, flat = panels(len(measures))
-    for ax, name in zip(flat, measures):
+    for ax, name in zip(flat, measures, strict=True):
         for i, (value, group) in enumerate(models.groupby(models[axis].astype(str))):
-            ax.scatter(group[name], group["target"], s=12, color=plt.cm.tab10(i % 10), label=f"{axis}={value}")
+            ax.scatter(group[name], group["target"], s=12, color=TAB10(i % 10), label=f"{axis}={value}")
         _label(ax, name, TARGET_LABEL[target], name, legend=ax is flat[0])
     fig.suptitle(f"Measures against generalization, coloured by {axis} (thesis Fig. 2.4)")
     fig.tight_layout()
@@ -58,28 +67,30 @@ def per_layer(measures: pd.DataFrame, depths: pd.DataFrame, names: list[str]) ->
     last = last[last["run_id"].isin(layers[layers == common].index)]
     names = [n for n in names if n in set(last["measure"])]
     fig, flat = panels(len(names))
-    for ax, name in zip(flat, names):
+    for ax, name in zip(flat, names, strict=True):
         stats = last[last["measure"] == name].groupby("depth")["value"].agg(["mean", "std"])
         depth = stats.index.to_numpy()
         ax.plot(depth, stats["mean"], marker="o", label="mean over runs")
         ax.fill_between(depth, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.25, label="± std")
         _label(ax, "ReLU layer (forward order)", name, f"{name} per layer")
-    fig.suptitle(f"Measures across layers, averaged over the {last['run_id'].nunique()} models with {common} ReLU "
-                 "layers (thesis Fig. 2.6)")
+    fig.suptitle(
+        f"Measures across layers, averaged over the {last['run_id'].nunique()} models with {common} ReLU "
+        "layers (thesis Fig. 2.6)"
+    )
     fig.tight_layout()
     return fig
 
 
-def over_epochs(measures: pd.DataFrame, models: pd.DataFrame, names: list[str]) -> Figure | None:
-    """Fig. 2.7: model-level measures over training for the best, median and worst tracked runs."""
-    whole = measures[measures["layer"] == "all"]
+def over_epochs(whole: pd.DataFrame, models: pd.DataFrame, names: list[str]) -> Figure | None:
+    """Fig. 2.7: model-level measures over training for the best, median and worst tracked runs
+    (``whole``: run_id, epoch, measure, value, as :meth:`clusterprior.study.Study.model_values`)."""
     tracked = whole.groupby("run_id")["epoch"].nunique()
     candidates = models[models["run_id"].isin(tracked[tracked > 1].index)].sort_values("test_acc")
     if candidates.empty:
         return None
     picks = {"worst": candidates.iloc[0], "median": candidates.iloc[len(candidates) // 2], "best": candidates.iloc[-1]}
     fig, flat = panels(len(names))
-    for ax, name in zip(flat, names):
+    for ax, name in zip(flat, names, strict=True):
         for label, run in picks.items():
             series = whole[(whole["run_id"] == run["run_id"]) & (whole["measure"] == name)].sort_values("epoch")
             ax.plot(series["epoch"], series["value"], marker="o", label=f"{label} (test acc {run['test_acc']:.3f})")
@@ -91,7 +102,8 @@ def over_epochs(measures: pd.DataFrame, models: pd.DataFrame, names: list[str]) 
 
 def kendall_vs_k(sweep: pd.DataFrame) -> Figure:
     """Fig. 2.5: total granulated Kendall of c1 and c3 against the number k of top neurons."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig = Figure(figsize=(4.5, 3.2))
+    ax = fig.subplots()
     for name in sweep.columns:
         ax.plot(sweep.index, sweep[name], marker="o", label=name)
     ax.set_xscale("log")
@@ -104,32 +116,30 @@ def kendall_vs_k(sweep: pd.DataFrame) -> Figure:
     return fig
 
 
-def selective_neurons(path, title: str) -> Figure:
+def selective_neurons(recording: Preactivations, selectivity: tuple, title: str) -> Figure:
     """Figs. 2.8-2.9 for one tracked run: over training, the pre-activations of the most
     selective neuron (chosen at the last epoch) of the most selective and of the median
     subclass, for that subclass against the rest of its class; and the histogram of the
-    subclasses' best selectivity (c1's inner term with k = 1)."""
-    from clusterprior.measures.intraclass import subclass_selectivity
-
-    with np.load(path, allow_pickle=False) as f:
-        epochs, pre, y, sub = f["epochs"], f["pre"].astype(np.float32), f["y"], f["sub"]
-        sub_names = [str(n) for n in f["subclass_names"]] if "subclass_names" in f else None
-        class_names = [str(n) for n in f["class_names"]] if "class_names" in f else None
-    ids, sel = subclass_selectivity([pre[-1]], y, sub)
+    subclasses' best selectivity (c1's inner term with k = 1). ``selectivity``: the
+    (subclass ids, selectivity) of the last epoch, from
+    :func:`clusterprior.measures.intraclass.subclass_selectivity`."""
+    epochs, pre, y, sub = recording.epochs, recording.pre, recording.y, recording.sub
+    ids, sel = selectivity
     best_per_sub = sel.max(dim=1).values
     order = np.argsort(best_per_sub.numpy())
     picks = {"most selective subclass": int(order[-1]), "median subclass": int(order[len(order) // 2])}
     shown = np.unique(np.linspace(0, len(epochs) - 1, min(len(epochs), 4)).round().astype(int))  # first, last, between
-    fig, grid = plt.subplots(3, len(shown), figsize=(3.4 * len(shown), 8.4), squeeze=False)
+    fig = Figure(figsize=(3.4 * len(shown), 8.4))
+    grid = fig.subplots(3, len(shown), squeeze=False)
     for row, (label, s) in enumerate(picks.items()):
         neuron = int(sel[s].argmax())
         subclass = int(ids[s])
         inside = sub == subclass
         cls = int(y[inside][0])
         rest = (y == cls) & ~inside
-        name = sub_names[subclass] if sub_names else str(subclass)
+        name = recording.subclass_names[subclass]
         sub_label = f"subclass {name}" if name.isdigit() else name
-        rest_label = f"rest of {class_names[cls]}" if class_names else "rest of its class"
+        rest_label = f"rest of {recording.class_names[cls]}"
         for col, e in enumerate(shown):
             ax, epoch = grid[row][col], epochs[e]
             values = pre[e, :, neuron]
@@ -158,11 +168,14 @@ def rotation_curves(history: list[dict[str, float]], title: str, ax=None) -> Fig
     layers = [k for k in history[0] if k not in ("epoch", "step")]
     fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(4.2, 3.2))
+        fig = Figure(figsize=(4.2, 3.2))
+        ax = fig.subplots()
     epochs = [row["epoch"] for row in history]
     for i, layer in enumerate(layers):
-        colour = plt.cm.viridis(i / max(1, len(layers) - 1))
-        ax.plot(epochs, [row[layer] for row in history], color=colour, label=layer if i in (0, len(layers) - 1) else None)
+        colour = colormaps["viridis"](i / max(1, len(layers) - 1))
+        ax.plot(
+            epochs, [row[layer] for row in history], color=colour, label=layer if i in (0, len(layers) - 1) else None
+        )
     ax.set_ylim(0, 1)
     ax.set_xlabel("epoch")
     ax.set_ylabel("cosine distance to initialisation")
@@ -175,10 +188,10 @@ def rotation_curves(history: list[dict[str, float]], title: str, ax=None) -> Fig
 
 def loss_curves(histories: dict[str, list[dict[str, float]]], title: str) -> Figure:
     """Training loss over epochs, one line per configuration (thesis Fig. 4.2)."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    fig = Figure(figsize=(5.0, 3.4))
+    ax = fig.subplots()
     for i, (label, history) in enumerate(histories.items()):
-        ax.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], label=label,
-                color=plt.cm.tab10(i % 10))
+        ax.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], label=label, color=TAB10(i % 10))
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
@@ -197,7 +210,8 @@ def neuron_dynamics(dyn, plot: dict[str, list[int]], title: str, zoom: int = 30)
     (2) the same over the first ``zoom`` steps; (3) histograms of the last pre-activations per
     class; (4) histograms per class of each example's average sign of dL/da."""
     columns = [(layer, k) for layer, ks in plot.items() for k in ks]
-    fig, grid = plt.subplots(4, len(columns), figsize=(2.3 * len(columns), 8.4), squeeze=False)
+    fig = Figure(figsize=(2.3 * len(columns), 8.4))
+    grid = fig.subplots(4, len(columns), squeeze=False)
     classes = np.unique(dyn.target)
     for col, (layer, k) in enumerate(columns):
         means = dyn.cluster_means[layer][:, k]  # [T, C]
@@ -213,9 +227,14 @@ def neuron_dynamics(dyn, plot: dict[str, list[int]], title: str, zoom: int = 30)
             grid[2][col].hist(final, bins=40, color=colour, alpha=0.6, label=f"class {cls}")
             grid[3][col].hist(sign[mask], bins=np.linspace(-1, 1, 41), color=colour, alpha=0.6, label=f"class {cls}")
         grid[0][col].set_title(f"layer {layer}, neuron {int(dyn.neurons[layer][k])}", fontsize=8)
-        for row, (xlabel, ylabel) in enumerate((("step", "cluster mean pre-act."), (f"step (first {zoom})", "cluster mean"),
-                                                 ("final pre-activation", "examples"),
-                                                 ("average sign of dL/da", "examples"))):
+        for row, (xlabel, ylabel) in enumerate(
+            (
+                ("step", "cluster mean pre-act."),
+                (f"step (first {zoom})", "cluster mean"),
+                ("final pre-activation", "examples"),
+                ("average sign of dL/da", "examples"),
+            )
+        ):
             _label(grid[row][col], xlabel, ylabel if col == 0 else "", "", legend=(row >= 2 and col == 0))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -227,8 +246,11 @@ def loss_shares(dyn, title: str, zoom: int = 30) -> Figure:
     group 1) over all steps and over the first ``zoom`` steps, and each group's mean loss."""
     share = dyn.group_loss / np.maximum(dyn.group_loss.sum(1, keepdims=True), 1e-30)
     mean = dyn.group_loss / np.maximum(dyn.group_count, 1)
-    names = ("easy (x.r_opp < x.r_true)", "difficult (x.r_opp > x.r_true)") if share.shape[1] == 2 else ("all examples",)
-    fig, grid = plt.subplots(1, 3, figsize=(12.0, 3.2))
+    names = (
+        ("easy (x.r_opp < x.r_true)", "difficult (x.r_opp > x.r_true)") if share.shape[1] == 2 else ("all examples",)
+    )
+    fig = Figure(figsize=(12.0, 3.2))
+    grid = fig.subplots(1, 3)
     for g in range(share.shape[1]):
         label = names[g] if g < len(names) else f"group {g}"
         grid[0].plot(share[:, g], label=label)

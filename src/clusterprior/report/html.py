@@ -28,7 +28,8 @@ window.addEventListener("load", function () {
 
 STYLE = """<style>
 body { font-family: sans-serif; margin: 2em; max-width: 1200px; }
-table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #bbb; padding: 4px 8px; text-align: right; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border: 1px solid #bbb; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } b { color: #0a5; } figure { margin: 2em 0; }
 img { max-width: 100%; min-width: 600px; } figcaption { color: #444; }
 svg.figure { width: 640px; height: 400px; display: block; } svg.figure text { font-size: 12px; }
@@ -97,18 +98,27 @@ def scatter_section(models: pd.DataFrame, measures: list[str], axes: list[str], 
     def clean(v):
         return None if isinstance(v, float) and not math.isfinite(v) else v
 
-    data = {"target": target_label,
-            "axes": {a: sorted(models[a].astype(str).unique().tolist()) for a in axes},
-            "models": [{"target": float(r["target"]), **{m: clean(float(r[m])) for m in measures},
-                        **{a: str(r[a]) for a in axes}} for _, r in models.iterrows() if math.isfinite(r["target"])]}
+    data = {
+        "target": target_label,
+        "axes": {a: sorted(models[a].astype(str).unique().tolist()) for a in axes},
+        "models": [
+            {"target": float(r["target"]), **{m: clean(float(r[m])) for m in measures}, **{a: str(r[a]) for a in axes}}
+            for _, r in models.iterrows()
+            if math.isfinite(r["target"])
+        ],
+    }
     options = "".join(f"<option value='{html.escape(a)}'>{html.escape(a)}</option>" for a in axes)
-    figures = "".join(f"<svg class='figure' data-measure='{html.escape(m)}' viewBox='0 0 640 400' "
-                      f"role='img' aria-label='{html.escape(m)} against {html.escape(target_label)}'></svg>"
-                      for m in measures)
+    figures = "".join(
+        f"<svg class='figure' data-measure='{html.escape(m)}' viewBox='0 0 640 400' "
+        f"role='img' aria-label='{html.escape(m)} against {html.escape(target_label)}'></svg>"
+        for m in measures
+    )
     payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
-    return (f"<p><label>colour by <select id='scatter-hue'>{options}</select></label></p>"
-            f"<div class='scatter-grid'>{figures}</div>"
-            f"<script type='application/json' id='scatter-data'>{payload}</script>{SCATTER_JS}")
+    return (
+        f"<p><label>colour by <select id='scatter-hue'>{options}</select></label></p>"
+        f"<div class='scatter-grid'>{figures}</div>"
+        f"<script type='application/json' id='scatter-data'>{payload}</script>{SCATTER_JS}"
+    )
 
 
 def table_html(table: pd.DataFrame, intervals: pd.DataFrame | None = None, digits: int = 2) -> str:
@@ -129,12 +139,16 @@ def table_html(table: pd.DataFrame, intervals: pd.DataFrame | None = None, digit
 
 
 def page(title: str, intro: str, sections: list[tuple[str, str]], figures: list[tuple[Path, str]]) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}</head><body>",
-             f"<h1>{html.escape(title)}</h1><p>{intro}</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}</head><body>",
+        f"<h1>{html.escape(title)}</h1><p>{intro}</p>",
+    ]
     parts += [f"<h2>{html.escape(heading)}</h2>{body}" for heading, body in sections]
     for path, caption in figures:
         data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
     parts.append(CHECK_IMAGES + "</body></html>")
     return "\n".join(parts)

@@ -66,9 +66,13 @@ def _stopping(models: pd.DataFrame) -> str:
         return "no stopping rule (a fixed number of epochs)"
     capped = models[reached.astype(str) == "False"]
     if capped.empty:
-        return f"every model reached the stop-loss, in {int(models['epochs'].min())}-{int(models['epochs'].max())} epochs"
-    return (f"{len(capped)} of {len(models)} models hit the epoch cap before the stop-loss (flagged in models.csv, "
-            "`reached_stop_loss`)")
+        return (
+            f"every model reached the stop-loss, in {int(models['epochs'].min())}-{int(models['epochs'].max())} epochs"
+        )
+    return (
+        f"{len(capped)} of {len(models)} models hit the epoch cap before the stop-loss (flagged in models.csv, "
+        "`reached_stop_loss`)"
+    )
 
 
 def block(report_dir: str | Path, cite: str) -> str:
@@ -85,34 +89,51 @@ def block(report_dir: str | Path, cite: str) -> str:
     acc = models["test_acc"]
     planned = _planned(folder)
     partial = planned is not None and len(models) < planned
-    lines = [f"{len(models)} models (`{cite}/models.csv`): test accuracy {acc.min():.4f}-{acc.max():.4f} "
-             f"(spread {100 * (acc.max() - acc.min()):.1f} points); {_stopping(models)}.", ""]
+    lines = [
+        f"{len(models)} models (`{cite}/models.csv`): test accuracy {acc.min():.4f}-{acc.max():.4f} "
+        f"(spread {100 * (acc.max() - acc.min()):.1f} points); {_stopping(models)}.",
+        "",
+    ]
     if partial:
-        lines[0] = (f"**A partial run: {len(models)} of the {planned} models of its spec finished**, the first ones "
-                    "to finish under a time limit, not a sample of the grid (axes that do not vary among them are "
-                    "missing below); no findings are drawn from it. " + lines[0])
-    lines += ["| measure | " + " | ".join(SHORT.get(a, a) for a in axes) + " | total [95 % interval] | ± | CMI |",
-              "|---|" + "---:|" * (len(axes) + 3)]
+        lines[0] = (
+            f"**A partial run: {len(models)} of the {planned} models of its spec finished**, the first ones "
+            "to finish under a time limit, not a sample of the grid (axes that do not vary among them are "
+            "missing below); no findings are drawn from it. " + lines[0]
+        )
+    lines += [
+        "| measure | " + " | ".join(SHORT.get(a, a) for a in axes) + " | total [95 % interval] | ± | CMI |",
+        "|---|" + "---:|" * (len(axes) + 3),
+    ]
     best = kendall.eq(kendall.max(axis=0), axis=1)
     for name, row in kendall.iterrows():
-        cells = ["" if v != v else (f"**{v:.2f}**" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()
-                 if c != "total"]
+        cells = [
+            "" if v != v else (f"**{v:.2f}**" if best.loc[name, c] else f"{v:.2f}")
+            for c, v in row.items()
+            if c != "total"
+        ]
         total = _interval(totals.loc[name])
         if best.loc[name, "total"]:
             total = f"**{total}**"
-        lines.append(f"| {SHORT.get(name, name)} | " + " | ".join(cells)
-                     + f" | {total} | {totals.loc[name, 'half_width']:.2f} | {cmi[name]:.3f} |")
+        lines.append(
+            f"| {SHORT.get(name, name)} | "
+            + " | ".join(cells)
+            + f" | {total} | {totals.loc[name, 'half_width']:.2f} | {cmi[name]:.3f} |"
+        )
     if partial:
         return "\n".join(lines) + "\n"
     intra = totals.loc[[m for m in INTRACLASS if m in totals.index]]
-    lines += ["", f"Findings (`{cite}/totals.csv`):",
-              f"- Power: the 95 % intervals of the totals have half-widths {totals['half_width'].min():.2f}-"
-              f"{totals['half_width'].max():.2f}.",
-              "- c0-c4: " + ("; ".join(f"{m} {_interval(intra.loc[m])}, {_sign(intra.loc[m])}" for m in intra.index)
-                             or "not measured") + ".",
-              f"- Best total: {_best(totals)}; best of c0-c4: {_best(intra)}; best baseline: "
-              f"{_best(totals.drop(intra.index))}.",
-              f"- The thesis's totals for comparison: {THESIS_TOTALS}."]
+    lines += [
+        "",
+        f"Findings (`{cite}/totals.csv`):",
+        f"- Power: the 95 % intervals of the totals have half-widths {totals['half_width'].min():.2f}-"
+        f"{totals['half_width'].max():.2f}.",
+        "- c0-c4: "
+        + ("; ".join(f"{m} {_interval(intra.loc[m])}, {_sign(intra.loc[m])}" for m in intra.index) or "not measured")
+        + ".",
+        f"- Best total: {_best(totals)}; best of c0-c4: {_best(intra)}; best baseline: "
+        f"{_best(totals.drop(intra.index))}.",
+        f"- The thesis's totals for comparison: {THESIS_TOTALS}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -123,8 +144,11 @@ def render(readme: str, root: str | Path) -> str:
     def fill(match: re.Match) -> str:
         name = match.group("name")
         folder = root / name / "report"
-        body = (block(folder, f"results/{name}/report") if folder.is_dir()
-                else f"Not run yet: `results/{name}/report/` is missing.\n")
+        body = (
+            block(folder, f"results/{name}/report")
+            if folder.is_dir()
+            else f"Not run yet: `results/{name}/report/` is missing.\n"
+        )
         return match.group(1) + body + match.group(4)
 
     return BLOCK.sub(fill, readme)

@@ -4,9 +4,8 @@ varied axis, the total, bootstrap intervals and the conditional-MI score."""
 from __future__ import annotations
 
 import math
-import re
-import sqlite3
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,27 @@ import pandas as pd
 
 from clusterprior import stats
 from clusterprior.errors import UserError
-from clusterprior.measures.baselines import ORIENTATION
-from clusterprior.study.store import FINAL_COLUMNS
+from clusterprior.measures.catalogue import CATALOGUE, orientation
 
 TARGETS = ("test_acc", "gap")
-SWEEP = re.compile(r"^(c[13])\[k=(\d+)\]$")  # the k-sweep rows written by the worker
 REPLICATES = ("seed",)  # keys that repeat a configuration: they split groups but are no Kendall axis
 SHORT = {  # labels of the terminal table (at most 10 characters; the CSV files keep the full names)
-    "batch_size": "bs", "optimizer": "opt", "weight_decay": "wd", "dropout": "drop", "augment": "aug",
-    "sigma_prime": "sigma'", "sigma_second": "sigma''", "alpha_prime": "alpha'", "alpha_second": "alpha''",
-    "distance_from_init": "dist-init", "param_norm": "param-norm", "log_spectral_product": "spec-prod",
-    "path_norm": "path-norm", "output_margin": "margin", "davies_bouldin": "DB", "nc1": "NC1",
+    "batch_size": "bs",
+    "optimizer": "opt",
+    "weight_decay": "wd",
+    "dropout": "drop",
+    "augment": "aug",
+    "sigma_prime": "sigma'",
+    "sigma_second": "sigma''",
+    "alpha_prime": "alpha'",
+    "alpha_second": "alpha''",
+    "distance_from_init": "dist-init",
+    "param_norm": "param-norm",
+    "log_spectral_product": "spec-prod",
+    "path_norm": "path-norm",
+    "output_margin": "margin",
+    "davies_bouldin": "DB",
+    "nc1": "NC1",
     "layer_rotation": "rotation",
 }
 
@@ -52,10 +61,8 @@ class Analysis:
 
 
 def _catalogue_order(name: str) -> tuple[int, str]:
-    """c0-c4 first, then the baselines in the catalogue's order, then anything else by name."""
-    from clusterprior.measures.registry import BASELINE_NAMES, INTRACLASS
-
-    known = [*INTRACLASS, *BASELINE_NAMES]
+    """The catalogue's order (c0-c4 first, then the baselines), then anything else by name."""
+    known = list(CATALOGUE)
     return (known.index(name) if name in known else len(known), name)
 
 
@@ -73,18 +80,14 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
 
     study = load(folder)
     try:
-        runs = study.runs()
-        measures = study.measures()
+        runs, values, hp_cols = study.runs(), study.model_values(), study.hyperparameters()
     finally:
         study.close()
     spec = Path(folder) / "study.toml"
     if spec.is_file():  # the spec run last: runs of an earlier version of the spec stay out of the statistics
         runs = runs[runs["id"].isin({r["id"] for r in expand(load_spec(spec))})]
-    hp_cols = [c for c in runs.columns if c not in ("id", "status", "attempts", "seconds", "epochs", "stop_reason",
-                                                    *FINAL_COLUMNS, "error", "rule_stop_loss")]
     done = runs[runs["status"] == "done"].rename(columns={"id": "run_id"})
-    whole = measures[measures["layer"] == "all"]
-    last = whole[whole["epoch"] == whole.groupby("run_id")["epoch"].transform("max")]
+    last = values[values["epoch"] == values.groupby("run_id")["epoch"].transform("max")]
     wide = last.pivot_table(index="run_id", columns="measure", values="value").reset_index()
     models = done.merge(wide, on="run_id", how="inner")
     if len(models) < 2:
@@ -93,7 +96,7 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
     models["target"] = models["test_acc"] if target == "test_acc" else -(train_acc - models["test_acc"])
     models["reached_stop_loss"] = (models["stop_reason"] == "loss_threshold").where(models["rule_stop_loss"].notna())
     axes = [c for c in hp_cols if models[c].astype(str).nunique() > 1]
-    names = sorted((c for c in wide.columns if c != "run_id" and not SWEEP.match(c)), key=_catalogue_order)
+    names = sorted((c for c in wide.columns if c != "run_id"), key=_catalogue_order)
     return models, axes, names
 
 
@@ -128,9 +131,11 @@ def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) ->
     rows, spans, cmi, totals = {}, {}, {}, {}
     for name in names:
         ok = models[name].notna().to_numpy()
-        m = models[name].to_numpy() * ORIENTATION.get(name, 1)
+        m = models[name].to_numpy() * orientation(name)
         t = models["target"].to_numpy()
-        rows[name], ci, cmi[name] = _kendall_of(m[ok], t[ok], [h for h, k in zip(hparams, ok) if k], axes, n_boot)
+        rows[name], ci, cmi[name] = _kendall_of(
+            m[ok], t[ok], [h for h, k in zip(hparams, ok, strict=True) if k], axes, n_boot
+        )
         spans[name] = {k: "" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]" for k, (lo, hi) in ci.items()}
         lo, hi = ci["total"]
         sub = ok & reached.to_numpy()
@@ -139,27 +144,34 @@ def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) ->
         elif sub.sum() < 2:
             only = math.nan
         else:
-            only = _kendall_of(m[sub], t[sub], [h for h, k in zip(hparams, sub) if k], axes, 0)[0]["total"]
-        totals[name] = {"total": rows[name]["total"], "lo": lo, "hi": hi, "half_width": (hi - lo) / 2,
-                        "total_reached": only}
+            only = _kendall_of(m[sub], t[sub], [h for h, k in zip(hparams, sub, strict=True) if k], axes, 0)[0]["total"]
+        totals[name] = {
+            "total": rows[name]["total"],
+            "lo": lo,
+            "hi": hi,
+            "half_width": (hi - lo) / 2,
+            "total_reached": only,
+        }
     kendall = pd.DataFrame(rows).T[axes + ["total"]]
     intervals = pd.DataFrame(spans).T[axes + ["total"]]
-    return Analysis(models, axes, names, kendall, intervals, pd.Series(cmi, name="cmi"), target,
-                    pd.DataFrame(totals).T, replicates)
+    return Analysis(
+        models, axes, names, kendall, intervals, pd.Series(cmi, name="cmi"), target, pd.DataFrame(totals).T, replicates
+    )
 
 
-def k_sweep(models: pd.DataFrame, axes: list[str], replicates: list[str] = ()) -> pd.DataFrame:
-    """Total granulated Kendall of c1 and c3 at each swept k: index k, one column per measure
-    (``replicates`` split the groups, as in :func:`analyse`)."""
+def k_sweep(sweep: pd.DataFrame, models: pd.DataFrame, axes: list[str], replicates: Sequence[str] = ()) -> pd.DataFrame:
+    """Total granulated Kendall of each swept measure (c1, c3) at each k measured for every
+    model: index k, one column per measure. ``sweep``: :meth:`clusterprior.study.Study.sweep`;
+    ``replicates`` split the groups, as in :func:`analyse`."""
     hparams = models[[*axes, *replicates]].to_dict("records")
     rows: dict[str, dict[int, float]] = {}
-    for column in models.columns:
-        match = SWEEP.match(str(column))
-        if match and models[column].notna().all():
+    for (name, k), values in sweep.groupby(["measure", "k"]):
+        m = models["run_id"].map(values.set_index("run_id")["value"])
+        if m.notna().all():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                psi = stats.granulated_kendall(models[column].to_numpy(), models["target"].to_numpy(), hparams, axes)
-            rows.setdefault(match.group(1), {})[int(match.group(2))] = stats.total_score(psi)
+                psi = stats.granulated_kendall(m.to_numpy(), models["target"].to_numpy(), hparams, axes)
+            rows.setdefault(str(name), {})[int(k)] = stats.total_score(psi)
     return pd.DataFrame(rows).sort_index()
 
 
@@ -174,8 +186,10 @@ def markdown(table: pd.DataFrame, digits: int = 2) -> str:
     head = "| measure | " + " | ".join(table.columns) + " |\n|---|" + "---:|" * len(table.columns)
     lines = [head]
     for name, row in table.iterrows():
-        cells = ["" if np.isnan(v) else (f"**{v:.{digits}f}**" if best.loc[name, c] else f"{v:.{digits}f}")
-                 for c, v in row.items()]
+        cells = [
+            "" if np.isnan(v) else (f"**{v:.{digits}f}**" if best.loc[name, c] else f"{v:.{digits}f}")
+            for c, v in row.items()
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -195,28 +209,27 @@ def terminal_table(analysis: Analysis) -> Any:
     from rich.table import Table
 
     target = "test accuracy" if analysis.target == "test_acc" else "minus the gap"
-    table = Table(title=f"granulated Kendall with {target}, {len(analysis.models)} models", box=box.SIMPLE_HEAD,
-                  padding=(0, 0, 0, 1), pad_edge=False, caption="bold: best of the column; interval: 95 % bootstrap "
-                  "over groups; ±: its half-width")
+    table = Table(
+        title=f"granulated Kendall with {target}, {len(analysis.models)} models",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0, 0, 1),
+        pad_edge=False,
+        caption="bold: best of the column; interval: 95 % bootstrap over groups; ±: its half-width",
+    )
     table.add_column("measure", no_wrap=True)
     for column in [*(SHORT.get(a, a)[:6] for a in analysis.axes), "total", "interval", "±", "CMI"]:
         table.add_column(column, justify="right", no_wrap=True)
     best = best_marks(analysis.kendall)
     for name, row in analysis.kendall.iterrows():
-        cells = ["" if v != v else (f"[bold]{v:.2f}[/bold]" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()]
+        cells = [
+            "" if v != v else (f"[bold]{v:.2f}[/bold]" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()
+        ]
         t = analysis.totals.loc[name]
-        table.add_row(SHORT.get(name, name), *cells, f"[{t['lo']:.2f}, {t['hi']:.2f}]", f"{t['half_width']:.2f}",
-                      f"{analysis.cmi[name]:.3f}")
+        table.add_row(
+            SHORT.get(name, name),
+            *cells,
+            f"[{t['lo']:.2f}, {t['hi']:.2f}]",
+            f"{t['half_width']:.2f}",
+            f"{analysis.cmi[name]:.3f}",
+        )
     return table
-
-
-def layer_depths(folder: str | Path) -> pd.DataFrame:
-    """``run_id, layer, depth``: each run's ReLU layers (those of c1-c4) numbered 1.. in forward
-    order (the order the worker wrote them). Names can differ between runs (dropout modules shift a Sequential's
-    indices), so figures across runs go by depth."""
-    with sqlite3.connect(f"file:{Path(folder) / 'study.db'}?mode=ro", uri=True) as db:
-        rows = pd.read_sql_query("SELECT run_id, layer FROM measures WHERE layer != 'all' AND measure IN "
-                                 "('c1', 'c2', 'c3', 'c4') ORDER BY rowid", db)
-    rows = rows.drop_duplicates()
-    rows["depth"] = rows.groupby("run_id").cumcount() + 1
-    return rows

@@ -3,14 +3,18 @@
 Sign convention: ``t`` is oriented so that larger means better generalization (test
 accuracy, or minus the generalization gap); a positive coefficient then means "higher
 measure, better generalization".
+
+Hyperparameter values are compared by value wherever models are grouped (granulated Kendall,
+its bootstrap, the conditional-MI score): see :func:`_group_key`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +50,33 @@ def kendall(m: Any, t: Any) -> float:
     return float(s.sum() / (n * (n - 1)))
 
 
+def _group_key(value: Any) -> Hashable:
+    """A hyperparameter value as a grouping key, equal for equal settings.
+
+    - Numbers compare by value: ``32``, ``32.0``, ``np.int64(32)`` and ``np.float32(32)`` are
+      one key (a float is compared exactly, so ``0.1`` and ``np.float32(0.1)`` are not); NaN
+      equals NaN.
+    - Booleans (``bool`` or ``np.bool_``) are a kind of their own: ``True`` is not ``1`` and
+      ``False`` is not ``0``, since a flag and a count are different settings.
+    - Strings, ``None`` and anything else keep their identity (``"32"`` is not ``32``); lists
+      and tuples compare item by item; a value that is none of these compares by ``repr``.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return ("bool", bool(value))
+    if isinstance(value, numbers.Integral):
+        return ("number", int(value))
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        if math.isnan(v):
+            return ("number", "nan")
+        return ("number", int(v) if v.is_integer() else v)
+    if value is None or isinstance(value, str):
+        return ("value", value)
+    if isinstance(value, (list, tuple)):
+        return ("sequence", tuple(_group_key(v) for v in value))
+    return ("repr", repr(value))
+
+
 def _keys(hparams: Hparams, n: int) -> list[str]:
     if len(hparams) != n:
         raise UserError(f"{len(hparams)} hyperparameter records for {n} models")
@@ -59,7 +90,7 @@ def _groups(hparams: Hparams, keys: list[str], axis: str) -> list[np.ndarray]:
     """Indices of the models equal on every key but ``axis``; only groups of 2 or more."""
     buckets: dict[tuple, list[int]] = {}
     for i, h in enumerate(hparams):
-        buckets.setdefault(tuple(repr(h.get(k)) for k in keys if k != axis), []).append(i)
+        buckets.setdefault(tuple(_group_key(h.get(k)) for k in keys if k != axis), []).append(i)
     return [np.array(b) for b in buckets.values() if len(b) >= 2]
 
 
@@ -100,21 +131,27 @@ def total_score(psi: Mapping[str, float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def _clustered_taus(m: np.ndarray, t: np.ndarray, hparams: Hparams, keys: list[str], axis: str,
-                    axes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _clustered_taus(
+    m: np.ndarray, t: np.ndarray, hparams: Hparams, keys: list[str], axis: str, axes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Per cluster of ``axis``'s groups: the sum of their taus and their count. A cluster holds
     the groups equal on every other *axis*, i.e. one configuration's groups over all replicates."""
     sums: dict[tuple, float] = {}
     counts: dict[tuple, int] = {}
     for g in _groups(hparams, keys, axis):
-        cluster = tuple(repr(hparams[g[0]].get(k)) for k in axes if k != axis)
+        cluster = tuple(_group_key(hparams[g[0]].get(k)) for k in axes if k != axis)
         sums[cluster] = sums.get(cluster, 0.0) + kendall(m[g], t[g])
         counts[cluster] = counts.get(cluster, 0) + 1
     return np.array(list(sums.values())), np.array(list(counts.values()), dtype=np.float64)
 
 
 def granulated_kendall_ci(
-    m: Any, t: Any, hparams: Hparams, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+    m: Any,
+    t: Any,
+    hparams: Hparams,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
     axes: Sequence[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals for each psi and the total (``n_boot`` draws). Keys: the
@@ -140,8 +177,16 @@ def granulated_kendall_ci(
     defined = [d for d in draws.values() if not np.isnan(d).all()]
     draws["total"] = np.mean(defined, axis=0) if defined else np.full(n_boot, np.nan)
     q = (1 - level) / 2
-    return {a: (float(np.quantile(d, q)), float(np.quantile(d, 1 - q))) if not np.isnan(d).all() else (math.nan, math.nan)
-            for a, d in draws.items()}
+    return {
+        a: (float(np.quantile(d, q)), float(np.quantile(d, 1 - q))) if not np.isnan(d).all() else (math.nan, math.nan)
+        for a, d in draws.items()
+    }
+
+
+def _codes(values: list[Any]) -> np.ndarray:
+    """0, 1, ... per distinct :func:`_group_key`, in order of first appearance."""
+    index: dict[Hashable, int] = {}
+    return np.array([index.setdefault(_group_key(v), len(index)) for v in values], dtype=np.int64)
 
 
 def _entropy(p: np.ndarray) -> float:
@@ -170,9 +215,10 @@ def conditional_mi_score(m: Any, g: Any, hparams: Hparams, max_set: int = 2) -> 
     ``max_set`` hyperparameters of I(V_m; V_g | U_S) / H(V_g | U_S).
 
     Over ordered pairs of models (so that the result does not depend on their order):
-    V_m = sign(m_i - m_j), V_g = sign(g_i - g_j) and U_S the pair's values of S (both models'). Pairs tied in ``g`` are left out (ties in ``m``
-    are a third value of V_m, so a constant measure scores 0); the conditional quantities
-    weight each cell u by its share of pairs. NaN (with a warning) if no pair differs in ``g``. In [0, 1]; high only
+    V_m = sign(m_i - m_j), V_g = sign(g_i - g_j) and U_S the pair's values of S (both
+    models'). Pairs tied in ``g`` are left out (ties in ``m`` are a third value of V_m, so a
+    constant measure scores 0); the conditional quantities weight each cell u by its share of
+    pairs. NaN (with a warning) if no pair differs in ``g``. In [0, 1]; high only
     if the measure stays informative about the generalization ordering after conditioning
     on any (pair of) hyperparameter(s). The sign of ``m`` does not matter.
     """
@@ -184,7 +230,7 @@ def conditional_mi_score(m: Any, g: Any, hparams: Hparams, max_set: int = 2) -> 
     if not keep.any():
         warnings.warn("no pair of models differs in generalization; the CMI score is undefined", stacklevel=2)
         return math.nan
-    codes = {k: np.unique([repr(h.get(k)) for h in hparams], return_inverse=True)[1] for k in keys}
+    codes = {k: _codes([h.get(k) for h in hparams]) for k in keys}
     scores = []
     for size in range(0, max_set + 1):
         for subset in itertools.combinations(keys, size):

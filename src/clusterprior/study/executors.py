@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Any
 
 from clusterprior.errors import UserError
@@ -41,8 +42,13 @@ class _PoolBroken(Exception):
 
 
 def _dispatch(
-    tasks: list[Task], workers: int, submit: Callable[[dict[str, Any]], Any], wait_any: Callable[[list[Any]], Any],
-    get: Callable[[Any], dict[str, Any]], on_start: OnStart, on_result: OnResult,
+    tasks: list[Task],
+    workers: int,
+    submit: Callable[[dict[str, Any]], Any],
+    wait_any: Callable[[list[Any]], Any],
+    get: Callable[[Any], dict[str, Any]],
+    on_start: OnStart,
+    on_result: OnResult,
     broken: type[BaseException] | tuple[type[BaseException], ...] = (),
 ) -> None:
     """Keep ``workers`` runs in flight until all are done (or ``on_result`` says stop, after
@@ -70,8 +76,24 @@ def _dispatch(
                 queue.clear()
 
 
+def _submit(
+    pool: ProcessPoolExecutor,
+    function: Callable[..., Any],
+    folder: str,
+    device: str,
+    threads: int,
+    config: dict[str, Any],
+) -> Any:
+    return pool.submit(function, config, folder, device, threads)
+
+
 def run_local(
-    tasks: list[Task], workers: int, folder: str, device: str, on_start: OnStart, on_result: OnResult,
+    tasks: list[Task],
+    workers: int,
+    folder: str,
+    device: str,
+    on_start: OnStart,
+    on_result: OnResult,
     function: Callable[..., dict[str, Any]] = execute,
 ) -> None:
     """A process pool (spawn context) with the cores divided among the workers' torch threads.
@@ -80,7 +102,7 @@ def run_local(
     flight are rerun one at a time in a fresh pool, so only a run that kills its worker on its
     own is recorded as failed; the others go on."""
     threads = threads_per_worker(workers)
-    pending, suspects = list(tasks), []
+    pending, suspects = list(tasks), list[Task]()
     while pending or suspects:
         alone = bool(suspects)
         batch, width = ([suspects.pop(0)], 1) if alone else (pending, workers)
@@ -88,13 +110,28 @@ def run_local(
             pending = []
         pool = ProcessPoolExecutor(width, mp_context=multiprocessing.get_context("spawn"))
         try:
-            _dispatch(batch, width, lambda config: pool.submit(function, config, folder, device, threads),
-                      lambda futures: wait(futures, return_when=FIRST_COMPLETED)[0], lambda f: f.result(),
-                      on_start, on_result, broken=BrokenProcessPool)
+            _dispatch(
+                batch,
+                width,
+                partial(_submit, pool, function, folder, device, threads),
+                lambda futures: wait(futures, return_when=FIRST_COMPLETED)[0],
+                lambda f: f.result(),
+                on_start,
+                on_result,
+                broken=BrokenProcessPool,
+            )
         except _PoolBroken as e:
             if alone:
-                stop = on_result(e.in_flight[0][0], {"status": "failed", "error": "the worker process died while "
-                                                     "running it (killed, or out of memory?)"}) is False
+                stop = (
+                    on_result(
+                        e.in_flight[0][0],
+                        {
+                            "status": "failed",
+                            "error": "the worker process died while running it (killed, or out of memory?)",
+                        },
+                    )
+                    is False
+                )
                 pending = [] if stop else pending
             else:
                 suspects += e.in_flight
@@ -104,7 +141,12 @@ def run_local(
 
 
 def run_ray(
-    tasks: list[Task], workers: int, folder: str, device: str, on_start: OnStart, on_result: OnResult,
+    tasks: list[Task],
+    workers: int,
+    folder: str,
+    device: str,
+    on_start: OnStart,
+    on_result: OnResult,
     address: str | None = None,
 ) -> None:
     """Each run a Ray task asking for its CPU threads (and one GPU on cuda); a local Ray is
@@ -119,8 +161,15 @@ def run_ray(
     threads = threads_per_worker(workers) if not address else 1
     remote = ray.remote(num_cpus=threads, num_gpus=1 if device.startswith("cuda") else 0, max_retries=0)(execute)
     try:
-        _dispatch(tasks, workers, lambda config: remote.remote(config, folder, device, threads),
-                  lambda refs: ray.wait(refs, num_returns=1)[0], ray.get, on_start, on_result)
+        _dispatch(
+            tasks,
+            workers,
+            lambda config: remote.remote(config, folder, device, threads),
+            lambda refs: ray.wait(refs, num_returns=1)[0],
+            ray.get,
+            on_start,
+            on_result,
+        )
     finally:
         if started_here:
             ray.shutdown()

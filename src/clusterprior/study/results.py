@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,8 +23,8 @@ class Study:
             raise UserError(f"{self.folder}: not a study directory (no study.db)")
         self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
-    def _query(self, sql: str) -> pd.DataFrame:
-        return pd.read_sql_query(sql, self._db)
+    def _query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self._db, params=params)
 
     def _with_hparams(self, columns: str) -> pd.DataFrame:
         runs = self._query(f"SELECT {columns}, hparams FROM runs ORDER BY position")
@@ -35,20 +36,78 @@ class Study:
         stopping threshold, NaN without one) and one column per hyperparameter."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
         wanted = ("id", "status", "attempts", "seconds", "epochs", "stop_reason", *FINAL_COLUMNS, "error")
-        return self._with_hparams(", ".join(c for c in wanted if c in have)  # older studies lack fit_*
-                                  + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss")
+        return self._with_hparams(
+            ", ".join(c for c in wanted if c in have)  # older studies lack fit_*
+            + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss"
+        )
+
+    def hyperparameters(self) -> list[str]:
+        """The grid keys of the study (the columns :meth:`runs` adds after its own)."""
+        keys: dict[str, None] = {}
+        for (hparams,) in self._db.execute("SELECT hparams FROM runs ORDER BY position"):
+            keys.update(dict.fromkeys(json.loads(hparams)))
+        return list(keys)
 
     def measures(self) -> pd.DataFrame:
-        """Long format: run_id, epoch, measure, layer, value."""
-        return self._query("SELECT * FROM measures ORDER BY run_id, epoch, measure, layer")
+        """Long format: run_id, epoch, measure, layer, k, value (``layer`` "all" for a
+        model-level value; ``k`` the top-k used, missing where the measure has none)."""
+        rows = self._query(
+            "SELECT run_id, epoch, measure, layer, k, value FROM measures ORDER BY run_id, epoch, measure, layer, k"
+        )
+        return rows.astype({"k": "Int64"})
+
+    def model_values(self) -> pd.DataFrame:
+        """run_id, epoch, measure, value: each model-level value at the top-k its run's spec
+        gave the measure, or written without a k (the k-sweep's other k are left out; see
+        :meth:`sweep`)."""
+        whole = self._query(
+            "SELECT m.run_id, m.epoch, m.measure, m.k, m.value, json_extract(r.config, '$.measures') "
+            "AS spec FROM measures m JOIN runs r ON r.id = m.run_id WHERE m.layer = 'all' "
+            "ORDER BY m.run_id, m.epoch, m.measure"
+        )
+        pairs = list(zip(whole["measure"], whole["spec"], strict=True))
+        own = {pair: _own_k(*pair) for pair in set(pairs)}
+        keep = [pd.isna(k) or own[pair] == k for pair, k in zip(pairs, whole["k"], strict=True)]
+        return whole[keep][["run_id", "epoch", "measure", "value"]].reset_index(drop=True)
+
+    def sweep(self) -> pd.DataFrame:
+        """run_id, measure, k, value: the model-level values of the measures swept over k
+        (thesis Fig. 2.5) at each run's last measured epoch, at every k measured there."""
+        from clusterprior.measures.catalogue import CATALOGUE
+
+        swept = [name for name, entry in CATALOGUE.items() if entry.sweep]
+        rows = self._query(
+            "SELECT run_id, epoch, measure, k, value FROM measures WHERE layer = 'all' AND k IS NOT NULL "
+            f"AND measure IN ({', '.join('?' * len(swept))}) ORDER BY run_id, measure, k",
+            swept,
+        )
+        last = rows[rows["epoch"] == rows.groupby("run_id")["epoch"].transform("max")]
+        return last[["run_id", "measure", "k", "value"]].reset_index(drop=True)
+
+    def layers(self) -> pd.DataFrame:
+        """run_id, layer, depth: each run's probed layers (those of the measures that read
+        representations) numbered 1.. in forward order, the order the worker wrote them.
+        Names can differ between runs (dropout modules shift a Sequential's indices), so
+        figures across runs go by depth."""
+        from clusterprior.measures.catalogue import CATALOGUE
+
+        probed = [name for name, entry in CATALOGUE.items() if entry.level in ("neuron", "layer")]
+        rows = self._query(
+            f"SELECT run_id, layer FROM measures WHERE layer != 'all' AND measure IN "
+            f"({', '.join('?' * len(probed))}) ORDER BY rowid",
+            probed,
+        ).drop_duplicates()
+        rows["depth"] = rows.groupby("run_id").cumcount() + 1
+        return rows.reset_index(drop=True)
 
     def frame(self) -> pd.DataFrame:
         """One tidy row per run and epoch: hyperparameters, status, the epoch's metrics and
-        one column per model-level measure (NaN at epochs where it was not measured)."""
+        one column per model-level measure at its run's top-k (NaN at epochs where it was not
+        measured; the k-sweep's values are in :meth:`measures` and :meth:`sweep`)."""
         history = self._query("SELECT * FROM history ORDER BY run_id, epoch")
-        measures = self.measures()
-        wide = measures[measures["layer"] == "all"].pivot_table(
-            index=["run_id", "epoch"], columns="measure", values="value").reset_index()
+        wide = (
+            self.model_values().pivot_table(index=["run_id", "epoch"], columns="measure", values="value").reset_index()
+        )
         wide.columns.name = None
         table = self._with_hparams("id AS run_id, status").merge(history, on="run_id", how="left")
         return table.merge(wide, on=["run_id", "epoch"], how="left") if len(wide) else table
@@ -70,6 +129,15 @@ class Study:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _own_k(measure: str, spec: str | None) -> int | None:
+    """The top-k that a run's measures spec (JSON; None: the defaults) gives ``measure``'s
+    model-level value."""
+    from clusterprior.measures.catalogue import CATALOGUE, Settings
+
+    entry = CATALOGUE.get(measure)
+    return entry.k_of(Settings.of(json.loads(spec) if spec else {})) if entry else None
 
 
 def load(folder: str | Path) -> Study:

@@ -51,11 +51,21 @@ def run_study(
     by_id = {r["id"]: r for r in runs}
     todo = store.pending(list(by_id), retry_failed)
     console = Console(quiet=quiet, stderr=False)
-    console.print(f"study {spec.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
-                  f"{len(todo)} to run on {workers} {executor} worker(s)")
+    console.print(
+        f"study {spec.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
+        f"{len(todo)} to run on {workers} {executor} worker(s)"
+    )
     tally = {"done": 0, "failed": 0, "diverged": 0}
-    progress = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+    progress = Progress(
+        TextColumn("runs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
     task = progress.add_task("runs", total=len(todo), info="")
 
     def on_result(run_id: str, result: dict[str, Any]) -> bool:
@@ -64,8 +74,9 @@ def run_study(
         tally[status] = tally.get(status, 0) + 1
         final = (result.get("history") or [{}])[-1]
         acc = f"test acc {final['test_acc']:.4f}" if "test_acc" in final else result.get("error", "")
-        progress.console.print(f"{status:>8} {run_id} {_describe(by_id[run_id]['hparams'])}  {acc}  "
-                               f"({result.get('seconds', 0):.1f} s)")
+        progress.console.print(
+            f"{status:>8} {run_id} {_describe(by_id[run_id]['hparams'])}  {acc}  ({result.get('seconds', 0):.1f} s)"
+        )
         progress.update(task, advance=1, info=f"failed {tally['failed']}, diverged {tally['diverged']}")
         return not (fail_fast and status == "failed")
 

@@ -8,16 +8,30 @@ finished runs again.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import itertools
 import json
 import sys
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from clusterprior.errors import UserError
+from clusterprior.files import fingerprint
+from clusterprior.measures.catalogue import check_names
+from clusterprior.train.config import HELP, RULES, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,48 +57,93 @@ class ModelSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class TrainSpec(_Strict):
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(128, ge=2)
-    optimizer: Literal["sgd", "adam", "sgd-layca", "sgd-amom-layca", "adam-layca", "rmsprop-layca", "adagrad-layca"] = "sgd"
-    layca_alpha: float = Field(0.0, gt=-1, lt=1, description="Layca optimizers: layer-wise rate profile (Eq. 4.2)")
-    lr: float = Field(0.05, gt=0)
-    adam_lr_scale: float = Field(1.0, gt=0, description="Adam runs use lr * adam_lr_scale (thesis: 0.01)")
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
-    milestones: list[int] = Field(default_factory=list)
-    gamma: float = Field(0.2, gt=0)
-    warmup_epochs: int = Field(0, ge=0)
-    augment: bool = False
-    stop_loss: Optional[float] = Field(None, gt=0, description="train until the whole training split's loss "
-                                       "(eval mode, no augmentation) is below this, or for `epochs` at most")
-    test_every: int = Field(1, ge=0, description="evaluate the test split every N epochs; 0 = at the end only")
+RUNTIME = ("seed", "device")  # training options a study sets per run (the grid's seed, the executor's device)
+FIRST_TRAIN_FIELDS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "layca_alpha",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "milestones",
+    "gamma",
+    "warmup_epochs",
+    "augment",
+    "stop_loss",
+)  # the first spec's options
+
+
+def _train_field(f: dataclasses.Field) -> tuple[Any, Any]:
+    """A pydantic field for :class:`TrainConfig` field ``f``: its type, default and help."""
+    kind = TRAIN_TYPES[f.name]
+    if f.name == "milestones":
+        kind = list[int]  # TOML arrays; TrainConfig makes them a tuple
+    if f.default_factory is not dataclasses.MISSING:
+        return kind, Field(default_factory=f.default_factory, description=HELP[f.name])
+    return kind, Field(list(f.default) if isinstance(f.default, tuple) else f.default, description=HELP[f.name])
+
+
+def _train_rule(value: Any, info: ValidationInfo) -> Any:
+    """:class:`TrainConfig`'s rule for the field being validated."""
+    name = str(info.field_name)
+    ok, message = RULES[name]
+    if not ok(value):
+        raise ValueError(f"{name} {message}")
+    return value
+
+
+TRAIN_TYPES = typing.get_type_hints(TrainConfig)
+if TYPE_CHECKING:  # the type checker sees a model; its fields are built below, at run time
+
+    class TrainSpec(_Strict):
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    TrainSpec = create_model(  # the spec's [train] section: TrainConfig's options (defaults, help, rules) and one more
+        "TrainSpec",
+        __base__=_Strict,
+        __validators__={"rules": field_validator(*(n for n in RULES if n not in RUNTIME))(_train_rule)},
+        **{f.name: _train_field(f) for f in dataclasses.fields(TrainConfig) if f.name not in RUNTIME},
+        adam_lr_scale=(float, Field(1.0, gt=0, description="Adam runs use lr * adam_lr_scale (thesis: 0.01)")),
+    )
+
+
+def _catalogued(name: str) -> str:
+    try:
+        return check_names([name])[0]
+    except UserError as e:
+        raise ValueError(str(e)) from None
+
+
+MeasureName = Annotated[str, AfterValidator(_catalogued)]
 
 
 class MeasureSpec(_Strict):
-    names: list[Literal["c0", "c1", "c2", "c3", "c4", "distance_from_init", "layer_rotation", "param_norm",
-                        "log_spectral_product", "path_norm", "output_margin", "nc1", "davies_bouldin", "sigma_prime",
-                        "sigma_second", "alpha_prime", "alpha_second"]] = Field(default_factory=lambda: ["c3", "c4"])
-    sharpness_budget: float = Field(1.0, gt=0, le=1, description="scales sharpness's Monte-Carlo draws and ascent steps")
+    names: list[MeasureName] = Field(default_factory=lambda: ["c3", "c4"], description="measures of the catalogue")
+    sharpness_budget: float = Field(
+        1.0, gt=0, le=1, description="scales sharpness's Monte-Carlo draws and ascent steps"
+    )
     k_neuron: int = Field(30, ge=1)
     k_layer: int = Field(1, ge=1)
     layerwise_k: int = Field(5, ge=1)
-    max_samples: Optional[int] = Field(None, ge=2)
-    samples: Optional[int] = Field(None, ge=2, description="measure on a fixed random subset of the training split")
+    max_samples: int | None = Field(None, ge=2)
+    samples: int | None = Field(None, ge=2, description="measure on a fixed random subset of the training split")
     track_every: int = Field(0, ge=0, description="measure every N epochs as well; 0 = at the end only")
     k_sweep: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=list, description="also c1 and c3 at each of these k, at the end (thesis Fig. 2.5)")
+        default_factory=list, description="also c1 and c3 at each of these k, at the end (thesis Fig. 2.5)"
+    )
     save_preactivations: bool = Field(
-        False, description="keep the probe's pre-activations at each measured epoch (thesis Figs. 2.8-2.9)")
+        False, description="keep the probe's pre-activations at each measured epoch (thesis Figs. 2.8-2.9)"
+    )
 
 
-HPARAMS = ("seed", "model") + tuple(f for f in ModelSpec.model_fields if f not in ("name", "options")) + tuple(
-    f for f in TrainSpec.model_fields if f != "adam_lr_scale"
+HPARAMS = (
+    ("seed", "model")
+    + tuple(f for f in ModelSpec.model_fields if f not in ("name", "options"))
+    + tuple(f for f in TrainSpec.model_fields if f != "adam_lr_scale")
 )
-
-
-LATER_DEFAULTS = {"test_every": 1}  # training options added after the first studies, with their defaults
 
 
 def _check_keys(keys: list[str], where: str) -> None:
@@ -98,7 +157,7 @@ class Paired(_Strict):
     values: list[list[Any]]
 
     @model_validator(mode="after")
-    def _rows(self) -> "Paired":
+    def _rows(self) -> Paired:
         _check_keys(self.keys, "keys")
         if len(self.keys) < 2 or len(set(self.keys)) != len(self.keys):
             raise ValueError("a paired axis needs two or more distinct keys")
@@ -125,7 +184,7 @@ class GridSpec(_Strict):
         return axes
 
     @model_validator(mode="after")
-    def _distinct(self) -> "GridSpec":
+    def _distinct(self) -> GridSpec:
         seen = list(self.axes) + [k for p in self.paired for k in p.keys]
         twice = sorted({k for k in seen if seen.count(k) > 1})
         if twice:
@@ -189,7 +248,7 @@ def load(path: str | Path) -> StudySpec:
 def _combinations(grid: GridSpec) -> list[dict[str, Any]]:
     """Cartesian product of the plain axes and the rows of each paired axis, in spec order."""
     blocks: list[list[dict[str, Any]]] = [[{key: v} for v in values] for key, values in grid.axes.items()]
-    blocks += [[dict(zip(p.keys, row)) for row in p.values] for p in grid.paired]
+    blocks += [[dict(zip(p.keys, row, strict=True)) for row in p.values] for p in grid.paired]
     return [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*blocks)]
 
 
@@ -199,7 +258,7 @@ def _excluded(combo: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
 
 def run_id(config: dict[str, Any]) -> str:
     """A stable hash of a resolved run config."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint(config)
 
 
 def resolve(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
@@ -221,15 +280,21 @@ def resolve(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
         TrainSpec.model_validate(train)
     except ValidationError as e:
         raise UserError(_error_line(f"grid value {combo}", e)) from None
-    for key, default in LATER_DEFAULTS.items():  # options added later: left out at their default, so ids stay
-        if train[key] == default:
-            del train[key]
+    defaults = TrainSpec().model_dump()
+    for key in [k for k in train if k not in FIRST_TRAIN_FIELDS and k != "adam_lr_scale"]:
+        if train[key] == defaults[key]:  # options added after the first studies: left out at their default,
+            del train[key]  # so the run ids (hashes of the config) of those studies stay
     scale = train.pop("adam_lr_scale")
     if train["optimizer"] == "adam":
         train["lr"] = train["lr"] * scale
     train["seed"] = int(seed)
-    return {"data": spec.data.model_dump(), "model": model, "train": train,
-            "measures": spec.measures.model_dump(), "hparams": {k: combo.get(k) for k in axis_names(spec)}}
+    return {
+        "data": spec.data.model_dump(),
+        "model": model,
+        "train": train,
+        "measures": spec.measures.model_dump(),
+        "hparams": {k: combo.get(k) for k in axis_names(spec)},
+    }
 
 
 def axis_names(spec: StudySpec) -> list[str]:

@@ -2,15 +2,19 @@
 
 Tables: ``runs`` (one row per run: config, status queued/running/done/failed/diverged,
 timings, final metrics, error), ``history`` (run, epoch, metrics; ``fit_loss``/``fit_acc``
-are the whole training split in eval mode, the stopping rule's reading) and ``measures`` in long
-format (run, epoch, measure, layer, value). Only the driver process writes. Each run's
-result is written in one transaction, replacing anything an interrupted attempt left,
-so a study killed at any moment and restarted ends with every run stored exactly once.
+are the whole training split in eval mode, the stopping rule's reading) and ``measures`` in
+long format (run, epoch, measure, layer, k, value; k the measure's top-k, NULL where it has
+none). Only ``study/`` knows this schema: this module writes it and
+:mod:`clusterprior.study.results` reads it for everyone else. Only the driver process
+writes. Each run's result is written in one transaction, replacing anything an interrupted
+attempt left, so a study killed at any moment and restarted ends with every run stored
+exactly once.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -25,23 +29,59 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS history (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, lr REAL, train_loss REAL, train_acc REAL,
     test_loss REAL, test_acc REAL, seconds REAL, fit_loss REAL, fit_acc REAL, PRIMARY KEY (run_id, epoch));
-CREATE TABLE IF NOT EXISTS measures (
-    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, measure TEXT NOT NULL, layer TEXT NOT NULL,
-    value REAL, PRIMARY KEY (run_id, epoch, measure, layer));
 """
+MEASURES = """
+CREATE TABLE IF NOT EXISTS measures (
+    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, measure TEXT NOT NULL, layer TEXT NOT NULL, k INTEGER,
+    value REAL, PRIMARY KEY (run_id, epoch, measure, layer, k));
+"""
+MEASURE_COLUMNS = ("run_id", "epoch", "measure", "layer", "k", "value")
 FINISHED = ("done", "diverged", "failed")
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "fit_loss", "fit_acc")
 FINAL_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "fit_loss", "fit_acc")
 ADDED = {"runs": ("fit_loss", "fit_acc"), "history": ("fit_loss", "fit_acc")}  # columns newer than the first schema
 
 
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
 def _upgrade(db: sqlite3.Connection) -> None:
-    """Add the columns that a study written by an older version lacks (they stay NULL there)."""
+    """Bring a study written by an older version to this schema: add the columns it lacks
+    (they stay NULL there), and give its measures table the ``k`` column (:func:`_with_k`)."""
     for table, columns in ADDED.items():
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        have = _columns(db, table)
         for column in columns:
             if column not in have:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
+    if _columns(db, "measures") and "k" not in _columns(db, "measures"):
+        settings = {
+            run_id: json.loads(config)["measures"] for run_id, config in db.execute("SELECT id, config FROM runs")
+        }
+        old = db.execute("SELECT run_id, epoch, measure, layer, value FROM measures ORDER BY rowid").fetchall()
+        db.execute("DROP TABLE measures")
+        db.executescript(MEASURES)
+        db.executemany(
+            f"INSERT OR IGNORE INTO measures ({', '.join(MEASURE_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+            [_with_k(row, settings[row[0]]) for row in old],
+        )
+
+
+OLD_SWEEP = re.compile(r"^(\w+)\[k=(\d+)\]$")  # the first schema named k-sweep rows "c1[k=30]"
+
+
+def _with_k(row: tuple, spec: dict[str, Any]) -> tuple:
+    """A measures row of the first schema (run_id, epoch, measure, layer, value) with its k:
+    parsed from a k-sweep row's name, else the k its run's spec gave the measure."""
+    from clusterprior.measures.catalogue import CATALOGUE, Settings
+
+    run_id, epoch, measure, layer, value = row
+    swept = OLD_SWEEP.match(measure)
+    if swept:
+        return run_id, epoch, swept.group(1), layer, int(swept.group(2)), value
+    entry = CATALOGUE.get(measure)
+    k = entry.k_of(Settings.of(spec), layerwise=layer != "all") if entry else None
+    return run_id, epoch, measure, layer, k, value
 
 
 class Store:
@@ -56,6 +96,7 @@ class Store:
         self.db.executescript(SCHEMA)
         with self.db:
             _upgrade(self.db)
+        self.db.executescript(MEASURES)
 
     def close(self) -> None:
         self.db.close()
@@ -78,8 +119,10 @@ class Store:
 
     def mark_running(self, run_id: str) -> None:
         with self.db:
-            self.db.execute("UPDATE runs SET status = 'running', attempts = attempts + 1, started = ? WHERE id = ?",
-                            (time.time(), run_id))
+            self.db.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, started = ? WHERE id = ?",
+                (time.time(), run_id),
+            )
 
     def record(self, run_id: str, result: dict[str, Any]) -> None:
         """Store a worker's result in one transaction (replacing partial rows of earlier attempts)."""
@@ -93,14 +136,26 @@ class Store:
                 [(run_id, *(row.get(c) for c in HISTORY_COLUMNS)) for row in history],
             )
             self.db.executemany(
-                "INSERT INTO measures (run_id, epoch, measure, layer, value) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, m["epoch"], m["measure"], str(m["layer"]), m["value"]) for m in result.get("measures", [])],
+                f"INSERT INTO measures ({', '.join(MEASURE_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (run_id, m["epoch"], m["measure"], str(m["layer"]), m.get("k"), m["value"])
+                    for m in result.get("measures", [])
+                ],
             )
             self.db.execute(
                 "UPDATE runs SET status = ?, finished = ?, seconds = ?, epochs = ?, stop_reason = ?, error = ?, "
-                + ", ".join(f"{c} = ?" for c in FINAL_COLUMNS) + " WHERE id = ?",
-                (result["status"], time.time(), result.get("seconds"), len(history), result.get("stop_reason"),
-                 result.get("error"), *(final.get(c) for c in FINAL_COLUMNS), run_id),
+                + ", ".join(f"{c} = ?" for c in FINAL_COLUMNS)
+                + " WHERE id = ?",
+                (
+                    result["status"],
+                    time.time(),
+                    result.get("seconds"),
+                    len(history),
+                    result.get("stop_reason"),
+                    result.get("error"),
+                    *(final.get(c) for c in FINAL_COLUMNS),
+                    run_id,
+                ),
             )
 
     def counts(self) -> dict[str, int]:

@@ -7,68 +7,66 @@ from __future__ import annotations
 import time
 import traceback
 import warnings
-from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from clusterprior.data import Split
+from clusterprior.study import artifacts
 
-MEASURE_SEED = 0
+MEASURE_SEED = 0  # the seed of the probe subset (measures use Settings.seed, also 0)
 
 
 def measure_rows(
-    model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, initial: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+    split: Split,
+    spec: dict[str, Any],
+    epoch: int,
+    initial: dict[str, torch.Tensor],
     reps: Any = None,
+    names: list[str] | None = None,
+    k_sweep: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """The requested measures of ``model`` as long-format rows (layer "all" for model values);
+    """The measures ``names`` (default: the spec's) of ``model`` as long-format rows (epoch,
+    measure, layer, k, value; layer "all" for model values), with the rows of ``k_sweep``;
     ``reps``: the probe's representations of ``split.x``, when already captured."""
-    from clusterprior.measures import measure_model
+    from clusterprior.measures import Settings, measure_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
-        summary, layers = measure_model(
-            model, split, spec["names"], initial=initial, k_neuron=spec["k_neuron"], k_layer=spec["k_layer"],
-            layerwise_k=spec["layerwise_k"], max_samples=spec["max_samples"],
-            sharpness_budget=spec["sharpness_budget"], seed=MEASURE_SEED, reps=reps,
+        frame = measure_model(
+            model,
+            split,
+            names or spec["names"],
+            initial=initial,
+            settings=Settings.of(spec),
+            reps=reps,
+            k_sweep=k_sweep or (),
         )
-    rows = [{"epoch": epoch, "measure": r.measure, "layer": "all", "value": float(r.value)} for r in summary.itertuples()]
-    for layer, values in layers.iterrows():
-        rows += [{"epoch": epoch, "measure": m, "layer": str(layer), "value": float(v)} for m, v in values.items() if v == v]
-    return rows
+    return [
+        {
+            "epoch": epoch,
+            "measure": r.measure,
+            "layer": r.layer,
+            "k": None if pd.isna(r.k) else int(r.k),
+            "value": float(r.value),
+        }
+        for r in frame.itertuples()
+    ]
 
 
-def k_sweep_rows(pre: list[torch.Tensor], split: Split, ks: list[int], epoch: int) -> list[dict[str, Any]]:
-    """c1 (when there are subclasses) and c3 at each k, as rows named ``c1[k=K]``."""
-    from clusterprior.measures import neuron_subclass_selectivity, neuron_variance_ratio
+def sweep_rows(
+    model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, reps: Any
+) -> list[dict[str, Any]]:
+    """The k-sweep (thesis Fig. 2.5): every sweep measure of the catalogue the data supports
+    (c1 and c3) at each k of the spec's ``k_sweep`` but its own k, as model-level rows."""
+    from clusterprior.measures.catalogue import CATALOGUE, Settings, select
 
-    rows = []
-    for k in ks:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            if split.sub is not None:
-                rows.append({"epoch": epoch, "measure": f"c1[k={k}]", "layer": "all",
-                             "value": neuron_subclass_selectivity(pre, split.y, split.sub, k=k)})
-            rows.append({"epoch": epoch, "measure": f"c3[k={k}]", "layer": "all",
-                         "value": neuron_variance_ratio(pre, split.y, k=k)})
-    return rows
-
-
-def save_preactivations(path: Path, snapshots: dict[int, Any], split: Split) -> None:
-    """``epochs``, ``pre`` [epochs, samples, neurons] (float16), ``layer_names``, ``layer_sizes``,
-    ``y`` and ``sub`` of the probe samples, ``class_names`` and ``subclass_names`` of the data
-    set, in one .npz (written atomically)."""
-    import numpy as np
-
-    epochs = sorted(snapshots)
-    names, sizes = snapshots[epochs[0]].names, [p.shape[1] for p in snapshots[epochs[0]].pre]
-    pre = np.stack([torch.cat(snapshots[e].pre, dim=1).cpu().numpy().astype(np.float16) for e in epochs])
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, epochs=np.array(epochs), pre=pre, layer_names=np.array(names), layer_sizes=np.array(sizes),
-                        y=split.y.numpy(), sub=(split.sub if split.sub is not None else split.y).numpy(),
-                        class_names=np.array(split.meta.class_names),
-                        subclass_names=np.array(split.meta.subclass_names or split.meta.class_names))
-    tmp.replace(path)
+    names = [n for n in select(None, split.sub is not None) if CATALOGUE[n].sweep]
+    own = {n: CATALOGUE[n].k_of(Settings.of(spec)) for n in names}
+    rows = measure_rows(model, split, spec, epoch, {}, reps, names, spec["k_sweep"])
+    return [r for r in rows if r["layer"] == "all" and r["k"] != own[r["measure"]]]
 
 
 def probe_split(split: Split, samples: int | None) -> Split:
@@ -93,8 +91,16 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
         test_split = data.load(d["name"], "test", **d["options"])
         probe = probe_split(train_split, ms["samples"])
         torch.manual_seed(t["seed"])
-        model = models.build(m["name"], train_split.input_shape, train_split.n_classes, width=m["width"],
-                             depth=m["depth"], dropout=m["dropout"], batchnorm=m["batchnorm"], **m["options"])
+        model = models.build(
+            m["name"],
+            train_split.input_shape,
+            train_split.n_classes,
+            width=m["width"],
+            depth=m["depth"],
+            dropout=m["dropout"],
+            batchnorm=m["batchnorm"],
+            **m["options"],
+        )
         initial = {n: p.detach().clone() for n, p in model.named_parameters()}
         rows: list[dict[str, Any]] = []
         snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
@@ -118,14 +124,25 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
             if not any(r["epoch"] == last for r in rows):
                 measure(model, last)
             if ms["k_sweep"]:
-                rows.extend(k_sweep_rows(latest["reps"].pre, probe, ms["k_sweep"], last))
-        run_dir = Path(folder) / "runs" / config["id"]
-        train.checkpoint.save(run_dir / "model.safetensors", model, extra={"data": d, "train": t, "run": config["id"]})
+                rows.extend(sweep_rows(model, probe, ms, last, latest["reps"]))
+        folder_of_run = artifacts.run_dir(folder, config["id"])
+        train.checkpoint.save(
+            folder_of_run / artifacts.CHECKPOINT, model, extra={"data": d, "train": t, "run": config["id"]}
+        )
         if snapshots:
-            save_preactivations(run_dir / "preactivations.npz", snapshots, probe)
-        return {"status": result.status, "stop_reason": result.stop_reason, "history": result.history,
-                "measures": rows, "seconds": time.perf_counter() - start}
+            artifacts.save_preactivations(folder_of_run / artifacts.PREACTIVATIONS, snapshots, probe)
+        return {
+            "status": result.status,
+            "stop_reason": result.stop_reason,
+            "history": result.history,
+            "measures": rows,
+            "seconds": time.perf_counter() - start,
+        }
     except Exception as e:  # a failing run is recorded, never fatal to the study
         line = f"{type(e).__name__}: {e}".splitlines()[0]
-        return {"status": "failed", "error": line, "traceback": traceback.format_exc(),
-                "seconds": time.perf_counter() - start}
+        return {
+            "status": "failed",
+            "error": line,
+            "traceback": traceback.format_exc(),
+            "seconds": time.perf_counter() - start,
+        }

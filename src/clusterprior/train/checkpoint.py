@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from clusterprior.errors import UserError
+from clusterprior.files import atomic_path
 from clusterprior.models import CONFIG_ATTR, build
 
 HEADER = "clusterprior"
@@ -28,14 +29,13 @@ def save(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None
     path.parent.mkdir(parents=True, exist_ok=True)
     header = json.dumps({"model": getattr(model, CONFIG_ATTR, None), **(extra or {})})
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_path(path) as tmp:  # a crash never leaves half a checkpoint
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        save_file(state, str(tmp), metadata={HEADER: header})
-    else:
-        torch.save({"state_dict": state, HEADER: header}, tmp)
-    tmp.replace(path)  # atomic: a crash never leaves half a checkpoint
+            save_file(state, str(tmp), metadata={HEADER: header})
+        else:
+            torch.save({"state_dict": state, HEADER: header}, tmp)
     return path
 
 
@@ -71,8 +71,16 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Modul
     config = header.get("model")
     if not config:
         raise UserError(f"{path}: the checkpoint does not say which model it holds; build it and use read()")
-    model = build(config["name"], config["input_shape"], config["n_classes"], width=config["width"],
-                  depth=config["depth"], dropout=config["dropout"], batchnorm=config["batchnorm"], **config["options"])
+    model = build(
+        config["name"],
+        config["input_shape"],
+        config["n_classes"],
+        width=config["width"],
+        depth=config["depth"],
+        dropout=config["dropout"],
+        batchnorm=config["batchnorm"],
+        **config["options"],
+    )
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

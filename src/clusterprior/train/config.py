@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from clusterprior.errors import UserError
@@ -11,6 +12,26 @@ from clusterprior.train.augment import KEYS as AUGMENT_KEYS
 
 LOSSES = ("ce", "bce")
 OPTIMIZERS = ("sgd", "adam", "sgd-layca", "sgd-amom-layca", "adam-layca", "rmsprop-layca", "adagrad-layca")
+
+Rule = tuple[Callable[[Any], bool], str]  # (the check of a value, the message when it fails)
+
+
+def option(default: Any, help: str, rule: Rule | None = None, factory: Callable[[], Any] | None = None) -> Any:
+    """A :class:`TrainConfig` field: its default, its help text and its validity rule, the one
+    statement of each that the study spec and the CLI read (``field.metadata``)."""
+    metadata = {"help": help, "rule": rule}
+    return field(default_factory=factory, metadata=metadata) if factory else field(default=default, metadata=metadata)
+
+
+def _at_least(low: float, why: str = "") -> Rule:
+    return (lambda v: v >= low), f"must be >= {low}{why}"
+
+
+def _one_of(choices: tuple[str, ...]) -> Rule:
+    return (lambda v: v in choices), f"must be one of {', '.join(choices)}"
+
+
+POSITIVE: Rule = ((lambda v: math.isfinite(v) and v > 0), "must be a positive number")
 
 
 @dataclass
@@ -21,58 +42,69 @@ class TrainConfig:
     ``lr * gamma ** #{m in milestones: m < e} * warm``, where ``warm`` rises
     linearly from ``warmup_start`` to 1 over the first ``warmup_epochs`` epochs
     (per step). ``stop_loss`` ends training once the loss of the whole training
-    split (eval mode, no augmentation, checked after each epoch) falls below it. ``augment_options`` override the data set's defaults.
+    split (eval mode, no augmentation, checked after each epoch) falls below it.
+    Each field's help and validity rule are in its metadata (:func:`option`).
     """
 
-    epochs: int = 20
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.2
-    warmup_epochs: int = 0
-    warmup_start: float = 0.1
-    augment: bool = False
-    augment_options: dict[str, Any] = field(default_factory=dict)
-    stop_loss: float | None = None
-    seed: int = 0
-    device: str = "cpu"
-    layca_alpha: float = 0.0  # Layca optimizers: layer-wise rate profile (SPEC.md Eq. 4.2); 0 = uniform
-    channels_last: bool = True
-    amp: bool = True  # bf16 autocast of forward passes on CUDA (ignored on CPU)
-    eval_batch_size: int = 1024
-    test_every: int = 1  # evaluate the test split every N epochs (and always at the last); 0 = at the last only
-    loss: str = "ce"  # "ce": softmax cross-entropy; "bce": one sigmoid output, binary cross-entropy
+    epochs: int = option(20, "maximum epochs", _at_least(1))
+    batch_size: int = option(128, "batch size", _at_least(2, " (BatchNorm needs two samples)"))
+    optimizer: str = option("sgd", "sgd, adam, or a Layca optimizer (<base>-layca)", _one_of(OPTIMIZERS))
+    lr: float = option(0.05, "learning rate (Layca: the rotation rate rho)", POSITIVE)
+    momentum: float = option(0.9, "SGD momentum", ((lambda v: 0.0 <= v < 1.0), "must be in [0, 1)"))
+    nesterov: bool = option(False, "Nesterov momentum (SGD)")
+    weight_decay: float = option(0.0, "weight decay", _at_least(0))
+    milestones: tuple[int, ...] = option(
+        (),
+        "epochs after which the rate is multiplied by gamma",
+        ((lambda v: all(m >= 1 for m in v)), "must be epochs >= 1"),
+    )
+    gamma: float = option(0.2, "learning-rate factor at each milestone", POSITIVE)
+    warmup_epochs: int = option(0, "linear warm-up epochs", _at_least(0))
+    warmup_start: float = option(
+        0.1, "warm-up starts at this fraction of lr", ((lambda v: 0.0 < v <= 1.0), "must be in (0, 1]")
+    )
+    augment: bool = option(False, "data augmentation (the data set's defaults)")
+    augment_options: dict[str, Any] = option(
+        None,
+        "augmentation parameters over the data set's defaults",
+        ((lambda v: set(v) <= set(AUGMENT_KEYS)), f"keys must be among {', '.join(AUGMENT_KEYS)}"),
+        factory=dict,
+    )
+    stop_loss: float | None = option(
+        None,
+        "train until the whole training split's loss (eval mode, no augmentation) is below this, or for "
+        "`epochs` at most",
+        ((lambda v: v is None or v > 0), "must be > 0"),
+    )
+    seed: int = option(0, "seed of data order, augmentation and dropout (seed the initialisation before building)")
+    device: str = option("cpu", "cpu or cuda")
+    layca_alpha: float = option(
+        0.0,
+        "Layca optimizers: layer-wise rate profile (Eq. 4.2); 0 = uniform",
+        ((lambda v: -1.0 < v < 1.0), "must be in (-1, 1)"),
+    )
+    channels_last: bool = option(True, "channels_last memory format for images")
+    amp: bool = option(True, "bf16 autocast of forward passes on CUDA (ignored on CPU)")
+    eval_batch_size: int = option(1024, "batch size of evaluation passes", _at_least(1))
+    test_every: int = option(
+        1, "evaluate the test split every N epochs and at the last; 0 = at the last only", _at_least(0)
+    )
+    loss: str = option(
+        "ce", "ce: softmax cross-entropy; bce: one sigmoid output, binary cross-entropy", _one_of(LOSSES)
+    )
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 2, "batch_size must be >= 2 (BatchNorm needs two samples)"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (math.isfinite(self.lr) and self.lr > 0, "lr must be a positive number"),
-            (0.0 <= self.momentum < 1.0, "momentum must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (all(m >= 1 for m in self.milestones), "milestones must be epochs >= 1"),
-            (self.gamma > 0, "gamma must be > 0"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
-            (0.0 < self.warmup_start <= 1.0, "warmup_start must be in (0, 1]"),
-            (self.stop_loss is None or self.stop_loss > 0, "stop_loss must be > 0"),
-            (set(self.augment_options) <= set(AUGMENT_KEYS), f"augment options are {', '.join(AUGMENT_KEYS)}"),
-            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
-            (self.test_every >= 0, "test_every must be >= 0"),
-            (-1.0 < self.layca_alpha < 1.0, "layca_alpha must be in (-1, 1)"),
-            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        for name, (ok, message) in RULES.items():
+            if not ok(getattr(self, name)):
+                raise UserError(f"{name} {message}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "milestones": list(self.milestones)}
+
+
+RULES: dict[str, Rule] = {f.name: f.metadata["rule"] for f in fields(TrainConfig) if f.metadata["rule"]}
+HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
 
 
 def lr_at(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:

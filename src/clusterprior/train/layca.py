@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from clusterprior.errors import UserError
-from clusterprior.measures.rotation import kernels
+from clusterprior.models.structure import kernels
 
 BASES = ("sgd", "sgd-amom", "adam", "rmsprop", "adagrad")
 
@@ -40,8 +40,8 @@ def alpha_multipliers(n_layers: int, alpha: float) -> list[float]:
         return [1.0]
     last = n_layers - 1
     if alpha > 0:
-        return [(1 - alpha) ** (5 * (last - l) / last) for l in range(n_layers)]
-    return [(1 + alpha) ** (5 * l / last) for l in range(n_layers)]
+        return [(1 - alpha) ** (5 * (last - i) / last) for i in range(n_layers)]
+    return [(1 + alpha) ** (5 * i / last) for i in range(n_layers)]
 
 
 def base_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -72,8 +72,13 @@ class Layca:
     ``step`` and ``state_dict`` like an optimizer."""
 
     def __init__(
-        self, model: nn.Module, base: str = "sgd", lr: float = 3 ** -3, weight_decay: float = 0.0,
-        multipliers: Sequence[float] | None = None, schedule: Callable[[int], Sequence[float]] | None = None,
+        self,
+        model: nn.Module,
+        base: str = "sgd",
+        lr: float = 3**-3,
+        weight_decay: float = 0.0,
+        multipliers: Sequence[float] | None = None,
+        schedule: Callable[[int], Sequence[float]] | None = None,
         eps: float = 1e-7,
     ):
         self.kernels = [w for w in kernels(model).values() if w.requires_grad]
@@ -106,7 +111,7 @@ class Layca:
     def rates(self) -> list[float]:
         """rho_l for the coming step: the kernel group's rate x layer multiplier (x schedule)."""
         extra = self.schedule(self.steps) if self.schedule is not None else [1.0] * len(self.kernels)
-        return [self.kernel_group["lr"] * m * e for m, e in zip(self.multipliers, extra)]
+        return [self.kernel_group["lr"] * m * e for m, e in zip(self.multipliers, extra, strict=True)]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -118,7 +123,7 @@ class Layca:
             self.base.step()
         finally:
             self.kernel_group["lr"] = rho
-        for w, w_old, rate, norm0 in zip(self.kernels, before, rates, self.initial_norms):
+        for w, w_old, rate, norm0 in zip(self.kernels, before, rates, self.initial_norms, strict=True):
             s = w - w_old  # the base optimizer's descent step, without the rate
             w.copy_(w_old)
             s -= (s * w).sum() / (w * w).sum() * w

@@ -20,7 +20,7 @@ from torch import nn
 
 from clusterprior.data import Split
 from clusterprior.errors import UserError
-from clusterprior.measures.rotation import kernels
+from clusterprior.models.structure import evaluating, kernels
 from clusterprior.train.augment import augment
 from clusterprior.train.config import TrainConfig, lr_at
 
@@ -112,12 +112,20 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> Any:
         from clusterprior.train.layca import Layca, alpha_multipliers
 
         n_kernels = len(kernels(model))
-        return Layca(model, config.optimizer.removesuffix("-layca"), config.lr, config.weight_decay,
-                     alpha_multipliers(n_kernels, config.layca_alpha) if n_kernels else None)
+        return Layca(
+            model,
+            config.optimizer.removesuffix("-layca"),
+            config.lr,
+            config.weight_decay,
+            alpha_multipliers(n_kernels, config.layca_alpha) if n_kernels else None,
+        )
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
         weight_decay=config.weight_decay,
     )
 
@@ -137,18 +145,16 @@ def evaluate(
 ) -> tuple[float, float]:
     """Mean loss (:func:`per_example_loss` of kind ``loss``) and accuracy of ``model``
     (eval mode) on ``(x, y)``."""
-    was_training = model.training
-    model.eval()
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
-    for start in range(0, len(y), batch_size):
-        with autocast(x.device, amp):
-            out = model(x[start : start + batch_size]).float()
-        target = y[start : start + batch_size]
-        _check_output(out, loss)
-        total += per_example_loss(out, target, loss).sum()
-        correct += (predict(out, loss) == target).sum()
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(y), batch_size):
+            with autocast(x.device, amp):
+                out = model(x[start : start + batch_size]).float()
+            target = y[start : start + batch_size]
+            _check_output(out, loss)
+            total += per_example_loss(out, target, loss).sum()
+            correct += (predict(out, loss) == target).sum()
     n = max(1, len(y))
     return total.item() / n, correct.item() / n
 
@@ -163,7 +169,7 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.
     """Random batches of one epoch as index tensors on ``device``; a trailing batch of
     one sample is dropped (BatchNorm cannot normalise it)."""
     chunks = torch.randperm(n, generator=generator).to(device).split(batch_size)
-    return chunks[:steps_per_epoch(n, batch_size)]
+    return chunks[: steps_per_epoch(n, batch_size)]
 
 
 def fit(
@@ -196,7 +202,7 @@ def fit(
     order_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     fmt = _memory_format(train.x, config)
-    model.to(device=device, memory_format=fmt)
+    model.to(device=device, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub omits memory_format
     x, y = train.x.to(device), train.y.to(device)
     x_fit = x.contiguous(memory_format=fmt)  # the stopping rule's un-augmented pass
     x_test = y_test = None
@@ -207,6 +213,13 @@ def fit(
     history: list[dict[str, float]] = []
     result = TrainResult("done", "max_epochs", history)
     total_steps = 0
+
+    def test_row(row: dict[str, float]) -> None:
+        if x_test is not None and y_test is not None:
+            row["test_loss"], row["test_acc"] = evaluate(
+                model, x_test, y_test, config.eval_batch_size, config.amp, config.loss
+            )
+
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -242,20 +255,14 @@ def fit(
         if config.stop_loss is not None:
             row["fit_loss"], row["fit_acc"] = evaluate(model, x_fit, y, config.eval_batch_size, config.amp, config.loss)
         reached = config.stop_loss is not None and row["fit_loss"] < config.stop_loss
-
-        def test_row() -> None:
-            if x_test is not None:
-                row["test_loss"], row["test_acc"] = evaluate(model, x_test, y_test, config.eval_batch_size,
-                                                             config.amp, config.loss)
-
         if reached or epoch == config.epochs or (config.test_every and epoch % config.test_every == 0):
-            test_row()
+            test_row(row)
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         state = EpochState(epoch, model, optimizer, history, config)
         if any([cb(state) for cb in callbacks]):
             if "test_acc" not in row:
-                test_row()
+                test_row(row)
             result.stop_reason = "loss_threshold" if reached else "callback"
             break
         if reached:

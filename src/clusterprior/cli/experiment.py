@@ -1,0 +1,179 @@
+"""``clusterprior experiment ...``: reproductions of the thesis's experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from clusterprior.cli.common import epoch_bar, epoch_progress
+from clusterprior.errors import UserError
+
+experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", rich_markup_mode=None)
+
+
+@experiment_app.command("layer-rotation")
+def experiment_layer_rotation(
+    task: str = typer.Option(
+        "cpu", help="cpu (minutes on a laptop), or a thesis task for a GPU: C10-CNN1, C100-resnet, C10-CNN2, C100-WRN."
+    ),
+    out: Path = typer.Option(Path("layer-rotation"), help="Output folder."),
+    epochs: int | None = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
+    seed: int = typer.Option(0, help="Seed of the shared initialisation."),
+) -> None:
+    """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca."""
+    from dataclasses import replace
+
+    from clusterprior.experiments import layer_rotation as lr_exp
+    from clusterprior.train import resolve_device
+
+    if task not in lr_exp.TASKS:
+        raise UserError(f"unknown task {task!r}; available: {', '.join(lr_exp.TASKS)}")
+    chosen = lr_exp.TASKS[task]
+    if epochs is not None:
+        if epochs < 1:
+            raise UserError("--epochs must be >= 1")
+        chosen = replace(chosen, epochs=epochs, milestones=tuple(m for m in chosen.milestones if m < epochs))
+    print(f"task {task}: {chosen.note}; {len(lr_exp.EXPLORATION)} configurations, {chosen.epochs} epochs each")
+    table = lr_exp.run(
+        chosen,
+        out,
+        seed=seed,
+        device=str(resolve_device(device)),
+        data_options={"root": data_dir} if data_dir else None,
+        on_result=lambda r: print(
+            f"alpha {r['alpha']:+.1f}  rho0 3^{r['log3_rho0']:g}  "
+            f"test acc {r['test_acc']:.4f}  train acc {r['train_acc']:.4f}  "
+            f"rotation mean {r['rotation_mean']:.3f} min {r['rotation_min']:.3f}",
+            flush=True,
+        ),
+    )
+    best = table.loc[table["test_acc"].idxmax()]
+    print(
+        f"best: alpha {best['alpha']:+.1f}, rho0 3^{best['log3_rho0']:g}, test acc {best['test_acc']:.4f}; "
+        f"wrote {out}/results.csv, rotation_curves.png, loss_curves.png"
+    )
+
+
+@experiment_app.command("winner-take-most")
+def experiment_winner_take_most(
+    setting: str = typer.Option(
+        "base", help="A setting, a comma-separated list, or 'all' (every SynthClust setting; mnist only by name)."
+    ),
+    seeds: int = typer.Option(3, help="Seeds per setting (data draw and initialisation)."),
+    scale: float | None = typer.Option(
+        None,
+        help="Shrink hidden widths and epochs by this factor (0, 1]: a "
+        "smaller experiment, not compared with the thesis.",
+    ),
+    out: Path = typer.Option(Path("winner-take-most"), help="Output folder (finished runs are reused)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    data_dir: str | None = typer.Option(None, help="Folder with the MNIST idx files (setting mnist)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Neuron-level dynamics on SynthClust (thesis Ch. 3): accuracy beside the thesis's, and the
+    winner-take-most index, per setting."""
+    from clusterprior.experiments import winner_take_most as wtm
+    from clusterprior.train import resolve_device
+
+    names = [
+        n
+        for part in setting.split(",")
+        if part.strip()
+        for n in (wtm.IN_ALL if part.strip() == "all" else [part.strip()])
+    ]
+    if not names:
+        raise UserError(f"--setting names no setting; available: {', '.join(wtm.SETTINGS)}, all")
+    names = list(dict.fromkeys(names))  # each once, in order
+    resolved = str(resolve_device(device))
+    for name in names:
+        if name in wtm.SETTINGS:
+            print(f"{name}: {wtm.SETTINGS[name].note}", flush=True)
+
+    def show(name: str, row: dict) -> None:
+        standard = row["standard_test_acc"]
+        extra = f", noise-0.4 test {standard:.4f}" if standard == standard else ""  # NaN: no such test set
+        print(
+            f"  {name} seed {row['seed']}: test acc {row['test_acc']:.4f}{extra}, train acc {row['train_acc']:.4f}, "
+            f"WTM spread gain {row['spread_gain']:+.3f}, gap ratio {row['gap_ratio_start']:.2f} -> "
+            f"{row['gap_ratio']:.2f} ({row['seconds']:.0f} s)",
+            flush=True,
+        )
+
+    progress = epoch_progress(Console(quiet=quiet))
+
+    def progress_for(label: str, epochs: int) -> list:
+        for task in list(progress.task_ids):  # one bar at a time: the training in progress
+            progress.remove_task(task)
+        return [epoch_bar(progress, epochs, label)]
+
+    with progress:
+        _, summary = wtm.run(
+            names,
+            out,
+            seeds=seeds,
+            scale=scale,
+            device=resolved,
+            data_dir=data_dir,
+            on_result=show,
+            callbacks_for=progress_for,
+        )
+    if scale not in (None, 1.0):
+        print(f"scale {scale}: widths and epochs reduced, so the thesis's numbers are not shown beside these")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {out}/results.csv, summary.csv and, per setting, seed0/dynamics.png, loss_shares.png")
+
+
+@experiment_app.command("plot-dynamics")
+def experiment_plot_dynamics(
+    recording: Path = typer.Argument(..., help="A dynamics.npz written by winner-take-most or DynamicsRecorder."),
+    out: Path | None = typer.Option(None, help="Output folder (default: the recording's folder)."),
+    neurons: int = typer.Option(10, help="Neurons to plot, spread over the recorded layers."),
+    title: str = typer.Option("", help="Figure title (default: the file name)."),
+) -> None:
+    """Figs. 3.2-3.5 of a saved recording, and its winner-take-most index per layer."""
+    from clusterprior.experiments import winner_take_most as wtm
+
+    if not recording.is_file():
+        raise UserError(f"{recording}: no such file")
+    if neurons < 1:
+        raise UserError("--neurons must be >= 1")
+    folder = out or recording.parent
+    summary = wtm.plot_recording(recording, folder, title or str(recording), neurons)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {folder}/dynamics.png, loss_shares.png")
+
+
+@experiment_app.command("toy")
+def experiment_toy(
+    out: Path = typer.Option(Path("toy"), help="Output folder."),
+    inits: int = typer.Option(50, help="Initialisations per depth."),
+    max_depth: int = typer.Option(3, help="Deepest network (hidden layers); depth 0 is the linear model."),
+    width: int = typer.Option(32, help="Hidden units per layer."),
+    epochs: int = typer.Option(300, help="Full-batch Adam steps."),
+    seed: int = typer.Option(0, help="Seed of the data and the initialisations."),
+) -> None:
+    """The 2-D toy of the thesis's Fig. 2.1: mean-prediction heat maps of linear to deep nets."""
+    from clusterprior.experiments import toy
+
+    if min(inits, width, epochs) < 1 or max_depth < 0:
+        raise UserError("--inits, --width and --epochs must be >= 1 and --max-depth >= 0")
+    table = toy.run(
+        out,
+        depths=tuple(range(max_depth + 1)),
+        n_inits=inits,
+        width=width,
+        epochs=epochs,
+        seed=seed,
+        on_result=lambda r: print(
+            f"{r['name']}: train acc {r['train_acc_mean']:.3f} "
+            f"[{r['train_acc_min']:.3f}, {r['train_acc_max']:.3f}], P(blue) at the "
+            f"centres {r['centre_pred']:.3f}, in the gap {r['gap_pred']:.3f}, "
+            f"envelope IoU {r['envelope_iou']:.3f}",
+            flush=True,
+        ),
+    )
+    print(f"{len(table)} depths x {inits} initialisations; wrote {out}/toy_heatmaps.png, toy_heatmaps.npz, results.csv")

@@ -1,0 +1,156 @@
+"""``clusterprior demo`` and ``clusterprior study ...``: hyperparameter studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clusterprior.errors import UserError
+
+study_app = typer.Typer(help="Hyperparameter studies: plan, run, status, report, export.", rich_markup_mode=None)
+
+
+def demo(
+    out: Path = typer.Option(Path("clusterprior-demo"), help="Study directory (reused to resume)."),
+    workers: int | None = typer.Option(None, help="Runs in parallel (default: CPU cores)."),
+    spec: Path | None = typer.Option(None, help="Run this study spec instead of the built-in demo."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
+) -> None:
+    """The main job: a study on mnist1d-hier over the thesis's hyperparameter axes with c0-c4
+    and a baseline, then the report (granulated Kendall table, figures, report.html)."""
+    from importlib import resources
+
+    from clusterprior import report, study
+
+    parsed = (
+        study.load_spec(spec)
+        if spec
+        else study.parse(resources.files("clusterprior.study").joinpath("demo.toml").read_text(), "demo.toml")
+    )
+    study.run_study(parsed, out, workers=workers, device="cpu", quiet=quiet)
+    built = report.build(out)
+    console = Console(width=max(100, Console().width))
+    console.print(report.tables.terminal_table(built.analysis))
+    console.print(report.capped_note(built.analysis))
+    print(f"report: {built.html}")
+
+
+@study_app.command("plan")
+def study_plan(
+    spec: Path = typer.Argument(..., help="Study spec (TOML)."),
+    show: int = typer.Option(5, help="How many configurations to print."),
+) -> None:
+    """Validate a spec and print the size of its grid and its first configurations."""
+    from clusterprior import study
+
+    parsed = study.load_spec(spec)
+    runs = study.expand(parsed)
+    console = Console()
+    console.print(
+        f"{spec}: study {parsed.name!r}, {len(runs)} runs on {parsed.data.name} with {parsed.model.name}; "
+        f"measures {', '.join(parsed.measures.names)}"
+    )
+    if runs:
+        table = Table(title=f"first {min(show, len(runs))} of {len(runs)} runs")
+        table.add_column("id")
+        for key in runs[0]["hparams"]:
+            table.add_column(key)
+        for run in runs[:show]:
+            table.add_row(run["id"], *(str(v) for v in run["hparams"].values()))
+        console.print(table)
+
+
+@study_app.command("run")
+def study_run(
+    spec: Path = typer.Argument(..., help="Study spec (TOML)."),
+    out: Path = typer.Option(..., help="Study directory (created; reused to resume)."),
+    workers: int | None = typer.Option(None, help="Runs in parallel (default: CPU cores)."),
+    executor: str = typer.Option("local", help="local or ray."),
+    address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop dispatching at the first failed run."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed runs again."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
+) -> None:
+    """Train and measure every unfinished run of a study (resumes where it stopped)."""
+    from clusterprior import study
+    from clusterprior.train import resolve_device
+
+    if executor == "local":  # on a Ray cluster the GPUs are the workers', not the driver's
+        resolve_device(device)
+    counts = study.run_study(
+        study.load_spec(spec),
+        out,
+        executor=executor,
+        workers=workers,
+        address=address,
+        device=device,
+        fail_fast=fail_fast,
+        retry_failed=retry_failed,
+        quiet=quiet,
+    )
+    if counts.get("failed"):
+        raise typer.Exit(1)
+
+
+@study_app.command("report")
+def study_report(
+    folder: Path = typer.Argument(..., help="Study directory."),
+    target: str = typer.Option("test_acc", help="test_acc or gap (the generalization gap)."),
+) -> None:
+    """Write DIR/report/: granulated-Kendall table (CSV, Markdown), CMI scores, figures, report.html."""
+    from clusterprior import report
+
+    built = report.build(folder, target=target)
+    print((built.folder / "report.md").read_text())
+    print(f"report: {built.html}")
+
+
+@study_app.command("readme")
+def study_readme(
+    readme: Path = typer.Option(Path("README.md"), help="The file whose results blocks to rewrite."),
+    results: Path = typer.Option(Path("results"), help="Folder of the committed study results (NAME/report/)."),
+    check: bool = typer.Option(False, "--check", help="Only compare; exit 1 if a block is stale."),
+) -> None:
+    """Regenerate the README's result blocks (<!-- results: NAME -->) from the committed results."""
+    from clusterprior.report.readme import update
+
+    changed = update(readme, results, check=check)
+    if check and changed:
+        print(f"{readme}: stale results blocks: {', '.join(changed)}; run 'clusterprior study readme'")
+        raise typer.Exit(1)
+    print(f"{readme}: {'rewrote ' + ', '.join(changed) if changed else 'every results block is up to date'}")
+
+
+@study_app.command("export")
+def study_export(
+    folder: Path = typer.Argument(..., help="Study directory."),
+    out: Path = typer.Option(..., help="File to write: .csv, or .parquet (needs pyarrow)."),
+) -> None:
+    """Write the study's tidy table (a row per run and epoch) to CSV or Parquet."""
+    from clusterprior import study
+
+    print(f"wrote {study.load(folder).export(out)}")
+
+
+@study_app.command("status")
+def study_status(folder: Path = typer.Argument(..., help="Study directory.")) -> None:
+    """Counts of runs by status, and each failed run with its error line."""
+    from clusterprior.study.store import Store
+
+    if not (folder / "study.db").is_file():
+        raise UserError(f"{folder}: not a study directory (no study.db)")
+    store = Store(folder)
+    try:
+        counts, failures = store.counts(), store.failures()
+    finally:
+        store.close()
+    print(
+        f"{folder}: {sum(counts.values())} runs: "
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "diverged", "failed", "running", "queued"))
+    )
+    for run_id, error in failures:
+        print(f"failed {run_id}: {error}")

@@ -1,0 +1,423 @@
+"""The catalogue of named measures, and :func:`measure_model`, one call for one model.
+
+Each measure is one :class:`Measure` entry of :data:`CATALOGUE`: its name, level,
+orientation, what it reads and its function. Everything else derives from it: the study
+spec's validation, the report's orientation and order, the CLI's list and the worker's
+rows. Adding a measure means adding one entry.
+
+Every entry's function has the same signature, ``function(inputs, k, layerwise)``: it
+returns the model-level value (``layerwise=False``) or ``{layer: value}``
+(``layerwise=True``; an empty dict when the measure has no per-layer values). ``k`` is
+the top-k of the measure (``None`` for measures without one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+from torch import nn
+
+from clusterprior.data import Split
+from clusterprior.errors import UserError
+from clusterprior.measures import baselines, sharpness
+from clusterprior.measures import intraclass as ic
+from clusterprior.measures.rotation import layer_rotation
+
+READS = ("model", "pre", "post", "outputs", "weights", "initial", "subclasses")
+COLUMNS = ["measure", "layer", "k", "value"]  # the tidy result of :func:`measure_model`
+MODEL_LEVEL = "all"  # the ``layer`` of a model-level value
+
+
+@dataclass
+class Settings:
+    """The options of a measurement (the study spec's ``[measures]`` section)."""
+
+    k_neuron: int = 30  # top-k neurons of c1 and c3
+    k_layer: int = 1  # top-k layers of c2 and c4 (thesis: 1 for VGG, 5 for ResNets)
+    layerwise_k: int = 5  # top-k neurons inside each layer for the per-layer values of c1 and c3
+    max_samples: int | None = None  # c4: samples of the whole-set spread
+    sharpness_budget: float = 1.0  # fraction of the thesis's sharpness draws and ascent steps
+    batch_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (min(self.k_neuron, self.k_layer, self.layerwise_k) >= 1, "k_neuron, k_layer and layerwise_k must be >= 1"),
+            (self.max_samples is None or self.max_samples >= 2, "max_samples must be >= 2"),
+            (0.0 < self.sharpness_budget <= 1.0, "sharpness_budget must be in (0, 1]"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Settings:
+        """The settings given in ``options`` (a run's ``measures`` config; other keys ignored)."""
+        return cls(**{f.name: options[f.name] for f in fields(cls) if f.name in options})
+
+
+@dataclass
+class Inputs:
+    """What a measure may read. The probe's representations are captured at most once, on
+    first use (or given)."""
+
+    model: nn.Module
+    split: Split
+    settings: Settings
+    initial: Mapping[str, torch.Tensor] | None = None
+    given_reps: Any = None
+
+    @cached_property
+    def reps(self) -> Any:
+        from clusterprior import probe
+
+        if self.given_reps is not None:
+            return self.given_reps
+        return probe.collect(self.model, self.split.x, batch_size=self.settings.batch_size)
+
+    def arrays(self, which: str) -> dict[str, torch.Tensor]:
+        return self.reps.as_dict(which)
+
+
+Function = Callable[[Inputs, "int | None", bool], Any]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One named measure. ``orientation``: the sign that makes a higher oriented value
+    predict better generalization (SPEC.md 2.6), so a positive correlation is a correct
+    prediction. ``reads``: a subset of :data:`READS`. ``k``: the :class:`Settings` field
+    that sets its top-k (its per-layer values use ``layerwise_k`` for neuron-level
+    measures). ``sweep``: also computed at each k of a k-sweep (thesis Fig. 2.5)."""
+
+    name: str
+    family: Literal["intraclass", "baseline"]
+    level: Literal["black-box", "neuron", "layer", "model"]
+    orientation: int
+    reads: tuple[str, ...]
+    function: Function
+    description: str
+    k: Literal["k_neuron", "k_layer"] | None = None
+    sweep: bool = False
+
+    @property
+    def needs_subclasses(self) -> bool:
+        return "subclasses" in self.reads
+
+    def k_of(self, settings: Settings, layerwise: bool = False) -> int | None:
+        """The k of the model-level value, or of the per-layer values (``layerwise``)."""
+        if self.k is None:
+            return None
+        return settings.layerwise_k if layerwise and self.level == "neuron" else getattr(settings, self.k)
+
+
+def _representation(which: str, function: Callable[..., Any], subclasses: bool, *passed: str) -> Function:
+    """A c1-c4 function on the probe's ``which`` arrays, the labels (and subclass labels)
+    and the :class:`Settings` fields named in ``passed``."""
+
+    def compute(inputs: Inputs, k: int | None, layerwise: bool) -> Any:
+        split = inputs.split
+        labels = (split.y, split.sub) if subclasses else (split.y,)
+        extra = {name: getattr(inputs.settings, name) for name in passed}
+        return function(inputs.arrays(which), *labels, k=k, layerwise=layerwise, **extra)
+
+    return compute
+
+
+def _model_value(
+    value: Callable[[Inputs], float], per_layer: Callable[[Inputs], dict[str, float]] | None = None
+) -> Function:
+    """A measure of the model as a whole (with per-layer values when ``per_layer`` is given)."""
+
+    def compute(inputs: Inputs, k: int | None, layerwise: bool) -> Any:
+        if layerwise:
+            return per_layer(inputs) if per_layer else {}
+        return value(inputs)
+
+    return compute
+
+
+def _initial(inputs: Inputs) -> Mapping[str, torch.Tensor]:
+    if inputs.initial is None:
+        raise UserError("this measure needs the weights at initialisation (studies keep them; a checkpoint does not)")
+    return inputs.initial
+
+
+def _sharpness(kind: Callable[..., sharpness.Sharpness], kernels_only: bool) -> Function:
+    def value(inputs: Inputs) -> float:
+        return kind(
+            inputs.model,
+            inputs.split.x,
+            inputs.split.y,
+            kernels_only=kernels_only,
+            budget=inputs.settings.sharpness_budget,
+            seed=inputs.settings.seed,
+        ).value
+
+    return _model_value(value)
+
+
+def _c0(inputs: Inputs) -> float:
+    split = inputs.split
+    return ic.interpolation_ratio(
+        inputs.model,
+        split.x,
+        split.y,
+        split.subclasses,
+        seed=inputs.settings.seed,
+        batch_size=inputs.settings.batch_size,
+    )
+
+
+def _entries() -> list[Measure]:
+    ratio = ("model", "outputs", "subclasses")
+    last_hidden = lambda f: lambda i: f(i.reps.post[-1], i.split.y)  # noqa: E731 (the last hidden layer)
+    return [
+        Measure(
+            "c0",
+            "intraclass",
+            "black-box",
+            1,
+            ratio,
+            _model_value(_c0),
+            "interpolation drop, between / within subclass",
+        ),
+        Measure(
+            "c1",
+            "intraclass",
+            "neuron",
+            1,
+            ("pre", "subclasses"),
+            _representation("pre", ic.neuron_subclass_selectivity, True),
+            "neuron subclass selectivity",
+            k="k_neuron",
+            sweep=True,
+        ),
+        Measure(
+            "c2",
+            "intraclass",
+            "layer",
+            1,
+            ("post", "subclasses"),
+            _representation("post", ic.layer_subclass_silhouette, True),
+            "layer subclass silhouette (cosine)",
+            k="k_layer",
+        ),
+        Measure(
+            "c3",
+            "intraclass",
+            "neuron",
+            1,
+            ("pre",),
+            _representation("pre", ic.neuron_variance_ratio, False),
+            "neuron variance ratio, class / all",
+            k="k_neuron",
+            sweep=True,
+        ),
+        Measure(
+            "c4",
+            "intraclass",
+            "layer",
+            1,
+            ("pre",),
+            _representation("pre", ic.layer_distance_ratio, False, "max_samples", "seed"),
+            "layer distance-spread ratio, class / all",
+            k="k_layer",
+        ),
+        Measure(
+            "distance_from_init",
+            "baseline",
+            "model",
+            -1,
+            ("weights", "initial"),
+            _model_value(
+                lambda i: baselines.distance_from_init(i.model, _initial(i)),
+                lambda i: baselines.distance_from_init_layers(i.model, _initial(i)),
+            ),
+            "||w - w0|| over all parameters",
+        ),
+        Measure(
+            "layer_rotation",
+            "baseline",
+            "model",
+            1,
+            ("weights", "initial"),
+            _model_value(
+                lambda i: layer_rotation(i.model, _initial(i))[0], lambda i: layer_rotation(i.model, _initial(i))[1]
+            ),
+            "mean cosine distance of the kernels to initialisation (thesis Ch. 4)",
+        ),
+        Measure(
+            "param_norm",
+            "baseline",
+            "model",
+            -1,
+            ("weights",),
+            _model_value(lambda i: baselines.param_norm(i.model)),
+            "Frobenius norm of all parameters",
+        ),
+        Measure(
+            "log_spectral_product",
+            "baseline",
+            "model",
+            -1,
+            ("weights",),
+            _model_value(lambda i: baselines.log_spectral_product(i.model)),
+            "log product of the kernels' spectral norms",
+        ),
+        Measure(
+            "path_norm",
+            "baseline",
+            "model",
+            -1,
+            ("model",),
+            _model_value(lambda i: baselines.path_norm(i.model, i.split.input_shape)),
+            "path norm",
+        ),
+        Measure(
+            "output_margin",
+            "baseline",
+            "model",
+            1,
+            ("outputs",),
+            _model_value(lambda i: baselines.output_margin(i.model, i.split.x, i.split.y)),
+            "10th percentile of the output margins",
+        ),
+        Measure(
+            "nc1",
+            "baseline",
+            "model",
+            -1,
+            ("post",),
+            _model_value(last_hidden(baselines.nc1)),
+            "neural collapse NC1 of the last hidden layer",
+        ),
+        Measure(
+            "davies_bouldin",
+            "baseline",
+            "model",
+            -1,
+            ("post",),
+            _model_value(last_hidden(baselines.davies_bouldin)),
+            "Davies-Bouldin index of the classes in the last hidden layer",
+        ),
+        Measure(
+            "sigma_prime",
+            "baseline",
+            "model",
+            1,
+            ("model", "outputs"),
+            _sharpness(sharpness.sigma_sharpness, False),
+            "random-perturbation sharpness, all parameters",
+        ),
+        Measure(
+            "sigma_second",
+            "baseline",
+            "model",
+            1,
+            ("model", "outputs"),
+            _sharpness(sharpness.sigma_sharpness, True),
+            "random-perturbation sharpness, kernels only",
+        ),
+        Measure(
+            "alpha_prime",
+            "baseline",
+            "model",
+            1,
+            ("model", "outputs"),
+            _sharpness(sharpness.alpha_sharpness, False),
+            "worst-case sharpness, all parameters",
+        ),
+        Measure(
+            "alpha_second",
+            "baseline",
+            "model",
+            1,
+            ("model", "outputs"),
+            _sharpness(sharpness.alpha_sharpness, True),
+            "worst-case sharpness, kernels only",
+        ),
+    ]
+
+
+CATALOGUE: dict[str, Measure] = {m.name: m for m in _entries()}
+INTRACLASS = tuple(name for name, m in CATALOGUE.items() if m.family == "intraclass")
+BASELINE_NAMES = tuple(name for name, m in CATALOGUE.items() if m.family == "baseline")
+
+
+def orientation(name: str) -> int:
+    """The catalogue's orientation of ``name`` (+1 for a name it does not hold)."""
+    return CATALOGUE[name].orientation if name in CATALOGUE else 1
+
+
+def check_names(names: Sequence[str]) -> list[str]:
+    """``names`` if the catalogue holds each one, else a :class:`UserError` naming the first
+    unknown one and listing the catalogue."""
+    unknown = [n for n in names if n not in CATALOGUE]
+    if unknown:
+        raise UserError(f"unknown measure {unknown[0]!r}; available: {', '.join(CATALOGUE)}")
+    return list(names)
+
+
+def select(names: Sequence[str] | None, has_subclasses: bool) -> list[str]:
+    """The measures to compute: ``names`` checked, or every intraclass measure the data supports."""
+    if names is None:
+        return [n for n in INTRACLASS if has_subclasses or not CATALOGUE[n].needs_subclasses]
+    missing = [n for n in check_names(names) if CATALOGUE[n].needs_subclasses and not has_subclasses]
+    if missing:
+        supported = [n for n in INTRACLASS if not CATALOGUE[n].needs_subclasses]
+        raise UserError(f"{missing[0]} needs subclass labels and this data set has none; use {', '.join(supported)}")
+    return list(names)
+
+
+def measure_model(
+    model: nn.Module,
+    split: Split,
+    measures: Sequence[str] | None = None,
+    initial: Mapping[str, torch.Tensor] | None = None,
+    settings: Settings | None = None,
+    reps: Any = None,
+    k_sweep: Sequence[int] = (),
+) -> pd.DataFrame:
+    """The ``measures`` (names of :data:`CATALOGUE`; default: every intraclass measure the
+    data supports) of ``model`` on ``split``, as one tidy frame with columns
+    ``measure, layer, k, value``: ``layer`` is ``"all"`` for the model-level value, a layer
+    (or parameter) name otherwise; ``k`` is the top-k used (None where a measure has none).
+    Measures with ``sweep`` add a model-level row at each k of ``k_sweep``.
+
+    ``initial``: the parameters at initialisation, by name (distance from init, layer
+    rotation). ``reps``: the probe's representations of ``split.x``, when already captured
+    (otherwise they are captured once, if a measure reads them). Per-layer rows follow the
+    model-level ones, the probe's layers in forward order first; layers without a live
+    neuron are left out.
+    """
+    settings = settings or Settings()
+    inputs = Inputs(model, split, settings, initial, reps)
+    whole: list[dict[str, Any]] = []
+    per_layer: list[dict[str, Any]] = []
+    for name in select(measures, split.sub is not None):
+        entry = CATALOGUE[name]
+        k, layer_k = entry.k_of(settings), entry.k_of(settings, layerwise=True)
+        whole.append({"measure": name, "layer": MODEL_LEVEL, "k": k, "value": float(entry.function(inputs, k, False))})
+        if entry.sweep:
+            whole += [
+                {"measure": name, "layer": MODEL_LEVEL, "k": each, "value": float(entry.function(inputs, each, False))}
+                for each in k_sweep
+                if each != k
+            ]
+        per_layer += [
+            {"measure": name, "layer": str(layer), "k": layer_k, "value": float(v)}
+            for layer, v in entry.function(inputs, layer_k, True).items()
+            if v == v
+        ]  # NaN: a dead layer
+    order = {name: i for i, name in enumerate(inputs.reps.names)} if "reps" in inputs.__dict__ else {}
+    per_layer.sort(key=lambda row: order.get(row["layer"], len(order)))  # forward order first (stable)
+    frame = pd.DataFrame(whole + per_layer, columns=COLUMNS)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame

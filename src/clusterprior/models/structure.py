@@ -1,0 +1,96 @@
+"""Structure queries that every other layer asks of a model: its kernels, its activation
+modules and their widths, its device, and a context that evaluates it in eval mode.
+
+Kernels are the weights of Conv and Linear layers (biases and BatchNorm parameters
+excluded): what Layca rotates, what layer rotation measures and what the norm-based
+baselines read. Activation modules are the ``nn.ReLU`` modules and the
+:class:`~clusterprior.models.layers.NoActivation` of a linear hidden layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from clusterprior.models.layers import NoActivation
+
+KERNEL_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+ACTIVATION_TYPES = (nn.ReLU, NoActivation)
+
+
+def kernels(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{"<module>.weight": weight}`` of every Conv/Linear layer, in registration order."""
+    found: dict[str, torch.Tensor] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, KERNEL_TYPES):
+            found[f"{name}.weight" if name else "weight"] = module.weight
+    return found
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the kernels (e.g. the initial ones)."""
+    return {k: w.detach().clone() for k, w in kernels(model).items()}
+
+
+def cosine_distance(u: torch.Tensor, v: torch.Tensor) -> float:
+    """``1 - <u, v> / (|u| |v|)`` of the flattened tensors (float64, on ``u``'s device: an
+    initial snapshot kept on the CPU compares with a model trained on a GPU)."""
+    u, v = u.detach().double().flatten(), v.detach().to(u.device).double().flatten()
+    return float(1.0 - (u @ v) / (u.norm() * v.norm()))
+
+
+def kernel_rotation(initial: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Cosine distance of each kernel in ``initial`` to the same kernel in ``current`` (two
+    state dicts, or :func:`snapshot` s); entries with fewer than 2 dimensions (biases,
+    BatchNorm) are skipped. The layer rotation of SPEC.md 4.1."""
+    return {k: cosine_distance(w0, current[k]) for k, w0 in initial.items() if w0.ndim >= 2}
+
+
+def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every activation module (``nn.ReLU``, or the ``NoActivation``
+    of a linear hidden layer) in registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATION_TYPES)]
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and give every submodule its own mode back
+    afterwards, even when the block raises."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@torch.no_grad()
+def neuron_counts(model: nn.Module, input_shape: tuple[int, ...] | list[int]) -> dict[str, int]:
+    """Neurons (channels for conv maps, units for dense layers) of each activation layer,
+    in forward order, found with one forward pass of a dummy batch in eval mode."""
+    seen: dict[str, int] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            seen.setdefault(name, int(inputs[0].shape[1]))
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in activation_modules(model)]
+    try:
+        with evaluating(model):
+            model(torch.zeros(2, *input_shape, device=device_of(model)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
