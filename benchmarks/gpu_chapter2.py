@@ -51,16 +51,36 @@ def run(name: str, text: str, work: Path, device: str, workers: int, limit: floa
     cli = [sys.executable, "-m", "clusterprior"]
     start = time.time()
     try:
-        code = subprocess.run([*cli, "study", "run", str(spec_file), "--out", str(folder), "--workers", str(workers),
-                               "--device", device, "--quiet"], timeout=limit).returncode
+        code = subprocess.run(
+            [
+                *cli,
+                "study",
+                "run",
+                str(spec_file),
+                "--out",
+                str(folder),
+                "--workers",
+                str(workers),
+                "--device",
+                device,
+                "--quiet",
+            ],
+            timeout=limit,
+        ).returncode
     except subprocess.TimeoutExpired:
         code = "time limit"
     wall = time.time() - start
     report = subprocess.run([*cli, "study", "report", str(folder)], capture_output=True, text=True)
     runs = study.load(folder).runs()
-    return {"study": name, "exit": code, "wall_s": round(wall, 1), "report_exit": report.returncode,
-            "counts": runs["status"].value_counts().to_dict(), "stop_reasons": runs["stop_reason"].value_counts().to_dict(),
-            "report_tail": report.stdout[-3000:] + report.stderr[-1000:]}
+    return {
+        "study": name,
+        "exit": code,
+        "wall_s": round(wall, 1),
+        "report_exit": report.returncode,
+        "counts": runs["status"].value_counts().to_dict(),
+        "stop_reasons": runs["stop_reason"].value_counts().to_dict(),
+        "report_tail": report.stdout[-3000:] + report.stderr[-1000:],
+    }
 
 
 def main() -> None:
@@ -80,11 +100,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     fashion = {"n_train": args.fashion_train, **({"root": args.fashion_root} if args.fashion_root else {})}
-    studies = [("chapter2", prepared(ROOT / "examples/chapter2.toml", {}, args.quick)),
-               ("chapter2-fashion", prepared(ROOT / "examples/chapter2-fashion.toml", fashion, args.quick))]
-    info = {"torch": torch.__version__, "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "studies": []}
-    for (name, text), limit in zip(studies, args.limit):
+    studies = [
+        ("chapter2", prepared(ROOT / "examples/chapter2.toml", {}, args.quick)),
+        ("chapter2-fashion", prepared(ROOT / "examples/chapter2-fashion.toml", fashion, args.quick)),
+    ]
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "studies": [],
+    }
+    for (name, text), limit in zip(studies, args.limit, strict=True):
         if name not in args.studies.split(","):
             continue
         info["studies"].append(run(name, text, args.work, device, args.workers, limit))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -52,8 +53,13 @@ def measures_on_gpu(device: str, quick: bool) -> dict:
     on_cpu, t_cpu = timed(lambda: measures.measure_model(model_cpu, split, names).query("layer == 'all'"))
     a, b = on_device.set_index("measure")["value"], on_cpu.set_index("measure")["value"]
     rel = ((a - b).abs() / b.abs().clip(lower=1e-12)).to_dict()
-    return {"values_device": a.to_dict(), "values_cpu": b.to_dict(), "rel_diff": rel,
-            "seconds_device": t_device, "seconds_cpu": t_cpu}
+    return {
+        "values_device": a.to_dict(),
+        "values_cpu": b.to_dict(),
+        "rel_diff": rel,
+        "seconds_device": t_device,
+        "seconds_cpu": t_cpu,
+    }
 
 
 def bf16_training(device: str, quick: bool) -> dict:
@@ -62,11 +68,15 @@ def bf16_training(device: str, quick: bool) -> dict:
     for amp in (False, True):
         torch.manual_seed(0)
         model = models.build("cnn", split.input_shape, split.n_classes, width=2.0)
-        config = train.TrainConfig(epochs=2 if quick else 20, batch_size=128, amp=amp, device=device,
-                                   channels_last=True)
-        result, seconds = timed(lambda: train.fit(model, split, test, config))
-        out["bf16" if amp else "fp32"] = {"test_acc": result.final["test_acc"], "seconds": seconds,
-                                          "status": result.status}
+        config = train.TrainConfig(
+            epochs=2 if quick else 20, batch_size=128, amp=amp, device=device, channels_last=True
+        )
+        result, seconds = timed(partial(train.fit, model, split, test, config))
+        out["bf16" if amp else "fp32"] = {
+            "test_acc": result.final["test_acc"],
+            "seconds": seconds,
+            "status": result.status,
+        }
     out["speed_ratio_bf16_over_fp32"] = out["fp32"]["seconds"] / out["bf16"]["seconds"]
     return out
 
@@ -80,13 +90,17 @@ def recorder_overhead(device: str, quick: bool) -> dict:
         config = wtm.train_config(setting, len(splits["train"]), 0, device)
         if with_recorder:
             model.to(device)
-            recorder = DynamicsRecorder(model, splits["train"].sub, splits["train"].y,
-                                                          splits["train"].meta.superclass_of, neurons=50)
+            recorder = DynamicsRecorder(
+                model, splits["train"].sub, splits["train"].y, splits["train"].meta.superclass_of, neurons=50
+            )
             with recorder:
-                result, seconds = timed(lambda: train.fit(model, splits["train"], splits["test"], config,
-                                                          step_callbacks=[recorder.on_step]))
+                result, seconds = timed(
+                    partial(
+                        train.fit, model, splits["train"], splits["test"], config, step_callbacks=[recorder.on_step]
+                    )
+                )
         else:
-            result, seconds = timed(lambda: train.fit(model, splits["train"], splits["test"], config))
+            result, seconds = timed(partial(train.fit, model, splits["train"], splits["test"], config))
         times.setdefault("with" if with_recorder else "without", []).append(seconds)
         times.setdefault("test_acc_" + ("with" if with_recorder else "without"), []).append(result.final["test_acc"])
     times["ratio_with_over_without"] = min(times["with"]) / min(times["without"])
@@ -107,13 +121,19 @@ def main() -> None:
     for name, fn in parts.items():
         if name in args.skip:
             continue
-        report[name], seconds = timed(lambda: fn(device, args.quick))
+        report[name], seconds = timed(partial(fn, device, args.quick))
         print(name, f"{seconds:.1f} s", json.dumps(report[name]), flush=True)
         (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     if "wtm" not in args.skip:
         start = time.perf_counter()
-        table, summary = wtm.run(wtm.IN_ALL, args.out / "wtm", seeds=args.seeds, scale=0.02 if args.quick else None,
-                                 device=device, on_result=lambda n, r: print(n, json.dumps(r), flush=True))
+        table, summary = wtm.run(
+            wtm.IN_ALL,
+            args.out / "wtm",
+            seeds=args.seeds,
+            scale=0.02 if args.quick else None,
+            device=device,
+            on_result=lambda n, r: print(n, json.dumps(r), flush=True),
+        )
         report["wtm_seconds"] = time.perf_counter() - start
         print(summary.to_string(index=False), flush=True)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))

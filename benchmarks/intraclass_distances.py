@@ -94,10 +94,10 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
+from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on sys.path)
 from sklearn.metrics import silhouette_samples
 from sklearn.metrics.pairwise import cosine_distances
 
-from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on sys.path)
 from clusterprior import measures
 
 EPS = 1e-7
@@ -128,8 +128,9 @@ MAIN = Shape()
 SCALE = Shape(n_classes=10, n_sub=5, n_per=1000, n_layers=1, width=512)
 
 
-def make_data(shape: Shape, seed: int = SEED, latent: int = 16, dead_frac: float = 0.08,
-              silent_frac: float = 0.01) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def make_data(
+    shape: Shape, seed: int = SEED, latent: int = 16, dead_frac: float = 0.08, silent_frac: float = 0.01
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Pre-activations per layer (float64 ``[N, width]``), class labels ``y`` and global
     subclass labels ``sub`` (subclass s lies in class s // n_sub), samples shuffled."""
     rng = np.random.default_rng(seed)
@@ -216,11 +217,15 @@ def compare(ours: dict[int, float], ref: dict[int, float]) -> tuple[float, float
     if set(ours) != set(ref):
         raise AssertionError(f"layers differ: ours {sorted(ours)}, reference {sorted(ref)}")
     abs_d = [abs(ours[k] - ref[k]) for k in ref]
-    rel_d = [d / abs(ref[k]) if ref[k] != 0 else (0.0 if d == 0 else float("inf")) for d, k in zip(abs_d, ref)]
+    rel_d = [
+        d / abs(ref[k]) if ref[k] != 0 else (0.0 if d == 0 else float("inf")) for d, k in zip(abs_d, ref, strict=True)
+    ]
     return max(rel_d), max(abs_d)
 
 
-def measure(name: str, runners: dict[str, Callable[[], dict[int, float]]], repeats: int, calls: int = 1) -> dict[str, Any]:
+def measure(
+    name: str, runners: dict[str, Callable[[], dict[int, float]]], repeats: int, calls: int = 1
+) -> dict[str, Any]:
     """Warm-up call per implementation, then ``repeats`` timed runs of ``calls`` back-to-back
     calls each (seconds are per call), implementations alternated."""
     outcomes = {v: Outcome() for v in runners}
@@ -234,16 +239,25 @@ def measure(name: str, runners: dict[str, Callable[[], dict[int, float]]], repea
             for _ in range(calls):
                 runners[v]()
             outcomes[v].seconds.append((time.perf_counter() - start) / calls)
-        print(f"  {name}  repeat {rep + 1}/{repeats}: "
-              + ", ".join(f"{v} {outcomes[v].seconds[-1]:.3f}s" for v in variants), flush=True)
+        print(
+            f"  {name}  repeat {rep + 1}/{repeats}: "
+            + ", ".join(f"{v} {outcomes[v].seconds[-1]:.3f}s" for v in variants),
+            flush=True,
+        )
     ours, ref = outcomes["ours"], outcomes["reference"]
-    ratios = [r / o for r, o in zip(ref.seconds, ours.seconds)]
+    ratios = [r / o for r, o in zip(ref.seconds, ours.seconds, strict=True)]
     rel, absd = compare(ours.values, ref.values)
     return {
-        "measure": name, "ours": ours.median, "reference": ref.median,
-        "speedup": statistics.median(ratios), "speedup_min": min(ratios), "speedup_max": max(ratios),
-        "rel": rel, "abs": absd,
-        "values_ours": ours.values, "values_ref": ref.values,
+        "measure": name,
+        "ours": ours.median,
+        "reference": ref.median,
+        "speedup": statistics.median(ratios),
+        "speedup_min": min(ratios),
+        "speedup_max": max(ratios),
+        "rel": rel,
+        "abs": absd,
+        "values_ours": ours.values,
+        "values_ref": ref.values,
     }
 
 
@@ -320,13 +334,19 @@ def run_scale(with_reference: bool, threads: int | None) -> list[dict[str, Any]]
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 raise RuntimeError(f"scale child {which} failed:\n{proc.stdout}\n{proc.stderr}")
-            res = json.loads(lines[-1][len("RESULT "):])
+            res = json.loads(lines[-1][len("RESULT ") :])
             res["measure"] = which
-            print(f"  {which} at N={SCALE.n:,} x {SCALE.width}: ours {res['ours_s']:.2f}s, "
-                  f"peak RSS {res['rss_peak_mb']:.0f} MB (before the call {res['rss_before_mb']:.0f} MB; "
-                  f"VmHWM {res['vmhwm_mb']:.0f} MB)"
-                  + (f", reference {res['reference_s']:.1f}s, max rel. diff {res['rel']:.1e}" if "reference_s" in res else ""),
-                  flush=True)
+            print(
+                f"  {which} at N={SCALE.n:,} x {SCALE.width}: ours {res['ours_s']:.2f}s, "
+                f"peak RSS {res['rss_peak_mb']:.0f} MB (before the call {res['rss_before_mb']:.0f} MB; "
+                f"VmHWM {res['vmhwm_mb']:.0f} MB)"
+                + (
+                    f", reference {res['reference_s']:.1f}s, max rel. diff {res['rel']:.1e}"
+                    if "reference_s" in res
+                    else ""
+                ),
+                flush=True,
+            )
             rows.append(res)
     return rows
 
@@ -339,8 +359,10 @@ def fmt_time(s: float) -> str:
 
 
 def table(rows: list[dict[str, Any]], shape: Shape) -> str:
-    head = ("| measure | data | ours (median) | reference (median) | speedup ref/ours | speedup min-max "
-            "| max rel. diff over layers | max abs. diff |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    head = (
+        "| measure | data | ours (median) | reference (median) | speedup ref/ours | speedup min-max "
+        "| max rel. diff over layers | max abs. diff |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    )
     data = f"N={shape.n:,}, {shape.n_layers} x {shape.width}"
     lines = [head]
     for r in rows:
@@ -352,19 +374,23 @@ def table(rows: list[dict[str, Any]], shape: Shape) -> str:
 
 
 def scale_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| measure | data | ours (1 run) | ours peak RSS (before the call) | reference | max rel. diff |\n"
-            "|---|---|---:|---:|---|---:|")
+    head = (
+        "| measure | data | ours (1 run) | ours peak RSS (before the call) | reference | max rel. diff |\n"
+        "|---|---|---:|---:|---|---:|"
+    )
     data = f"N={SCALE.n:,}, 1 x {SCALE.width}, {SCALE.n_classes} classes x {SCALE.n_sub} subclasses"
     lines = [head]
     for r in rows:
         if "reference_s" in r:
             ref, rel = f"{fmt_time(r['reference_s'])} (1 run)", f"{r['rel']:.1e}"
         elif r["measure"] == "c4":
-            ref, rel = f"not run (memory: {SCALE.n:,}^2 float64 = {SCALE.n ** 2 * 8 / 1e9:.0f} GB)", "-"
+            ref, rel = f"not run (memory: {SCALE.n:,}^2 float64 = {SCALE.n**2 * 8 / 1e9:.0f} GB)", "-"
         else:
             ref, rel = "not run (--no-scale-reference)", "-"
-        lines.append(f"| {r['measure']} | {data} | {fmt_time(r['ours_s'])} | "
-                     f"{r['rss_peak_mb']:,.0f} MB ({r['rss_before_mb']:,.0f} MB) | {ref} | {rel} |")
+        lines.append(
+            f"| {r['measure']} | {data} | {fmt_time(r['ours_s'])} | "
+            f"{r['rss_peak_mb']:,.0f} MB ({r['rss_before_mb']:,.0f} MB) | {ref} | {rel} |"
+        )
     return "\n".join(lines)
 
 
@@ -375,10 +401,6 @@ def values_table(rows: list[dict[str, Any]]) -> str:
             o = r["values_ours"][k]
             lines.append(f"| {r['measure']} | {k} | {o:.12f} | {ref:.12f} | {abs(o - ref) / abs(ref):.1e} |")
     return "\n".join(lines)
-
-
-
-
 
 
 def wait_for_quiet(max_load: float, max_wait: float) -> None:
@@ -421,8 +443,15 @@ def own_cpu_seconds() -> float:
     return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def markdown(rows: list[dict[str, Any]], scale_rows: list[dict[str, Any]], args: argparse.Namespace,
-             command: str, loads: tuple[str, str], others_cpu: str, wall: float) -> str:
+def markdown(
+    rows: list[dict[str, Any]],
+    scale_rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    command: str,
+    loads: tuple[str, str],
+    others_cpu: str,
+    wall: float,
+) -> str:
     scale_part = ""
     if scale_rows:
         scale_part = f"""
@@ -447,8 +476,9 @@ then `np.std` of the full cosine-distance matrices of all samples and of each cl
 Goal: equal values (relative difference < {GOAL_REL:g}) in at least {GOAL_SPEEDUP:g}x less time.
 
 **Data.** Synthetic float64 activations with planted structure, the same arrays for both, in one
-process: N = {MAIN.n:,} ({MAIN.n_classes} classes x {MAIN.n_sub} subclasses x {MAIN.n_per}, shuffled), {MAIN.n_layers} layers
-x {MAIN.width} neurons; per layer a random projection of class centroid + growing subclass offset + noise; about 8 % of the neurons are dead (negative everywhere) and about
+process: N = {MAIN.n:,} ({MAIN.n_classes} classes x {MAIN.n_sub} subclasses x {MAIN.n_per}, shuffled),
+{MAIN.n_layers} layers x {MAIN.width} neurons; per layer a random projection of class centroid + growing
+subclass offset + noise; about 8 % of the neurons are dead (negative everywhere) and about
 1 % of the samples per layer are negative on every neuron, so they are all-zero rows of the ReLU
 output (c2) and of the thresholded `z` (c4) -- the zero-vector rule (distance 1 to others, 0 to
 itself) is exercised by both (on this data, zero rows at distance 0 from each other would move c2
@@ -482,13 +512,16 @@ Rerun (prints the tables; `--write` rewrites this file):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (default 3)")
-    parser.add_argument("--measures", nargs="+", choices=["c2", "c4"], default=["c2", "c4"],
-                        help="measures to compare (default both)")
+    parser.add_argument(
+        "--measures", nargs="+", choices=["c2", "c4"], default=["c2", "c4"], help="measures to compare (default both)"
+    )
     parser.add_argument("--no-scale", action="store_true", help="skip the CIFAR-scale rows")
-    parser.add_argument("--no-scale-reference", action="store_true",
-                        help="skip the single c2 reference run at CIFAR scale (about 5 s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch and BLAS threads (default: the libraries' choice)")
+    parser.add_argument(
+        "--no-scale-reference", action="store_true", help="skip the single c2 reference run at CIFAR scale (about 5 s)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch and BLAS threads (default: the libraries' choice)"
+    )
     parser.add_argument("--max-load", type=float, default=0.8, help="wait until the 1-min load is at most this")
     parser.add_argument("--max-wait", type=float, default=300, help="longest wait for a quiet machine, s (default 300)")
     parser.add_argument("--write", action="store_true", help="write the markdown report (to --output)")
@@ -515,9 +548,12 @@ def main(argv: list[str] | None = None) -> None:
     scale_rows = [] if args.no_scale else run_scale(not args.no_scale_reference, args.threads)
     pre, y, sub = make_data(MAIN)
     post = [np.maximum(a, 0.0) for a in pre]
-    print(f"# data: N={MAIN.n}, {MAIN.n_layers} layers x {MAIN.width}; dead neurons per layer "
-          f"{[int((~(a > 0).any(0)).sum()) for a in pre]}; all-zero post rows per layer "
-          f"{[int((~(a > 0).any(1)).sum()) for a in post]}", flush=True)
+    print(
+        f"# data: N={MAIN.n}, {MAIN.n_layers} layers x {MAIN.width}; dead neurons per layer "
+        f"{[int((~(a > 0).any(0)).sum()) for a in pre]}; all-zero post rows per layer "
+        f"{[int((~(a > 0).any(1)).sum()) for a in post]}",
+        flush=True,
+    )
     runners = {
         "c2": {"ours": lambda: ours_c2(post, y, sub), "reference": lambda: reference_c2(post, y, sub)},
         "c4": {"ours": lambda: ours_c4(pre, y), "reference": lambda: reference_c4(pre, y)},
@@ -532,11 +568,14 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print(scale_table(scale_rows))
     load_after = load_average()
-    print(f"\n(total {wall:.0f} s; load average before / after: {load_before} / {load_after}; "
-          f"CPU used by other processes meanwhile: {others_cpu})")
+    print(
+        f"\n(total {wall:.0f} s; load average before / after: {load_before} / {load_after}; "
+        f"CPU used by other processes meanwhile: {others_cpu})"
+    )
     for r in rows:
         ok = r["rel"] < GOAL_REL and r["speedup"] >= GOAL_SPEEDUP
-        print(f"{r['measure']}: {'meets' if ok else 'MISSES'} the goal (rel. diff < {GOAL_REL:g}, speedup >= {GOAL_SPEEDUP:g}x)")
+        verdict = "meets" if ok else "MISSES"
+        print(f"{r['measure']}: {verdict} the goal (rel. diff < {GOAL_REL:g}, speedup >= {GOAL_SPEEDUP:g}x)")
     if args.write:
         command = "python benchmarks/intraclass_distances.py --write"
         extra = []

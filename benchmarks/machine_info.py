@@ -20,8 +20,10 @@ def machine(**versions: str) -> str:
     except OSError:
         pass
     libs = "".join(f"{name} {version}, " for name, version in versions.items())
-    return (f"{cpu}, {os.cpu_count()} CPU cores; Python {platform.python_version()}, {libs}"
-            f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}")
+    return (
+        f"{cpu}, {os.cpu_count()} CPU cores; Python {platform.python_version()}, {libs}"
+        f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}"
+    )
 
 
 def load_average() -> str:

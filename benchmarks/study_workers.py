@@ -63,9 +63,11 @@ def main() -> None:
     )
     print(table)
     if args.write:
-        text = (f"# Study executor: 1 vs 2 local workers\n\n{__doc__.split(chr(10), 2)[2].split('Run from')[0].strip()}\n\n"
-                f"**Machine.** {machine()}. 1-minute load average before / after: {before} / {after}.\n\n"
-                f"{table}\n\nRerun: `python benchmarks/study_workers.py --write`\n")
+        text = (
+            f"# Study executor: 1 vs 2 local workers\n\n{__doc__.split(chr(10), 2)[2].split('Run from')[0].strip()}\n\n"
+            f"**Machine.** {machine()}. 1-minute load average before / after: {before} / {after}.\n\n"
+            f"{table}\n\nRerun: `python benchmarks/study_workers.py --write`\n"
+        )
         (Path(__file__).parent / "study_workers.md").write_text(text)
 
 

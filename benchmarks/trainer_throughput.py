@@ -58,9 +58,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on sys.path)
 from torch import nn
 
-from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on sys.path)
 from clusterprior import data, models, train
 from clusterprior.data import Split
 
@@ -108,7 +108,7 @@ class Outcome:
 
     def ratios(self, ours: Outcome) -> list[float]:
         """Per-repeat throughput ratios ours / this variant (``t_this / t_ours``)."""
-        return [t / o for t, o in zip(self.seconds, ours.seconds)]
+        return [t / o for t, o in zip(self.seconds, ours.seconds, strict=True)]
 
 
 # ----------------------------------------------------------------- the two loops
@@ -122,8 +122,15 @@ def build_model(case: Case, split: Split) -> nn.Module:
 def run_ours(model: nn.Module, tr: Split, te: Split, epochs: int) -> float:
     """``clusterprior.train.fit``; returns the final test loss."""
     config = train.TrainConfig(
-        epochs=epochs, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM, augment=False,
-        channels_last=True, device="cpu", seed=SEED, eval_batch_size=EVAL_BATCH_SIZE,
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        lr=LR,
+        momentum=MOMENTUM,
+        augment=False,
+        channels_last=True,
+        device="cpu",
+        seed=SEED,
+        eval_batch_size=EVAL_BATCH_SIZE,
     )
     result = train.fit(model, tr, te, config)
     return float(result.final["test_loss"])
@@ -183,7 +190,7 @@ def measure(case: Case, epochs: int, repeats: int, verbose: bool = True) -> tupl
         runner(build_model(case, tr), tr, te, 1)
     names = list(runners)
     for rep in range(repeats):
-        order = names[rep % len(names):] + names[: rep % len(names)]
+        order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
             model = build_model(case, tr)
             start = time.perf_counter()
@@ -203,24 +210,28 @@ def rows_for(case: Case, tr: Split, outcomes: dict[str, Outcome], epochs: int) -
         if name == "ours":
             continue
         ratios = ref.ratios(ours)
-        rows.append({
-            "case": case.name + (" (ref. channels_last)" if name.endswith("+CL") else ""),
-            "n_train": len(tr),
-            "epochs": epochs,
-            "ours": samples / ours.median,
-            "reference": samples / ref.median,
-            "ratio": statistics.median(ratios),
-            "ratio_min": min(ratios),
-            "ratio_max": max(ratios),
-            "loss_ours": ours.test_loss,
-            "loss_ref": ref.test_loss,
-        })
+        rows.append(
+            {
+                "case": case.name + (" (ref. channels_last)" if name.endswith("+CL") else ""),
+                "n_train": len(tr),
+                "epochs": epochs,
+                "ours": samples / ours.median,
+                "reference": samples / ref.median,
+                "ratio": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+                "loss_ours": ours.test_loss,
+                "loss_ref": ref.test_loss,
+            }
+        )
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| case | n_train | epochs | ours (samples/s) | reference (samples/s) | ratio ours/ref | ratio min-max "
-            "| final test loss ours / ref |\n|---|---:|---:|---:|---:|---:|---:|---|")
+    head = (
+        "| case | n_train | epochs | ours (samples/s) | reference (samples/s) | ratio ours/ref | ratio min-max "
+        "| final test loss ours / ref |\n|---|---:|---:|---:|---:|---:|---:|---|"
+    )
     lines = [head]
     for r in rows:
         lines.append(
@@ -229,10 +240,6 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['loss_ours']:.4f} / {r['loss_ref']:.4f} |"
         )
     return "\n".join(lines)
-
-
-
-
 
 
 def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str, loads: tuple[str, str]) -> str:
@@ -271,9 +278,13 @@ Rerun (prints the table; `--write` rewrites this file):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per run, for every case (default: per case, 5-20)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="timed epochs per run, for every case (default: per case, 5-20)"
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per variant (default 7)")
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run (default all)")
+    parser.add_argument(
+        "--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run (default all)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--write", action="store_true", help="write the markdown report (to --output)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown path for --write")

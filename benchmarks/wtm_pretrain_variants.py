@@ -62,8 +62,11 @@ def main() -> None:
         start = time.perf_counter()
         accs = [one(variant, seed, args.device, args.scale) for seed in range(args.seeds)]
         rows[variant] = accs
-        print(f"{variant:10s} {100 * sum(accs) / len(accs):6.2f} [{100 * min(accs):.2f}, {100 * max(accs):.2f}] "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"{variant:10s} {100 * sum(accs) / len(accs):6.2f} [{100 * min(accs):.2f}, {100 * max(accs):.2f}] "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
     print(json.dumps(rows))
 
 

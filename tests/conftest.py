@@ -27,10 +27,24 @@ def cifar10_root(tmp_path: Path) -> Path:
     folder = tmp_path / "cifar-10-batches-py"
     for i in range(1, 6):
         labels = [(i + j) % 10 for j in range(6)]
-        write_archive(folder / f"data_batch_{i}", {b"batch_label": b"training batch", b"labels": labels,
-                                                    b"data": fake_images(rng, 6), b"filenames": [b"x.png"] * 6})
-    write_archive(folder / "test_batch", {b"batch_label": b"testing batch", b"labels": list(range(10)),
-                                          b"data": fake_images(rng, 10), b"filenames": [b"x.png"] * 10})
+        write_archive(
+            folder / f"data_batch_{i}",
+            {
+                b"batch_label": b"training batch",
+                b"labels": labels,
+                b"data": fake_images(rng, 6),
+                b"filenames": [b"x.png"] * 6,
+            },
+        )
+    write_archive(
+        folder / "test_batch",
+        {
+            b"batch_label": b"testing batch",
+            b"labels": list(range(10)),
+            b"data": fake_images(rng, 10),
+            b"filenames": [b"x.png"] * 10,
+        },
+    )
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
     write_archive(folder / "batches.meta", {b"label_names": names, b"num_cases_per_batch": 6})
     return tmp_path
@@ -43,9 +57,21 @@ def cifar100_root(tmp_path: Path) -> Path:
     folder = tmp_path / "cifar-100-python"
     for name, n in (("train", 200), ("test", 100)):
         fine = [int(i % 100) for i in range(n)]
-        write_archive(folder / name, {b"batch_label": name.encode(), b"fine_labels": fine,
-                                      b"coarse_labels": [f % 20 for f in fine], b"data": fake_images(rng, n),
-                                      b"filenames": [b"x.png"] * n})
-    write_archive(folder / "meta", {b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-                                    b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]})
+        write_archive(
+            folder / name,
+            {
+                b"batch_label": name.encode(),
+                b"fine_labels": fine,
+                b"coarse_labels": [f % 20 for f in fine],
+                b"data": fake_images(rng, n),
+                b"filenames": [b"x.png"] * n,
+            },
+        )
+    write_archive(
+        folder / "meta",
+        {
+            b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+        },
+    )
     return tmp_path

@@ -35,7 +35,9 @@ def c3(layers, y, k):
     z = np.concatenate(layers, axis=1)
     scores = []
     for c in np.unique(y):
-        ratio = [0.0 if not (z[:, n] > 0).any() else z[y == c, n].std() / (z[:, n].std() + 1e-7) for n in range(z.shape[1])]
+        ratio = [
+            0.0 if not (z[:, n] > 0).any() else z[y == c, n].std() / (z[:, n].std() + 1e-7) for n in range(z.shape[1])
+        ]
         scores.append(topk(ratio, k))
     return float(np.mean(scores))
 
@@ -96,8 +98,10 @@ def c0(predict, x, y, sub, steps, rng, aggregate="max"):
         drops = []
         for partners in (within, between):
             per_pair = []
-            for i, j in zip(members, partners):
-                d = [1 - predict((t * x[i] + (1 - t) * x[j])[None])[0, c] for t in np.arange(1, steps + 1) / (steps + 1)]
+            for i, j in zip(members, partners, strict=True):
+                d = [
+                    1 - predict((t * x[i] + (1 - t) * x[j])[None])[0, c] for t in np.arange(1, steps + 1) / (steps + 1)
+                ]
                 per_pair.append(max(d) if aggregate == "max" else sum(d))
             drops.append(np.mean(per_pair))
         ratios.append(drops[1] / (drops[0] + 1e-7))

@@ -82,6 +82,7 @@ def line_data():
     return x, torch.cat([torch.zeros(500), torch.ones(500)]).long()
 
 
+@pytest.mark.slow
 def test_a_sharper_minimum_gives_a_smaller_sigma_and_alpha(line_data):
     x, y = line_data
     flat, sharp = boundary_model(0.0), boundary_model(0.85)  # both classify every point right
@@ -117,6 +118,7 @@ def test_batch_statistics_sharpness_never_evaluates_a_batch_of_one():
     assert net.training and all(m.training for m in net.modules()), "the caller's modes are restored"
 
 
+@pytest.mark.slow
 def test_every_baseline_in_a_study_and_its_report(tmp_path):
     from clusterprior import report, study
     from clusterprior.measures import BASELINE_NAMES
@@ -212,3 +214,9 @@ def test_thesis_table_specs_list_the_four_sharpness_baselines(table):
     names = spec.measures.names
     assert {"sigma_prime", "sigma_second", "alpha_prime", "alpha_second"} <= set(names)
     assert {"c3", "c4"} <= set(names) and len(names) == len(set(names))
+
+
+def test_distance_from_init_names_a_missing_initial_parameter():
+    net = models.build("mlp", (3,), 2, width=0.05)
+    with pytest.raises(UserError, match="initial weights lack '.*bias'.*not a snapshot of the kernels"):
+        baselines.distance_from_init(net, models.snapshot(net))

@@ -15,8 +15,25 @@ SMALL = ["-o", "n_train=400", "-o", "n_test=100"]
 
 def test_train_writes_checkpoint_history_and_result(tmp_path: Path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", "--data", "mnist1d-hier", "--model", "mlp", "--epochs", "3", "--out", str(out), "--quiet",
-               "--milestones", "2", "--device", "cpu", *SMALL])
+    rc = main(
+        [
+            "train",
+            "--data",
+            "mnist1d-hier",
+            "--model",
+            "mlp",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+            "--milestones",
+            "2",
+            "--device",
+            "cpu",
+            *SMALL,
+        ]
+    )
     assert rc == 0
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "done" and sum(result["neurons"].values()) == 512
@@ -27,8 +44,29 @@ def test_train_writes_checkpoint_history_and_result(tmp_path: Path, capsys):
 def test_train_twice_with_one_seed_gives_identical_histories(tmp_path: Path):
     frames = []
     for name in ("a", "b"):
-        assert main(["train", "--epochs", "2", "--augment", "--dropout", "0.2", "--seed", "5", "--quiet", "--device", "cpu",
-                     "--checkpoint-format", "pt", "--out", str(tmp_path / name), *SMALL]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--epochs",
+                    "2",
+                    "--augment",
+                    "--dropout",
+                    "0.2",
+                    "--seed",
+                    "5",
+                    "--quiet",
+                    "--device",
+                    "cpu",
+                    "--checkpoint-format",
+                    "pt",
+                    "--out",
+                    str(tmp_path / name),
+                    *SMALL,
+                ]
+            )
+            == 0
+        )
         frames.append(pd.read_csv(tmp_path / name / "history.csv").drop(columns="seconds"))
     pd.testing.assert_frame_equal(frames[0], frames[1])
 
@@ -60,17 +98,21 @@ def test_parse_options():
     assert parse_options(["n=3", "x=0.5", "t=coarse", "flag=true"]) == {"n": 3, "x": 0.5, "t": "coarse", "flag": True}
 
 
+@pytest.mark.slow
 def test_entry_point_and_help():
     done = subprocess.run([sys.executable, "-m", "clusterprior", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "train" in done.stdout and "demo" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "clusterprior", "train", "--lr", "0"], capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "clusterprior", "train", "--lr", "0"], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == "clusterprior: error: lr must be a positive number"
 
 
 def test_measure_a_checkpoint_from_train(tmp_path: Path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--model", "cnn", "--epochs", "2", "--out", str(out), "--quiet", "--device", "cpu", *SMALL]) == 0
+    assert (
+        main(["train", "--model", "cnn", "--epochs", "2", "--out", str(out), "--quiet", "--device", "cpu", *SMALL]) == 0
+    )
     capsys.readouterr()
     ckpt = str(out / "model.safetensors")
     assert main(["measure", ckpt, "--format", "json", "--device", "cpu"]) == 0
@@ -83,10 +125,25 @@ def test_measure_a_checkpoint_from_train(tmp_path: Path, capsys):
     assert main(["measure", ckpt]) == 0
     assert "intraclass clustering" in capsys.readouterr().out
     assert main(["measure", ckpt, "--measures", "c9"]) == 2
-    assert main(["measure", ckpt, "--measures", "c3,param_norm,output_margin,nc1,sigma_prime", "--format", "json",
-                 "--sharpness-budget", "0.1"]) == 0
+    assert (
+        main(
+            [
+                "measure",
+                ckpt,
+                "--measures",
+                "c3,param_norm,output_margin,nc1,sigma_prime",
+                "--format",
+                "json",
+                "--sharpness-budget",
+                "0.1",
+            ]
+        )
+        == 0
+    )
     values = {r["measure"]: r["value"] for r in json.loads(capsys.readouterr().out) if r["layer"] == "all"}
-    assert set(values) == {"c3", "param_norm", "output_margin", "nc1", "sigma_prime"} and 0 <= values["sigma_prime"] <= 2
+    assert (
+        set(values) == {"c3", "param_norm", "output_margin", "nc1", "sigma_prime"} and 0 <= values["sigma_prime"] <= 2
+    )
     assert main(["measure", ckpt, "--measures", "distance_from_init"]) == 2, "a checkpoint has no initial weights"
     assert main(["measure", ckpt, "--format", "xml"]) == 2
     assert main(["measure", str(tmp_path / "absent.pt")]) == 2

@@ -40,7 +40,10 @@ def test_mnist1d_hier_options_determinism_and_global_rng():
     assert np.array_equal(np.random.get_state()[1], state[1]), "numpy's global RNG is left as it was"
     b = data.load("mnist1d-hier", n_train=300, n_test=105, seed=3)
     c = data.load("mnist1d-hier", n_train=300, n_test=105, seed=4)
-    assert a.x.shape == (300, 1, 40) and data.load("mnist1d-hier", "test", n_train=300, n_test=105, seed=3).x.shape[0] == 105
+    assert (
+        a.x.shape == (300, 1, 40)
+        and data.load("mnist1d-hier", "test", n_train=300, n_test=105, seed=3).x.shape[0] == 105
+    )
     assert torch.equal(a.x, b.x) and not torch.equal(a.x, c.x)
 
 
@@ -49,7 +52,9 @@ def test_digits_hier_stratified_split():
     assert train.x.shape[1:] == (1, 8, 8) and len(train) + len(test) == 1797
     for s in (train, test):
         check_split(s)
-    share = torch.bincount(test.sub, minlength=10) / torch.bincount(train.sub + 0, minlength=10).add(torch.bincount(test.sub, minlength=10))
+    share = torch.bincount(test.sub, minlength=10) / torch.bincount(train.sub + 0, minlength=10).add(
+        torch.bincount(test.sub, minlength=10)
+    )
     assert torch.allclose(share, torch.full((10,), 0.25), atol=0.02)
     assert train.meta.augment == {"shift": 1, "hflip": False}
 
@@ -69,8 +74,19 @@ def test_synthclust_matches_the_thesis_generator():
 
 
 def test_synthclust_options():
-    split = data.load("synthclust", "test", n_clusters=6, n_classes=3, dim=40, hot=4, n_train_per_cluster=10,
-                      n_test_per_cluster=50, noise=0.4, test_noise=0.1, seed=1)
+    split = data.load(
+        "synthclust",
+        "test",
+        n_clusters=6,
+        n_classes=3,
+        dim=40,
+        hot=4,
+        n_train_per_cluster=10,
+        n_test_per_cluster=50,
+        noise=0.4,
+        test_noise=0.1,
+        seed=1,
+    )
     centroids = torch.from_numpy(split.meta.extra["centroids"])
     assert split.x.shape == (300, 40) and split.n_classes == 3
     assert abs(float((split.x - centroids[split.sub]).std()) - 0.1) < 0.01
@@ -159,7 +175,11 @@ def test_missing_cifar_folder_says_what_is_expected_where(tmp_path: Path, monkey
         data.load("cifar10", root=str(tmp_path / "nowhere"))
     message = str(err.value)
     assert "\n" not in message
-    assert "data_batch_1" in message and "test_batch" in message and str(tmp_path / "nowhere" / "cifar-10-batches-py") in message
+    assert (
+        "data_batch_1" in message
+        and "test_batch" in message
+        and str(tmp_path / "nowhere" / "cifar-10-batches-py") in message
+    )
     with pytest.raises(UserError, match=ENV_VAR):
         data.load("cifar100")
 

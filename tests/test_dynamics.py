@@ -52,12 +52,13 @@ def test_recorder_matches_a_hand_written_loop(batch_size):
     split, model = small_setup()
     reference = copy.deepcopy(model)
     chosen = select_neurons(model, 5)
-    (layer, neurons), = chosen.items()
+    ((layer, neurons),) = chosen.items()
     group = np.random.default_rng(0).integers(0, 2, len(split))
     config = train.TrainConfig(epochs=3, batch_size=batch_size, optimizer="sgd", momentum=0.0, lr=0.5, loss="bce")
     n_steps = 3 * (len(split) // batch_size)
-    recorder = DynamicsRecorder(model, split.sub, split.y, split.meta.superclass_of, neurons=chosen, group=group,
-                                n_steps=n_steps)
+    recorder = DynamicsRecorder(
+        model, split.sub, split.y, split.meta.superclass_of, neurons=chosen, group=group, n_steps=n_steps
+    )
     with recorder:
         train.fit(model, split, split, config, step_callbacks=[recorder.on_step])
     dyn = recorder.result()
@@ -77,7 +78,9 @@ def test_recorder_matches_a_hand_written_loop(batch_size):
         fresh = idx[seen[idx] == 0]
         first[:, fresh] = p.numpy().T[:, seen[idx] == 0]
         seen[idx] += 1
-        np.testing.assert_allclose(dyn.group_loss[t], [losses.numpy()[group[idx] == g].sum() for g in (0, 1)], rtol=1e-4)
+        np.testing.assert_allclose(
+            dyn.group_loss[t], [losses.numpy()[group[idx] == g].sum() for g in (0, 1)], rtol=1e-4
+        )
         np.testing.assert_allclose(dyn.full[layer][t][:, idx], p.numpy().T, rtol=2e-3, atol=2e-3)  # float16
     np.testing.assert_array_equal(dyn.sign_sum[layer], sign_sum)
     np.testing.assert_array_equal(dyn.seen, seen)
@@ -119,7 +122,9 @@ def test_select_neurons_orders_by_outgoing_weight_norm():
     chosen = select_neurons(model, 4)
     assert list(chosen.values())[0] == [15, 14, 13, 12]
     cnn = models.build("cnn", (1, 40), 5, width=0.5)
-    (name, picked), = select_neurons(cnn, 100).items()  # only the conv layer feeding the classifier has outgoing weights
+    ((name, picked),) = select_neurons(
+        cnn, 100
+    ).items()  # only the conv layer feeding the classifier has outgoing weights
     assert name == models.activation_modules(cnn)[-1][0]
     assert sorted(picked) == list(range(models.neuron_counts(cnn, (1, 40))[name]))
     with pytest.raises(UserError, match="no activation layer"):
@@ -152,10 +157,21 @@ def planted() -> Dynamics:
     sign = np.array([[1, 1, -1, -1], [-1, -1, 1, 1]])  # neuron 0: class 1 negative; neuron 1: class 0
     layer = "3"
     return Dynamics(
-        layers=[layer], neurons={layer: np.array([7, 9])}, cluster_means={layer: means}, sign_sum={layer: 2 * sign},
-        first={layer: np.zeros((2, 4))}, last={layer: np.zeros((2, 4))}, full={}, seen=np.full(4, 2),
-        group_loss=np.ones((2, 1)), group_count=np.ones((2, 1)), epoch=np.array([1, 2]), cluster=np.arange(4),
-        target=target, group=np.zeros(4, int), class_of_cluster=target.copy(),
+        layers=[layer],
+        neurons={layer: np.array([7, 9])},
+        cluster_means={layer: means},
+        sign_sum={layer: 2 * sign},
+        first={layer: np.zeros((2, 4))},
+        last={layer: np.zeros((2, 4))},
+        full={},
+        seen=np.full(4, 2),
+        group_loss=np.ones((2, 1)),
+        group_count=np.ones((2, 1)),
+        epoch=np.array([1, 2]),
+        cluster=np.arange(4),
+        target=target,
+        group=np.zeros(4, int),
+        class_of_cluster=target.copy(),
     )
 
 
@@ -169,9 +185,16 @@ def test_wtm_index_on_planted_cluster_means():
     np.testing.assert_allclose(index["gap_ratio"], [4.0 / 1.0, 0.0])
     np.testing.assert_allclose(index["gap_ratio_start"], [1.0 / 1.0, 0.0])
     summary = wtm_summary(index)
-    assert summary.to_dict("records") == [{"layer": "3", "neurons": 2, "spread_gain": pytest.approx(0.75),
-                                           "gap_ratio_start": pytest.approx(0.5), "gap_ratio": pytest.approx(2.0),
-                                           "share_gap_above_1": 0.5}]
+    assert summary.to_dict("records") == [
+        {
+            "layer": "3",
+            "neurons": 2,
+            "spread_gain": pytest.approx(0.75),
+            "gap_ratio_start": pytest.approx(0.5),
+            "gap_ratio": pytest.approx(2.0),
+            "share_gap_above_1": 0.5,
+        }
+    ]
     dyn.cluster_means["3"][1, 0, 3] = np.nan  # cluster 3 missing at the last step: its first value stands in
     assert wtm_index(dyn)["spread_gain"][0] == pytest.approx(np.std([2.0, 0.0]) - 0.5)
 
@@ -186,8 +209,12 @@ def test_dynamics_file_round_trip_and_bad_file(tmp_path):
     assert back.full == {}
     np.save(tmp_path / "array.npy", np.zeros(3))
     full = (tmp_path / "d.npz").read_bytes()
-    bad = {"text.npz": b"not a zip", "empty.npz": b"", "truncated.npz": full[: len(full) // 2],
-           "array.npz": (tmp_path / "array.npy").read_bytes()}
+    bad = {
+        "text.npz": b"not a zip",
+        "empty.npz": b"",
+        "truncated.npz": full[: len(full) // 2],
+        "array.npz": (tmp_path / "array.npy").read_bytes(),
+    }
     for name, payload in bad.items():
         (tmp_path / name).write_bytes(payload)
         with pytest.raises(UserError, match="not a dynamics recording"):

@@ -31,8 +31,11 @@ def imported_packages(path: Path) -> set[str]:
 @pytest.mark.parametrize("package", ORDER)
 def test_each_package_imports_only_the_ones_before_it(package: str):
     allowed = set(ORDER[: ORDER.index(package) + 1]) | LEAVES
-    wrong = {f"{path.relative_to(SRC)} imports {sorted(imported_packages(path) - allowed)}"
-             for path in (SRC / package).rglob("*.py") if imported_packages(path) - allowed}
+    wrong = {
+        f"{path.relative_to(SRC)} imports {sorted(imported_packages(path) - allowed)}"
+        for path in (SRC / package).rglob("*.py")
+        if imported_packages(path) - allowed
+    }
     assert not wrong, wrong
 
 
@@ -43,6 +46,8 @@ def test_the_report_reads_the_database_only_through_study():
 
 def test_the_checker_sees_imports(tmp_path: Path):
     module = tmp_path / "m.py"
-    module.write_text("from clusterprior import data, models\nimport clusterprior.stats.correlation\n"
-                      "def f():\n    from clusterprior.measures.rotation import step_tangent\n")
+    module.write_text(
+        "from clusterprior import data, models\nimport clusterprior.stats.correlation\n"
+        "def f():\n    from clusterprior.measures.rotation import step_tangent\n"
+    )
     assert imported_packages(module) == {"data", "models", "stats", "measures"}

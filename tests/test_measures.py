@@ -33,7 +33,9 @@ def random_case(seed=0, n_per=12, classes=3, subs=(2, 3, 2), widths=(5, 7, 4), d
 @pytest.mark.parametrize("k", [1, 3, 100])
 def test_neuron_measures_match_direct_loops(seed, k):
     layers, y, sub = random_case(seed)
-    assert measures.neuron_subclass_selectivity(layers, y, sub, k=k) == pytest.approx(ref.c1(layers, y, sub, k), rel=1e-9)
+    assert measures.neuron_subclass_selectivity(layers, y, sub, k=k) == pytest.approx(
+        ref.c1(layers, y, sub, k), rel=1e-9
+    )
     assert measures.neuron_variance_ratio(layers, y, k=k) == pytest.approx(ref.c3(layers, y, k), rel=1e-9)
 
 
@@ -64,7 +66,9 @@ def test_torch_and_numpy_inputs_agree():
     layers, y, sub = random_case(3)
     as_torch = [torch.from_numpy(a).float() for a in layers]
     expected = measures.neuron_subclass_selectivity([a.astype(np.float32) for a in layers], y, sub)
-    assert measures.neuron_subclass_selectivity(as_torch, torch.from_numpy(y), torch.from_numpy(sub)) == pytest.approx(expected)
+    assert measures.neuron_subclass_selectivity(as_torch, torch.from_numpy(y), torch.from_numpy(sub)) == pytest.approx(
+        expected
+    )
 
 
 def test_percentile_is_numpys_linear_rule():
@@ -73,7 +77,9 @@ def test_percentile_is_numpys_linear_rule():
         x[: n // 2, 0] = 0.5  # ties
         for q in (0, 12.5, 37, 50, 75, 99.9, 100):
             assert np.allclose(percentile(x, q).numpy(), np.percentile(x.numpy(), q, axis=0), rtol=0, atol=1e-12)
-            assert np.allclose(percentile(x.T, q, dim=1).numpy(), np.percentile(x.numpy(), q, axis=0), rtol=0, atol=1e-12)
+            assert np.allclose(
+                percentile(x.T, q, dim=1).numpy(), np.percentile(x.numpy(), q, axis=0), rtol=0, atol=1e-12
+            )
 
 
 def test_distance_std_matches_the_full_matrix_with_zero_rows():
@@ -186,17 +192,24 @@ def test_dead_neurons_score_zero_and_dead_layers_are_left_out():
     with pytest.warns(UserWarning):
         assert list(measures.neuron_variance_ratio(with_dead, y, layerwise=True)) == ["a", "b"]
     with pytest.warns(UserWarning):
-        assert measures.layer_distance_ratio(with_dead, y) == pytest.approx(measures.layer_distance_ratio([layers[0], layers[2]], y))
+        assert measures.layer_distance_ratio(with_dead, y) == pytest.approx(
+            measures.layer_distance_ratio([layers[0], layers[2]], y)
+        )
     # in c1 and c3 a dead neuron is a zero score, so adding one changes nothing once k covers the live ones
     assert measures.neuron_variance_ratio([layers[0], all_dead[:, :1]], y, k=2) == pytest.approx(
-        measures.neuron_variance_ratio([layers[0]], y, k=2))
+        measures.neuron_variance_ratio([layers[0]], y, k=2)
+    )
 
 
 def test_k_larger_than_available_uses_everything():
     layers, y, sub = random_case(5)
     n = sum(a.shape[1] for a in layers)
-    assert measures.neuron_variance_ratio(layers, y, k=10_000) == pytest.approx(measures.neuron_variance_ratio(layers, y, k=n))
-    assert measures.layer_distance_ratio(layers, y, k=99) == pytest.approx(measures.layer_distance_ratio(layers, y, k=3))
+    assert measures.neuron_variance_ratio(layers, y, k=10_000) == pytest.approx(
+        measures.neuron_variance_ratio(layers, y, k=n)
+    )
+    assert measures.layer_distance_ratio(layers, y, k=99) == pytest.approx(
+        measures.layer_distance_ratio(layers, y, k=3)
+    )
     with pytest.raises(UserError, match="k must"):
         measures.neuron_variance_ratio(layers, y, k=0)
 
@@ -204,13 +217,13 @@ def test_k_larger_than_available_uses_everything():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda l, y, s: ([np.where(np.arange(len(y))[:, None] == 3, np.nan, l[0])], y, s), "NaN"),
-        (lambda l, y, s: (l, y, np.where(np.arange(len(s)) == 0, 99, s)), "subclass 99 has 1 sample"),
-        (lambda l, y, s: (l, np.where(np.arange(len(y)) == 0, 1, y), s), "spans several classes"),
-        (lambda l, y, s: (l, y, np.zeros_like(s)), "spans several classes"),
-        (lambda l, y, s: (l, y[:-1], s), "labels"),
-        (lambda l, y, s: ([a[:, None] for a in l], y, s), "expected"),
-        (lambda l, y, s: (l, y.astype(float), s), "integer"),
+        (lambda layers, y, s: ([np.where(np.arange(len(y))[:, None] == 3, np.nan, layers[0])], y, s), "NaN"),
+        (lambda layers, y, s: (layers, y, np.where(np.arange(len(s)) == 0, 99, s)), "subclass 99 has 1 sample"),
+        (lambda layers, y, s: (layers, np.where(np.arange(len(y)) == 0, 1, y), s), "spans several classes"),
+        (lambda layers, y, s: (layers, y, np.zeros_like(s)), "spans several classes"),
+        (lambda layers, y, s: (layers, y[:-1], s), "labels"),
+        (lambda layers, y, s: ([a[:, None] for a in layers], y, s), "expected"),
+        (lambda layers, y, s: (layers, y.astype(float), s), "integer"),
     ],
 )
 def test_degenerate_input_gets_a_clear_error(change, message):
@@ -280,4 +293,5 @@ def test_a_neuron_whose_maximum_is_exactly_zero_is_dead():
         assert with_c3 == pytest.approx(without, rel=1e-12)
         assert measures.neuron_variance_ratio(fired, y, k=3, layerwise=layerwise) != pytest.approx(without)
     assert measures.layer_distance_ratio(with_zero, y, layerwise=True)[0] == pytest.approx(
-        measures.layer_distance_ratio(layers, y, layerwise=True)[0], rel=1e-12), "c4 drops it"
+        measures.layer_distance_ratio(layers, y, layerwise=True)[0], rel=1e-12
+    ), "c4 drops it"

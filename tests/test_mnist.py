@@ -173,6 +173,8 @@ def test_fashion_mnist_hier_missing_files_name_the_package(tmp_path: Path, monke
 def test_fashion_mnist_hier_cli_exit_2_names_the_package(tmp_path: Path, capsys):
     from clusterprior.cli import main
 
-    assert main(["train", "--data", "fashion-mnist-hier", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["train", "--data", "fashion-mnist-hier", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dataset-fashion-mnist" in err[0]

@@ -9,8 +9,15 @@ from clusterprior import UserError, models
 
 @pytest.mark.parametrize(
     "name, shape",
-    [("mlp", (500,)), ("mlp", (1, 40)), ("cnn", (1, 40)), ("cnn", (1, 8, 8)), ("vgg", (3, 32, 32)),
-     ("wrn", (3, 16, 16)), ("wrn", (1, 40))],
+    [
+        ("mlp", (500,)),
+        ("mlp", (1, 40)),
+        ("cnn", (1, 40)),
+        ("cnn", (1, 8, 8)),
+        ("vgg", (3, 32, 32)),
+        ("wrn", (3, 16, 16)),
+        ("wrn", (1, 40)),
+    ],
 )
 def test_forward_shapes(name: str, shape: tuple[int, ...]):
     model = models.build(name, shape, 7, width=0.25)
@@ -20,8 +27,14 @@ def test_forward_shapes(name: str, shape: tuple[int, ...]):
 
 @pytest.mark.parametrize(
     "name, width, depth, total",
-    [("vgg", 1, 1, 960), ("vgg", 1.5, 1, 1440), ("vgg", 1, 1.5, 1440),
-     ("wrn", 1, 1, 1920), ("wrn", 1.5, 1, 2872), ("wrn", 1, 1.5, 2872)],
+    [
+        ("vgg", 1, 1, 960),
+        ("vgg", 1.5, 1, 1440),
+        ("vgg", 1, 1.5, 1440),
+        ("wrn", 1, 1, 1920),
+        ("wrn", 1.5, 1, 2872),
+        ("wrn", 1, 1.5, 2872),
+    ],
 )
 def test_thesis_scale_neuron_counts(name: str, width: float, depth: float, total: int):
     """SPEC.md 5.1: base VGG 960, base WRN 1920 ReLU channels; x1.5 about 1.5 times that."""
@@ -33,8 +46,11 @@ def test_thesis_scale_neuron_counts(name: str, width: float, depth: float, total
 
 def leaf_order(model: nn.Module, shape: tuple[int, ...]) -> list[nn.Module]:
     calls: list[nn.Module] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: calls.append(mod))
-             for m in model.modules() if not list(m.children())]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, inp: calls.append(mod))
+        for m in model.modules()
+        if not list(m.children())
+    ]
     model.eval()
     model(torch.randn(2, *shape))
     for h in hooks:
@@ -42,7 +58,9 @@ def leaf_order(model: nn.Module, shape: tuple[int, ...]) -> list[nn.Module]:
     return calls
 
 
-@pytest.mark.parametrize("name, shape", [("mlp", (1, 40)), ("cnn", (1, 40)), ("vgg", (3, 16, 16)), ("wrn", (3, 16, 16))])
+@pytest.mark.parametrize(
+    "name, shape", [("mlp", (1, 40)), ("cnn", (1, 40)), ("vgg", (3, 16, 16)), ("wrn", (3, 16, 16))]
+)
 def test_batchnorm_right_before_every_relu_and_each_relu_called_once(name: str, shape: tuple[int, ...]):
     model = models.build(name, shape, 5, width=0.25, dropout=0.3)
     calls = leaf_order(model, shape)
@@ -69,8 +87,13 @@ def test_width_depth_and_options():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"name": "resnet9000"}, "unknown model"), ({"name": "vgg", "input_shape": (500,)}, "needs"),
-     ({"width": 0}, "width"), ({"dropout": 1.0}, "dropout"), ({"name": "mlp", "blocks": 3}, "blocks")],
+    [
+        ({"name": "resnet9000"}, "unknown model"),
+        ({"name": "vgg", "input_shape": (500,)}, "needs"),
+        ({"width": 0}, "width"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"name": "mlp", "blocks": 3}, "blocks"),
+    ],
 )
 def test_bad_arguments(kwargs: dict, message: str):
     args = {"name": "cnn", "input_shape": (1, 40), "n_classes": 5, **kwargs}
@@ -85,7 +108,7 @@ def test_mlp_linear_activation_input_dropout_and_he_uniform():
     assert isinstance(model[1], torch.nn.Dropout) and model[1].p == 0.5
     layers = models.activation_modules(model)
     assert len(layers) == 2 and all(isinstance(m, NoActivation) for _, m in layers)
-    assert models.neuron_counts(model, (50,)) == {name: n for (name, _), n in zip(layers, (30, 20))}
+    assert models.neuron_counts(model, (50,)) == {name: n for (name, _), n in zip(layers, (30, 20), strict=True)}
     x = torch.randn(4, 50)
     model.eval()
     linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]

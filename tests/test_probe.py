@@ -21,11 +21,11 @@ def test_collect_on_a_conv_net_pools_over_space_in_forward_order():
     with torch.no_grad():
         expected = model[1](model[0](x)).amax(dim=(2, 3))
     assert torch.allclose(reps.pre[0], expected, atol=1e-6)
-    for pre, post in zip(reps.pre, reps.post):
+    for pre, post in zip(reps.pre, reps.post, strict=True):
         assert pre.dtype == torch.float32 and torch.equal(post, pre.clamp_min(0))
         assert not pre.requires_grad
     again = probe.collect(model, x, batch_size=512)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(reps.pre, again.pre))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(reps.pre, again.pre, strict=True))
 
 
 def test_inplace_relu_does_not_overwrite_the_pre_activation():

@@ -53,8 +53,20 @@ def test_report_tables_and_files(finished: Path):
     assert totals["half_width"].to_numpy() == pytest.approx(((totals["hi"] - totals["lo"]) / 2).to_numpy())
     assert ((table >= -1) & (table <= 1)).all().all()
     assert ((built.analysis.cmi >= 0) & (built.analysis.cmi <= 1)).all()
-    for name in ("granulated_kendall.csv", "granulated_kendall_ci.csv", "totals.csv", "cmi.csv", "models.csv", "report.md",
-                 "scatter.png", "layers.png", "epochs.png", "kendall_vs_k.png", "neurons.png", "report.html"):
+    for name in (
+        "granulated_kendall.csv",
+        "granulated_kendall_ci.csv",
+        "totals.csv",
+        "cmi.csv",
+        "models.csv",
+        "report.md",
+        "scatter.png",
+        "layers.png",
+        "epochs.png",
+        "kendall_vs_k.png",
+        "neurons.png",
+        "report.html",
+    ):
         assert (built.folder / name).is_file(), name
     csv = pd.read_csv(built.folder / "granulated_kendall.csv", index_col="measure")
     pd.testing.assert_frame_equal(csv, table, check_names=False)
@@ -72,8 +84,12 @@ def test_distance_from_init_is_oriented(finished: Path):
     built = report.build(finished, n_boot=50)
     from clusterprior import stats
 
-    raw = stats.granulated_kendall(models["distance_from_init"], models["target"],
-                                   models[built.analysis.axes + ["seed"]].to_dict("records"), axes=built.analysis.axes)
+    raw = stats.granulated_kendall(
+        models["distance_from_init"],
+        models["target"],
+        models[built.analysis.axes + ["seed"]].to_dict("records"),
+        axes=built.analysis.axes,
+    )
     assert built.analysis.kendall.loc["distance_from_init", "lr"] == pytest.approx(-raw["lr"])
 
 
@@ -85,6 +101,7 @@ def test_report_cli_and_gap_target(finished: Path, capsys, tmp_path: Path):
     assert main(["study", "report", str(tmp_path)]) == 2
 
 
+@pytest.mark.slow
 def test_demo_resumes_instead_of_retraining(tmp_path: Path, capsys):
     spec = tmp_path / "small.toml"
     spec.write_text(SPEC.replace("seed = [0, 1]", "seed = [0]"))
@@ -100,6 +117,7 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(finished: Path, tmp_path: Path):
     """The page renders offline: every image decodes, every figure (PNG or in-page SVG) is at
     least 600 px wide at a 1,280 px window, and a screenshot is taken."""
@@ -110,9 +128,19 @@ def test_report_renders_in_headless_chromium(finished: Path, tmp_path: Path):
             pytest.fail(message)
         pytest.skip(message)
     built = report.build(finished, n_boot=50)
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             "--virtual-time-budget=10000", "--window-size=1280,6000"]
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--window-size=1280,6000",
+    ]
     done = subprocess.run([*flags, "--dump-dom", built.html.as_uri()], capture_output=True, text=True, timeout=180)
     dom = done.stdout
     assert 'data-images="5"' in dom, done.stderr[-2000:]
@@ -150,13 +178,27 @@ def test_layer_depths_follow_forward_order_even_when_names_differ(tmp_path: Path
     for run_id, names in (("a", ["2", "5", "9"]), ("b", ["2", "6", "10"])):  # dropout shifts module indices
         # (baselines' per-parameter rows, written after, do not count as layers)
         store.add_runs([{"id": run_id, "hparams": {}}])
-        store.record(run_id, {"status": "done", "history": [], "measures": [
-            {"epoch": 1, "measure": m, "layer": name, "value": 0.0} for name in names for m in ("c3", "c4")]
-            + [{"epoch": 1, "measure": "distance_from_init", "layer": "0.weight", "value": 1.0}]})
+        store.record(
+            run_id,
+            {
+                "status": "done",
+                "history": [],
+                "measures": [
+                    {"epoch": 1, "measure": m, "layer": name, "value": 0.0} for name in names for m in ("c3", "c4")
+                ]
+                + [{"epoch": 1, "measure": "distance_from_init", "layer": "0.weight", "value": 1.0}],
+            },
+        )
     store.close()
     depths = study.load(tmp_path).layers()
     assert depths.set_index(["run_id", "layer"])["depth"].to_dict() == {
-        ("a", "2"): 1, ("a", "5"): 2, ("a", "9"): 3, ("b", "2"): 1, ("b", "6"): 2, ("b", "10"): 3}
+        ("a", "2"): 1,
+        ("a", "5"): 2,
+        ("a", "9"): 3,
+        ("b", "2"): 1,
+        ("b", "6"): 2,
+        ("b", "10"): 3,
+    }
 
 
 def _hand_study(folder: Path, capped: set[int]) -> None:
@@ -164,15 +206,22 @@ def _hand_study(folder: Path, capped: set[int]) -> None:
     from clusterprior.study.store import Store
 
     store = Store(folder)
-    runs = [{"id": f"r{i}", "hparams": {"lr": lr, "batch_size": bs, "seed": seed}, "train": {"stop_loss": 0.02}}
-            for i, (lr, bs, seed) in enumerate((lr, bs, s) for lr in (0.1, 0.2, 0.3) for bs in (32, 64) for s in (0, 1))]
+    runs = [
+        {"id": f"r{i}", "hparams": {"lr": lr, "batch_size": bs, "seed": seed}, "train": {"stop_loss": 0.02}}
+        for i, (lr, bs, seed) in enumerate((lr, bs, s) for lr in (0.1, 0.2, 0.3) for bs in (32, 64) for s in (0, 1))
+    ]
     store.add_runs(runs)
     for i, run in enumerate(runs):
         acc = 0.9 + 0.01 * i * (-1) ** i
-        store.record(run["id"], {"status": "done", "stop_reason": "max_epochs" if i in capped else "loss_threshold",
-                                 "history": [{"epoch": 1, "train_acc": 1.0, "test_acc": acc, "fit_loss": 0.01,
-                                              "fit_acc": 1.0}],
-                                 "measures": [{"epoch": 1, "measure": "c3", "layer": "all", "value": (i * 7) % 5}]})
+        store.record(
+            run["id"],
+            {
+                "status": "done",
+                "stop_reason": "max_epochs" if i in capped else "loss_threshold",
+                "history": [{"epoch": 1, "train_acc": 1.0, "test_acc": acc, "fit_loss": 0.01, "fit_acc": 1.0}],
+                "measures": [{"epoch": 1, "measure": "c3", "layer": "all", "value": (i * 7) % 5}],
+            },
+        )
     store.close()
 
 
@@ -184,8 +233,9 @@ def test_capped_runs_are_flagged_and_the_total_without_them_is_given(tmp_path: P
     kept = analysis.models[analysis.models["reached_stop_loss"] == True]  # noqa: E712
     from clusterprior import stats
 
-    psi = stats.granulated_kendall(kept["c3"], kept["target"], kept[["lr", "batch_size", "seed"]].to_dict("records"),
-                                   axes=["batch_size", "lr"])
+    psi = stats.granulated_kendall(
+        kept["c3"], kept["target"], kept[["lr", "batch_size", "seed"]].to_dict("records"), axes=["batch_size", "lr"]
+    )
     assert analysis.totals.loc["c3", "total_reached"] == pytest.approx(stats.total_score(psi))
     assert "2 of 12 models hit the epoch cap" in report.capped_note(analysis)
     _hand_study(tmp_path / "b", capped=set())
@@ -199,21 +249,27 @@ def test_a_store_of_the_first_schema_is_upgraded(tmp_path: Path):
 
     from clusterprior.study.store import Store
 
-    old = ("CREATE TABLE runs (id TEXT PRIMARY KEY, position INTEGER, config TEXT NOT NULL, hparams TEXT NOT NULL, "
-           "status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0, started REAL, finished REAL, "
-           "seconds REAL, epochs INTEGER, stop_reason TEXT, train_loss REAL, train_acc REAL, test_loss REAL, "
-           "test_acc REAL, error TEXT); CREATE TABLE history (run_id TEXT NOT NULL, epoch INTEGER NOT NULL, lr REAL, "
-           "train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, seconds REAL, PRIMARY KEY (run_id, epoch));")
+    old = (
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, position INTEGER, config TEXT NOT NULL, hparams TEXT NOT NULL, "
+        "status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0, started REAL, finished REAL, "
+        "seconds REAL, epochs INTEGER, stop_reason TEXT, train_loss REAL, train_acc REAL, test_loss REAL, "
+        "test_acc REAL, error TEXT); CREATE TABLE history (run_id TEXT NOT NULL, epoch INTEGER NOT NULL, lr REAL, "
+        "train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, seconds REAL, PRIMARY KEY (run_id, epoch));"
+    )
     with sqlite3.connect(tmp_path / "study.db") as db:
         db.executescript(old)
-        db.execute("INSERT INTO runs (id, position, config, hparams, status, test_acc) VALUES "
-                   "('old', 0, '{\"train\": {}}', '{\"lr\": 0.1}', 'done', 0.9)")
+        db.execute(
+            "INSERT INTO runs (id, position, config, hparams, status, test_acc) VALUES "
+            "('old', 0, '{\"train\": {}}', '{\"lr\": 0.1}', 'done', 0.9)"
+        )
     store = Store(tmp_path)
     store.add_runs([{"id": "new", "hparams": {"lr": 0.2}}])
     store.record("new", {"status": "done", "history": [{"epoch": 1, "test_acc": 0.8, "fit_loss": 0.5, "fit_acc": 0.7}]})
     store.close()
     runs = study.load(tmp_path).runs().set_index("id")
-    assert runs.loc["new", "fit_acc"] == 0.7 and runs.loc["old", "test_acc"] == 0.9 and pd.isna(runs.loc["old", "fit_acc"])
+    assert (
+        runs.loc["new", "fit_acc"] == 0.7 and runs.loc["old", "test_acc"] == 0.9 and pd.isna(runs.loc["old", "fit_acc"])
+    )
     assert runs["rule_stop_loss"].isna().all()
 
 
@@ -229,18 +285,37 @@ def test_a_measures_table_without_k_is_upgraded(tmp_path: Path):
     spec = {"k_neuron": 10, "k_layer": 1, "layerwise_k": 5}
     with sqlite3.connect(tmp_path / "study.db") as db:
         db.execute("DROP TABLE measures")
-        db.execute("CREATE TABLE measures (run_id TEXT NOT NULL, epoch INTEGER NOT NULL, measure TEXT NOT NULL, "
-                   "layer TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, epoch, measure, layer))")
-        db.execute("INSERT INTO runs (id, position, config, hparams, status) VALUES ('r', 0, ?, '{}', 'done')",
-                   (json.dumps({"measures": spec}),))
-        db.executemany("INSERT INTO measures VALUES ('r', ?, ?, ?, ?)", [
-            (5, "c1", "all", 0.4), (10, "c1", "all", 0.5), (10, "c1", "0", 0.7), (10, "c4", "all", 0.3),
-            (10, "c1[k=3]", "all", 0.6), (10, "c1[k=10]", "all", 0.5), (10, "param_norm", "all", 2.0)])
+        db.execute(
+            "CREATE TABLE measures (run_id TEXT NOT NULL, epoch INTEGER NOT NULL, measure TEXT NOT NULL, "
+            "layer TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, epoch, measure, layer))"
+        )
+        db.execute(
+            "INSERT INTO runs (id, position, config, hparams, status) VALUES ('r', 0, ?, '{}', 'done')",
+            (json.dumps({"measures": spec}),),
+        )
+        db.executemany(
+            "INSERT INTO measures VALUES ('r', ?, ?, ?, ?)",
+            [
+                (5, "c1", "all", 0.4),
+                (10, "c1", "all", 0.5),
+                (10, "c1", "0", 0.7),
+                (10, "c4", "all", 0.3),
+                (10, "c1[k=3]", "all", 0.6),
+                (10, "c1[k=10]", "all", 0.5),
+                (10, "param_norm", "all", 2.0),
+            ],
+        )
     Store(tmp_path).close()
     loaded = study.load(tmp_path)
     rows = loaded.measures().fillna({"k": -1}).set_index(["epoch", "measure", "layer", "k"])["value"].to_dict()
-    assert rows == {(5, "c1", "all", 10): 0.4, (10, "c1", "all", 10): 0.5, (10, "c1", "0", 5): 0.7,
-                    (10, "c4", "all", 1): 0.3, (10, "c1", "all", 3): 0.6, (10, "param_norm", "all", -1): 2.0}
+    assert rows == {
+        (5, "c1", "all", 10): 0.4,
+        (10, "c1", "all", 10): 0.5,
+        (10, "c1", "0", 5): 0.7,
+        (10, "c4", "all", 1): 0.3,
+        (10, "c1", "all", 3): 0.6,
+        (10, "param_norm", "all", -1): 2.0,
+    }
     headline = loaded.model_values().set_index(["epoch", "measure"])["value"].to_dict()
     assert headline == {(5, "c1"): 0.4, (10, "c1"): 0.5, (10, "c4"): 0.3, (10, "param_norm"): 2.0}
     assert loaded.sweep().set_index("k")["value"].to_dict() == {3: 0.6, 10: 0.5}

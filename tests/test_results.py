@@ -57,6 +57,7 @@ def test_demo_reproduces_the_committed_results(tmp_path: Path):
         pd.testing.assert_frame_equal(fresh.drop(columns=timing), committed.drop(columns=timing), check_exact=True)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_hier_reads_the_debian_package():
     if not Path("/usr/share/datasets/fashion-mnist").is_dir():
         message = "Debian's dataset-fashion-mnist is not installed (.ci/run installs it)"

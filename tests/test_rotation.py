@@ -38,7 +38,7 @@ def test_layca_keeps_every_kernel_norm(base: str):
 
 
 @pytest.mark.parametrize("base", BASES)
-@pytest.mark.parametrize("rho", [3 ** -5, 3 ** -3, 0.5])
+@pytest.mark.parametrize("rho", [3**-5, 3**-3, 0.5])
 def test_one_step_turns_each_kernel_by_tan_theta_equal_to_rho(base: str, rho: float):
     model = small_model()
     opt = Layca(model, base, lr=rho)
@@ -57,7 +57,7 @@ def test_layer_multipliers_and_replayed_schedules_set_each_layer_rate():
     for t in range(2):
         before = snapshot(model)
         random_step(model, opt, t)
-        for (k, w), m, extra in zip(kernels(model).items(), multipliers, replay[t]):
+        for (k, w), m, extra in zip(kernels(model).items(), multipliers, replay[t], strict=True):
             assert step_tangent(before[k], w) == pytest.approx(rho * m * extra, abs=1e-5)
 
 
@@ -75,7 +75,7 @@ def test_tiny_gradients_at_tiny_rates_still_rotate_by_rho():
     """The eps test applies to the step without the rate: late in a schedule (rho ~ 3e-4)
     with small gradients the kernels must still turn by rho."""
     model = small_model()
-    rho = 3 ** -3 * 0.2 ** 3
+    rho = 3**-3 * 0.2**3
     opt = Layca(model, "sgd", lr=rho)
     before = snapshot(model)
     opt.zero_grad()
@@ -99,8 +99,8 @@ def test_a_zero_step_leaves_the_kernel():
 
 def test_alpha_multipliers_follow_equation_4_2():
     assert alpha_multipliers(4, 0.0) == [1.0] * 4
-    assert alpha_multipliers(3, 0.5) == pytest.approx([0.5 ** 5, 0.5 ** 2.5, 1.0])
-    assert alpha_multipliers(3, -0.5) == pytest.approx([1.0, 0.5 ** 2.5, 0.5 ** 5])
+    assert alpha_multipliers(3, 0.5) == pytest.approx([0.5**5, 0.5**2.5, 1.0])
+    assert alpha_multipliers(3, -0.5) == pytest.approx([1.0, 0.5**2.5, 0.5**5])
     assert alpha_multipliers(1, 0.6) == [1.0]
     with pytest.raises(UserError):
         alpha_multipliers(3, 1.0)
@@ -109,12 +109,14 @@ def test_alpha_multipliers_follow_equation_4_2():
 def test_layer_rotation_of_state_dicts():
     w0 = torch.tensor([[1.0, 0.0]])
     assert kernel_rotation({"a.weight": w0, "a.bias": torch.ones(1)}, {"a.weight": torch.tensor([[0.0, 2.0]])}) == {
-        "a.weight": pytest.approx(1.0)}
+        "a.weight": pytest.approx(1.0)
+    }
     assert kernel_rotation({"a.weight": w0}, {"a.weight": -3 * w0})["a.weight"] == pytest.approx(2.0)
     assert step_tangent(w0, torch.tensor([[1.0, 1.0]])) == pytest.approx(1.0)
     assert math.isinf(step_tangent(w0, torch.tensor([[-1.0, 1.0]])))
 
 
+@pytest.mark.slow
 def test_layca_in_the_trainer_with_rotation_monitors():
     split = data.load("mnist1d-hier", n_train=400, n_test=100)
     test = data.load("mnist1d-hier", "test", n_train=400, n_test=100)
@@ -122,7 +124,7 @@ def test_layca_in_the_trainer_with_rotation_monitors():
     model = models.build("cnn", split.input_shape, split.n_classes, width=0.5)
     norms = {k: float(w.detach().norm()) for k, w in kernels(model).items()}
     per_epoch, per_step = RotationMonitor(model), RotationMonitor(model, every_steps=2)
-    config = train.TrainConfig(epochs=3, optimizer="sgd-layca", lr=3 ** -3, warmup_epochs=1, layca_alpha=0.2)
+    config = train.TrainConfig(epochs=3, optimizer="sgd-layca", lr=3**-3, warmup_epochs=1, layca_alpha=0.2)
     result = train.fit(model, split, test, config, callbacks=[per_epoch], step_callbacks=[per_step.on_step])
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert [r["epoch"] for r in per_epoch.history] == [0, 1, 2, 3]
@@ -132,14 +134,20 @@ def test_layca_in_the_trainer_with_rotation_monitors():
     assert all(float(w.detach().norm()) == pytest.approx(norms[k], rel=1e-5) for k, w in kernels(model).items())
 
 
+@pytest.mark.slow
 def test_exploration_writes_results_and_curves(tmp_path):
     from dataclasses import replace
 
     from clusterprior.experiments import layer_rotation as exp
 
-    task = replace(exp.TASKS["cpu"], epochs=2, milestones=(1,), data_options={"n_train": 300, "n_test": 100},
-                   model_options={"width": 0.25})
-    table = exp.run(task, tmp_path, configs=[(0.0, 3 ** -3), (0.6, 3 ** -3)])
+    task = replace(
+        exp.TASKS["cpu"],
+        epochs=2,
+        milestones=(1,),
+        data_options={"n_train": 300, "n_test": 100},
+        model_options={"width": 0.25},
+    )
+    table = exp.run(task, tmp_path, configs=[(0.0, 3**-3), (0.6, 3**-3)])
     assert list(table["alpha"]) == [0.0, 0.6] and table["delta_eta"].max() == 0.0
     assert (table["rotation_mean"] > 0).all() and (table["rotation_mean"] < 1).all()
     for name in ("results.csv", "curves.json", "rotation_curves.png", "loss_curves.png"):

@@ -21,7 +21,9 @@ def test_kendall_with_ties_matches_a_double_loop():
     rng = np.random.default_rng(1)
     m, t = rng.integers(0, 3, size=25).astype(float), rng.integers(0, 4, size=25).astype(float)
     n = len(m)
-    direct = sum(np.sign(m[i] - m[j]) * np.sign(t[i] - t[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    direct = sum(np.sign(m[i] - m[j]) * np.sign(t[i] - t[j]) for i in range(n) for j in range(n) if i != j) / (
+        n * (n - 1)
+    )
     assert stats.kendall(m, t) == pytest.approx(direct)
     assert stats.kendall([1, 1, 1], [1, 2, 3]) == 0.0
     with pytest.raises(UserError):
@@ -80,7 +82,8 @@ def test_conditional_mi_score():
     noisy = g + rng.normal(size=len(hp))
     order = rng.permutation(len(hp))
     assert stats.conditional_mi_score(noisy[order], g[order], [hp[i] for i in order]) == pytest.approx(
-        stats.conditional_mi_score(noisy, g, hp)), "the order of the models does not matter"
+        stats.conditional_mi_score(noisy, g, hp)
+    ), "the order of the models does not matter"
     with pytest.warns(UserWarning, match="undefined"):
         assert math.isnan(stats.conditional_mi_score(g, np.ones(len(hp)), hp))
 
@@ -111,8 +114,9 @@ def test_bootstrap_resamples_a_configuration_over_all_its_seeds_together():
     single = stats.granulated_kendall_ci(m1, t1, one, axes=["lr", "bs"], n_boot=400)["lr"]
     paired = stats.granulated_kendall_ci(m2, t2, two, axes=["lr", "bs"], n_boot=400)["lr"]
     assert paired == pytest.approx(single)
-    naive = stats.granulated_kendall_ci(m2, t2, [dict(h, seed=0, copy=h["seed"]) for h in two], n_boot=400,
-                                        axes=["lr", "bs", "copy"])["lr"]
+    naive = stats.granulated_kendall_ci(
+        m2, t2, [dict(h, seed=0, copy=h["seed"]) for h in two], n_boot=400, axes=["lr", "bs", "copy"]
+    )["lr"]
     assert naive[1] - naive[0] < single[1] - single[0]
 
 
@@ -135,6 +139,7 @@ def test_groups_compare_hyperparameters_by_value_not_repr():
     two = [i for i, h in enumerate(ints) if h["lr"] < 3]
     flags = [dict(ints[i], wd=(bool if ints[i]["lr"] == 1 else int)(ints[i]["wd"] > 0)) for i in two]
     assert stats.granulated_kendall(m[two], t[two], [dict(h, wd=int(h["wd"])) for h in flags])["lr"] == pytest.approx(
-        stats.granulated_kendall(m[two], t[two], [ints[i] for i in two])["lr"])
+        stats.granulated_kendall(m[two], t[two], [ints[i] for i in two])["lr"]
+    )
     with pytest.warns(UserWarning, match="lr"):
         assert math.isnan(stats.granulated_kendall(m[two], t[two], flags)["lr"])

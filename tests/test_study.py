@@ -1,11 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import dataclasses
 import time
 from pathlib import Path
 
@@ -51,8 +51,17 @@ def results(folder: Path) -> pd.DataFrame:
 # ---- specs -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, runs", [("thesis-table-2-1", 192), ("thesis-table-2-2", 192), ("thesis-table-2-3", 144),
-                                        ("demo", 48), ("chapter2", 288), ("chapter2-fashion", 144)])
+@pytest.mark.parametrize(
+    "name, runs",
+    [
+        ("thesis-table-2-1", 192),
+        ("thesis-table-2-2", 192),
+        ("thesis-table-2-3", 144),
+        ("demo", 48),
+        ("chapter2", 288),
+        ("chapter2-fashion", 144),
+    ],
+)
 def test_example_grids_have_the_thesis_sizes(name: str, runs: int):
     spec = study.load_spec(ROOT / "examples" / f"{name}.toml")
     expanded = study.expand(spec)
@@ -74,7 +83,10 @@ weight_decay = 4e-5
 """)
     runs = study.expand(spec)
     assert [(r["hparams"]["optimizer"], r["hparams"]["lr"], r["hparams"]["weight_decay"]) for r in runs] == [
-        ("sgd", 0.01, 0.0), ("sgd", 0.1, 4e-5), ("adam", 0.01, 0.0)]
+        ("sgd", 0.01, 0.0),
+        ("sgd", 0.1, 4e-5),
+        ("adam", 0.01, 0.0),
+    ]
     assert runs[2]["train"]["lr"] == pytest.approx(1e-4) and runs[2]["hparams"]["lr"] == 0.01
 
 
@@ -93,7 +105,10 @@ def test_dump_round_trips():
         ("[train]\noptimizer = 'lbfgs'", "train.optimizer"),
         ("[grid.axes]\nbatch_size = []", "empty axis 'batch_size'"),
         ("[grid.axes]\nbatchsize = [1]", "unknown hyperparameter 'batchsize'"),
-        ("[[grid.paired]]\nkeys = ['lr', 'weight_decay']\nvalues = [[0.1, 0.0], [0.2]]", "values[1] has 1 values for 2 keys"),
+        (
+            "[[grid.paired]]\nkeys = ['lr', 'weight_decay']\nvalues = [[0.1, 0.0], [0.2]]",
+            "values[1] has 1 values for 2 keys",
+        ),
         ("[grid.axes]\nlr = [0.1]\n[[grid.paired]]\nkeys = ['lr', 'dropout']\nvalues = [[0.1, 0.0]]", "two axes"),
         ("[measures]\nnames = ['c7']", "measures.names.0"),
         ("[grid.axes]\nlr = [-0.1]", "lr"),
@@ -149,6 +164,7 @@ def test_run_resume_frame_and_status(tmp_path: Path, capsys):
         assert len(pd.read_parquet(tmp_path / "frame.parquet")) == 12
 
 
+@pytest.mark.slow
 def test_failed_and_diverged_runs_are_recorded_and_the_study_goes_on(tmp_path: Path, capsys):
     spec = tiny(tmp_path, epochs=1, seeds="[0]", extra='model = ["mlp", "nope"]\n')
     out = tmp_path / "study"
@@ -165,11 +181,14 @@ def test_failed_and_diverged_runs_are_recorded_and_the_study_goes_on(tmp_path: P
     assert study.load(fast).runs()["status"].tolist().count("queued") >= 1
     diverging = tiny(tmp_path, epochs=2, seeds="[0]").read_text().replace("epochs = 2", "epochs = 2\nlr = 1e30")
     (tmp_path / "div.toml").write_text(diverging)
-    assert main(["study", "run", str(tmp_path / "div.toml"), "--out", str(tmp_path / "div"), "--workers", "1",
-                 "--quiet"]) == 0
+    assert (
+        main(["study", "run", str(tmp_path / "div.toml"), "--out", str(tmp_path / "div"), "--workers", "1", "--quiet"])
+        == 0
+    )
     assert set(study.load(tmp_path / "div").runs()["status"]) == {"diverged"}
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_restart_stores_every_run_once(tmp_path: Path):
     spec = tiny(tmp_path, n_train=1500, epochs=4, seeds="[0, 1, 2]")
     killed, clean = tmp_path / "killed", tmp_path / "clean"
@@ -197,6 +216,7 @@ def test_sigkill_midway_then_restart_stores_every_run_once(tmp_path: Path):
     pd.testing.assert_frame_equal(results(killed), results(clean))
 
 
+@pytest.mark.slow
 def test_local_and_ray_executors_store_the_same_results(tmp_path: Path):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     spec = study.load_spec(tiny(tmp_path, epochs=2))
@@ -215,8 +235,15 @@ def test_a_worker_that_dies_fails_only_its_own_run():
 
     tasks = [(f"r{i}", {"crash": i == 1, "sleep": 0.5}) for i in range(5)]
     started, results = [], {}
-    run_local(tasks, 2, "/tmp", "cpu", started.append, lambda rid, res: results.__setitem__(rid, res) or True,
-              function=fake_execute)
+    run_local(
+        tasks,
+        2,
+        "/tmp",
+        "cpu",
+        started.append,
+        lambda rid, res: results.__setitem__(rid, res) or True,
+        function=fake_execute,
+    )
     assert set(results) == {f"r{i}" for i in range(5)}
     assert results["r1"]["status"] == "failed" and "died" in results["r1"]["error"]
     assert all(results[f"r{i}"]["status"] == "done" for i in (0, 2, 3, 4))
@@ -230,8 +257,10 @@ def test_a_new_measure_is_one_catalogue_entry(monkeypatch, tmp_path: Path):
     from clusterprior.study import worker
     from clusterprior.study.store import Store
 
-    mean_post = catalogue._model_value(lambda i: float(i.reps.post[-1].mean()),
-                                       lambda i: {n: float(p.mean()) for n, p in zip(i.reps.names, i.reps.post)})
+    mean_post = catalogue._model_value(
+        lambda i: float(i.reps.post[-1].mean()),
+        lambda i: {n: float(p.mean()) for n, p in zip(i.reps.names, i.reps.post, strict=True)},
+    )
     entry = catalogue.Measure("mean_activation", "baseline", "model", -1, ("post",), mean_post, "mean activation")
     monkeypatch.setitem(catalogue.CATALOGUE, "mean_activation", entry)
     text = """
@@ -290,3 +319,14 @@ def test_training_options_have_one_owner():
         assert params[name] == getattr(defaults, name), name
     with pytest.raises(UserError, match="train.momentum: momentum must be in"):
         study.parse("[train]\nmomentum = 1.5")
+
+
+def test_the_exported_frame_keeps_hyperparameter_names(tmp_path: Path):
+    from clusterprior.study.store import Store
+
+    store = Store(tmp_path)
+    store.add_runs([{"id": "a", "hparams": {"lr": 0.1}}])
+    store.record("a", {"status": "done", "history": [{"epoch": 1, "lr": 0.02, "test_acc": 0.5}]})
+    store.close()
+    frame = study.load(tmp_path).frame()
+    assert frame.loc[0, "lr"] == 0.1 and frame.loc[0, "lr_epoch"] == 0.02

@@ -31,7 +31,7 @@ def test_toy_data_is_balanced_with_red_clear_of_the_blue_centres():
     for k, centre in enumerate(toy.BLUE_CENTRES, start=1):
         assert torch.allclose(x[sub == k].mean(dim=0), torch.tensor(centre), atol=0.25)
     again = toy.toy_data(n_per_cluster=30, seed=3)
-    assert all(torch.equal(a, b) for a, b in zip((x, y, sub), again))
+    assert all(torch.equal(a, b) for a, b in zip((x, y, sub), again, strict=True))
     assert not torch.equal(x, toy.toy_data(n_per_cluster=30, seed=4)[0])
 
 
@@ -84,7 +84,7 @@ def test_batched_training_equals_training_each_network_alone():
     for k in (0, 3):
         layers = [nn.Linear(w.shape[1], w.shape[2]) for w, _ in init]
         with torch.no_grad():
-            for layer, (w, b) in zip(layers, init):
+            for layer, (w, b) in zip(layers, init, strict=True):
                 layer.weight.copy_(w[k].T)
                 layer.bias.copy_(b[k, 0])
         net = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])

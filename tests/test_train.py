@@ -51,7 +51,9 @@ def test_images_train_with_channels_last_and_augmentation():
     model = models.build("cnn", tr.input_shape, tr.n_classes)
     result = train.fit(model, tr, te, TrainConfig(epochs=4, augment=True, optimizer="adam", lr=3e-3))
     assert result.final["test_acc"] > 0.8
-    assert next(m for m in model.modules() if isinstance(m, nn.Conv2d)).weight.is_contiguous(memory_format=torch.channels_last)
+    assert next(m for m in model.modules() if isinstance(m, nn.Conv2d)).weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
 
 
 def test_schedule_milestones_and_warmup():
@@ -61,8 +63,13 @@ def test_schedule_milestones_and_warmup():
     assert lr_at(cfg, 2, 0, 10) == pytest.approx(0.1 + 0.9 * 0.5)
     assert lr_at(cfg, 3, 0, 10) == pytest.approx(0.1)  # warm-up over, one decay (after epoch 2)
     assert lr_at(cfg, 5, 0, 10) == pytest.approx(0.01)
-    history = run((data.load("mnist1d-hier", n_train=100, n_test=20), data.load("mnist1d-hier", "test", n_train=100, n_test=20)),
-                  epochs=3, lr=0.5, milestones=(1, 2), gamma=0.5).history
+    history = run(
+        (data.load("mnist1d-hier", n_train=100, n_test=20), data.load("mnist1d-hier", "test", n_train=100, n_test=20)),
+        epochs=3,
+        lr=0.5,
+        milestones=(1, 2),
+        gamma=0.5,
+    ).history
     assert [r["lr"] for r in history] == pytest.approx([0.5, 0.25, 0.125])
 
 
@@ -75,8 +82,12 @@ def test_stop_rule_reads_the_whole_training_split_in_eval_mode(small):
         state.model.eval()
         with torch.no_grad():
             out = state.model(small[0].x)
-            seen.append((nn.functional.cross_entropy(out, small[0].y).item(),
-                         (out.argmax(1) == small[0].y).float().mean().item()))
+            seen.append(
+                (
+                    nn.functional.cross_entropy(out, small[0].y).item(),
+                    (out.argmax(1) == small[0].y).float().mean().item(),
+                )
+            )
         state.model.train()
 
     result = run(small, epochs=40, stop_loss=0.8, lr=0.1, augment=True, callbacks=[independent])
@@ -93,8 +104,13 @@ def test_callbacks_run_every_epoch_and_can_stop(small):
     seen: list[int] = []
     torch.manual_seed(0)
     model = models.build("mlp", small[0].input_shape, small[0].n_classes)
-    result = train.fit(model, small[0], small[1], TrainConfig(epochs=5),
-                       callbacks=[lambda s: seen.append(s.epoch), lambda s: s.epoch == 3])
+    result = train.fit(
+        model,
+        small[0],
+        small[1],
+        TrainConfig(epochs=5),
+        callbacks=[lambda s: seen.append(s.epoch), lambda s: s.epoch == 3],
+    )
     assert seen == [1, 2, 3] and result.stop_reason == "callback"
 
 
@@ -114,8 +130,14 @@ def test_nan_loss_ends_the_run_as_diverged(small):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"lr": -1}, "lr"), ({"lr": float("nan")}, "lr"), ({"optimizer": "rmsprop"}, "optimizer"),
-     ({"batch_size": 1}, "batch_size"), ({"epochs": 0}, "epochs"), ({"augment_options": {"rotate": 3}}, "augment")],
+    [
+        ({"lr": -1}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"epochs": 0}, "epochs"),
+        ({"augment_options": {"rotate": 3}}, "augment"),
+    ],
 )
 def test_config_validation(kwargs: dict, message: str):
     with pytest.raises(UserError, match=message):
@@ -139,8 +161,12 @@ def test_random_translate_is_a_window_of_the_padded_input():
     out = random_translate(x, 2, g)
     padded = nn.functional.pad(x, (2, 2, 2, 2))
     for b in range(2):
-        windows = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if torch.equal(padded[b, :, dy:dy + 5, dx:dx + 6], out[b])]
+        windows = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(padded[b, :, dy : dy + 5, dx : dx + 6], out[b])
+        ]
         assert windows, "each sample is one shifted window, the same for all channels"
     signal = torch.randn(64, 1, 40)
     shifted = random_translate(signal, 4, g)

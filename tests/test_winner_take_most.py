@@ -22,11 +22,17 @@ SCALE = 0.02  # 20 hidden units (5-layer: 20 each), 8 epochs (deep: 20)
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("wtm")
     seen = []
-    table, summary = wtm.run(["base", "noise-0.1", "random-pretrain"], out, seeds=2, scale=SCALE,
-                             on_result=lambda name, row: seen.append((name, row["seed"])))
+    table, summary = wtm.run(
+        ["base", "noise-0.1", "random-pretrain"],
+        out,
+        seeds=2,
+        scale=SCALE,
+        on_result=lambda name, row: seen.append((name, row["seed"])),
+    )
     return out, table, summary, seen
 
 
+@pytest.mark.slow
 def test_run_writes_results_figures_and_recordings(small):
     out, table, summary, seen = small
     assert seen == [(n, s) for n in ("base", "noise-0.1", "random-pretrain") for s in (0, 1)]
@@ -41,11 +47,21 @@ def test_run_writes_results_figures_and_recordings(small):
     assert set(np.unique(dyn.group)) == {0, 1}  # easy and difficult examples
     # the noise ablation is also tested on a standard noise-0.4 test set; the others are not
     noise = table[table["setting"] == "noise-0.1"]
-    assert noise["standard_test_acc"].notna().all() and table[table["setting"] == "base"]["standard_test_acc"].isna().all()
+    assert (
+        noise["standard_test_acc"].notna().all() and table[table["setting"] == "base"]["standard_test_acc"].isna().all()
+    )
     # at a reduced scale the thesis's numbers are not shown beside ours
     assert (summary["thesis_acc"] == "").all()
     assert pd.read_csv(out / "base" / "seed0" / "wtm.csv").columns.tolist() == [
-        "layer", "neuron", "negative_class", "spread_start", "spread_end", "spread_gain", "gap_ratio_start", "gap_ratio"]
+        "layer",
+        "neuron",
+        "negative_class",
+        "spread_start",
+        "spread_end",
+        "spread_gain",
+        "gap_ratio_start",
+        "gap_ratio",
+    ]
 
 
 def test_finished_runs_are_reused(small, monkeypatch):
@@ -69,7 +85,9 @@ def test_interrupted_corrupt_or_changed_runs_are_trained_again(tmp_path, monkeyp
     (tmp_path / "one-neuron" / "seed0" / "loss_shares.png").unlink()
     trained = []
     real = wtm.run_one
-    monkeypatch.setattr(wtm, "run_one", lambda setting, seed, *a, **k: trained.append(seed) or real(setting, seed, *a, **k))
+    monkeypatch.setattr(
+        wtm, "run_one", lambda setting, seed, *a, **k: trained.append(seed) or real(setting, seed, *a, **k)
+    )
     wtm.run(["one-neuron"], tmp_path, seeds=3, scale=SCALE)
     assert trained == [0, 1]
     assert (tmp_path / "one-neuron" / "seed0" / "loss_shares.png").is_file()
@@ -85,7 +103,7 @@ def test_settings_data_helpers():
     assert np.bincount(reduced.sub.numpy()).tolist() == [4] * 30
     relabelled = wtm.relabelled(split, 0)
     class_of = {}
-    for s, c in zip(split.sub.tolist(), relabelled.y.tolist()):
+    for s, c in zip(split.sub.tolist(), relabelled.y.tolist(), strict=True):
         assert class_of.setdefault(s, c) == c  # one class per cluster
     assert sorted(np.bincount(list(class_of.values()))) == [15, 15]
     assert class_of != dict(enumerate(split.meta.superclass_of))
@@ -105,15 +123,22 @@ def test_base_model_is_the_thesis_architecture():
     assert linears[0].weight.abs().max() <= bound and linears[0].weight.abs().max() > 0.95 * bound
     config = wtm.train_config(wtm.SETTINGS["base"], 15000, 0, "cpu")
     assert (config.batch_size, config.optimizer, config.loss, config.milestones, config.gamma) == (
-        15000, "sgd-layca", "bce", (375,), 0.2)
-    assert config.lr == pytest.approx(3 ** -3)
+        15000,
+        "sgd-layca",
+        "bce",
+        (375,),
+        0.2,
+    )
+    assert config.lr == pytest.approx(3**-3)
 
 
 def test_heavy_settings_need_a_gpu_or_an_explicit_scale(tmp_path):
     with pytest.raises(UserError, match="--scale"):
         wtm.run(["deep"], tmp_path, seeds=1, device="cpu")
-    assert main(["experiment", "winner-take-most", "--setting", "deep-slow", "--device", "cpu",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["experiment", "winner-take-most", "--setting", "deep-slow", "--device", "cpu", "--out", str(tmp_path)])
+        == 2
+    )
 
 
 def test_cli_bad_setting_and_missing_mnist(tmp_path, monkeypatch, capsys):
@@ -122,15 +147,46 @@ def test_cli_bad_setting_and_missing_mnist(tmp_path, monkeypatch, capsys):
     assert main(["experiment", "winner-take-most", "--setting", ",", "--out", str(tmp_path)]) == 2
     assert "names no setting" in capsys.readouterr().err
     monkeypatch.delenv("CLUSTERPRIOR_DATA_DIR", raising=False)
-    assert main(["experiment", "winner-take-most", "--setting", "mnist", "--scale", "0.01", "--out",
-                 str(tmp_path), "--data-dir", str(tmp_path / "empty")]) == 2
+    assert (
+        main(
+            [
+                "experiment",
+                "winner-take-most",
+                "--setting",
+                "mnist",
+                "--scale",
+                "0.01",
+                "--out",
+                str(tmp_path),
+                "--data-dir",
+                str(tmp_path / "empty"),
+            ]
+        )
+        == 2
+    )
     assert "train-images-idx3-ubyte" in capsys.readouterr().err
 
 
 def test_cli_runs_the_mnist_variant_on_idx_files(tmp_path, capsys):
     write_mnist(tmp_path / "mnist")
-    code = main(["experiment", "winner-take-most", "--setting", "mnist", "--seeds", "1", "--scale", "0.02",
-                 "--device", "cpu", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "mnist")])
+    code = main(
+        [
+            "experiment",
+            "winner-take-most",
+            "--setting",
+            "mnist",
+            "--seeds",
+            "1",
+            "--scale",
+            "0.02",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+            "--data-dir",
+            str(tmp_path / "mnist"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "mnist seed 0: test acc" in printed and "scale 0.02: widths and epochs reduced" in printed
@@ -151,8 +207,14 @@ def test_cli_plots_a_saved_recording_later(small, tmp_path, capsys):
     out = small[0]
     recording = out / "base" / "seed1" / "dynamics.npz"
     layers = pd.read_csv(out / "base" / "seed1" / "wtm_layers.csv")
-    assert layers.columns.tolist() == ["layer", "neurons", "spread_gain", "gap_ratio_start", "gap_ratio",
-                                       "share_gap_above_1"]
+    assert layers.columns.tolist() == [
+        "layer",
+        "neurons",
+        "spread_gain",
+        "gap_ratio_start",
+        "gap_ratio",
+        "share_gap_above_1",
+    ]
     assert main(["experiment", "plot-dynamics", str(recording), "--out", str(tmp_path), "--neurons", "3"]) == 0
     assert (tmp_path / "dynamics.png").is_file() and (tmp_path / "loss_shares.png").is_file()
     assert "spread_gain" in capsys.readouterr().out

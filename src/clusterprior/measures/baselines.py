@@ -34,6 +34,12 @@ def distance_from_init(model: nn.Module, initial: Mapping[str, torch.Tensor]) ->
 @torch.no_grad()
 def distance_from_init_layers(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """||w - w_0||_2 of each trainable parameter tensor, by name."""
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and name not in initial]
+    if missing:
+        raise UserError(
+            f"the initial weights lack {missing[0]!r}: distance from initialisation needs every parameter "
+            "({n: p.detach().clone() for n, p in model.named_parameters()}), not a snapshot of the kernels"
+        )
     return {
         name: float((p.detach().double().cpu() - initial[name].double().cpu()).norm())
         for name, p in model.named_parameters()
@@ -64,7 +70,7 @@ def path_norm(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     twin = copy.deepcopy(model).eval().double()
     for p in twin.parameters():
         p.pow_(2)
-    out = twin(torch.ones(1, *input_shape, dtype=torch.float64, device=next(twin.parameters()).device))
+    out = twin(torch.ones(1, *input_shape, dtype=torch.float64, device=device_of(twin)))
     return math.sqrt(max(float(out.sum()), 0.0))
 
 

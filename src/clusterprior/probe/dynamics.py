@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from clusterprior.errors import UserError
-from clusterprior.models import activation_modules
+from clusterprior.models import activation_modules, device_of
 
 PER_LAYER_ARRAYS = ("neurons", "cluster_means", "sign_sum", "first", "last", "full", "final_norms")
 FLAT_ARRAYS = ("seen", "group_loss", "group_count", "epoch", "cluster", "target", "group", "class_of_cluster")
@@ -185,7 +185,7 @@ class DynamicsRecorder:
         unknown = sorted(set(chosen) - set(modules))
         if unknown:
             raise UserError(f"no activation layer named {unknown[0]!r}; layers: {', '.join(modules)}")
-        device = next(model.parameters()).device
+        device = device_of(model)
         self.model, self.modules = model, {name: modules[name] for name in chosen}
         self.neurons = {k: torch.as_tensor(v, dtype=torch.long, device=device) for k, v in chosen.items()}
         self.cluster = torch.as_tensor(np.asarray(cluster), dtype=torch.long, device=device)

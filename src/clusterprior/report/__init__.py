@@ -4,6 +4,7 @@ figures as PNG, and one self-contained ``report.html``)."""
 from __future__ import annotations
 
 import html as markup
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
     if tracked and "c1" in analysis.measures:
         best = tracked[0]
         recording = artifacts.load_preactivations(saved[best.run_id])
-        selectivity = subclass_selectivity([recording.pre[-1]], recording.y, recording.sub)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a subclass alone in its class: left out, as documented
+            selectivity = subclass_selectivity([recording.pre[-1]], recording.y, recording.sub)
         made.append(
             (
                 figures.selective_neurons(recording, selectivity, f"run {best.run_id} (test acc {best.test_acc:.3f})"),

@@ -184,9 +184,13 @@ def granulated_kendall_ci(
 
 
 def _codes(values: list[Any]) -> np.ndarray:
-    """0, 1, ... per distinct :func:`_group_key`, in order of first appearance."""
-    index: dict[Hashable, int] = {}
-    return np.array([index.setdefault(_group_key(v), len(index)) for v in values], dtype=np.int64)
+    """0, 1, ... per distinct :func:`_group_key`, numbered in the order of the ``repr`` of each
+    key's first value (the order of the CMI's cells, so its sums run in a fixed order)."""
+    first: dict[Hashable, Any] = {}
+    for v in values:
+        first.setdefault(_group_key(v), v)
+    index = {key: i for i, key in enumerate(sorted(first, key=lambda key: repr(first[key])))}
+    return np.array([index[_group_key(v)] for v in values], dtype=np.int64)
 
 
 def _entropy(p: np.ndarray) -> float:

@@ -10,11 +10,12 @@ from typing import Any
 import pandas as pd
 
 from clusterprior.errors import UserError
-from clusterprior.study.store import FINAL_COLUMNS
+from clusterprior.study.store import FINAL_COLUMNS, Store, is_current
 
 
 class Study:
-    """A study directory opened read-only."""
+    """A study directory opened read-only (a study written by an older version is first
+    upgraded in place, once)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -22,6 +23,10 @@ class Study:
         if not path.is_file():
             raise UserError(f"{self.folder}: not a study directory (no study.db)")
         self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        if not is_current(self._db):
+            self._db.close()
+            Store(self.folder).close()
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
     def _query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return pd.read_sql_query(sql, self._db, params=params)
@@ -34,12 +39,8 @@ class Study:
     def runs(self) -> pd.DataFrame:
         """One row per run: id, status, final metrics, error, ``rule_stop_loss`` (the run's
         stopping threshold, NaN without one) and one column per hyperparameter."""
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
         wanted = ("id", "status", "attempts", "seconds", "epochs", "stop_reason", *FINAL_COLUMNS, "error")
-        return self._with_hparams(
-            ", ".join(c for c in wanted if c in have)  # older studies lack fit_*
-            + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss"
-        )
+        return self._with_hparams(", ".join(wanted) + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss")
 
     def hyperparameters(self) -> list[str]:
         """The grid keys of the study (the columns :meth:`runs` adds after its own)."""
@@ -67,7 +68,11 @@ class Study:
         )
         pairs = list(zip(whole["measure"], whole["spec"], strict=True))
         own = {pair: _own_k(*pair) for pair in set(pairs)}
-        keep = [pd.isna(k) or own[pair] == k for pair, k in zip(pairs, whole["k"], strict=True)]
+        keep = pd.Series(
+            [pd.isna(k) or own[pair] == k for pair, k in zip(pairs, whole["k"], strict=True)],
+            index=whole.index,
+            dtype=bool,
+        )
         return whole[keep][["run_id", "epoch", "measure", "value"]].reset_index(drop=True)
 
     def sweep(self) -> pd.DataFrame:
@@ -109,7 +114,10 @@ class Study:
             self.model_values().pivot_table(index=["run_id", "epoch"], columns="measure", values="value").reset_index()
         )
         wide.columns.name = None
-        table = self._with_hparams("id AS run_id, status").merge(history, on="run_id", how="left")
+        # a hyperparameter keeps its name; the epoch's own value of it (lr) is "<name>_epoch"
+        table = self._with_hparams("id AS run_id, status").merge(
+            history, on="run_id", how="left", suffixes=("", "_epoch")
+        )
         return table.merge(wide, on=["run_id", "epoch"], how="left") if len(wide) else table
 
     def export(self, path: str | Path) -> Path:

@@ -30,7 +30,7 @@ from pydantic import (
 
 from clusterprior.errors import UserError
 from clusterprior.files import fingerprint
-from clusterprior.measures.catalogue import check_names
+from clusterprior.measures.catalogue import Settings, check_names
 from clusterprior.train.config import HELP, RULES, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -118,17 +118,19 @@ def _catalogued(name: str) -> str:
 
 
 MeasureName = Annotated[str, AfterValidator(_catalogued)]
+SETTINGS = Settings()
 
 
 class MeasureSpec(_Strict):
     names: list[MeasureName] = Field(default_factory=lambda: ["c3", "c4"], description="measures of the catalogue")
+    # the measurement settings: defaults from measures.Settings, their one statement
     sharpness_budget: float = Field(
-        1.0, gt=0, le=1, description="scales sharpness's Monte-Carlo draws and ascent steps"
+        SETTINGS.sharpness_budget, gt=0, le=1, description="scales sharpness's Monte-Carlo draws and ascent steps"
     )
-    k_neuron: int = Field(30, ge=1)
-    k_layer: int = Field(1, ge=1)
-    layerwise_k: int = Field(5, ge=1)
-    max_samples: int | None = Field(None, ge=2)
+    k_neuron: int = Field(SETTINGS.k_neuron, ge=1, description="top-k neurons of c1 and c3")
+    k_layer: int = Field(SETTINGS.k_layer, ge=1, description="top-k layers of c2 and c4")
+    layerwise_k: int = Field(SETTINGS.layerwise_k, ge=1, description="c1 and c3 per layer: top-k neurons of the layer")
+    max_samples: int | None = Field(SETTINGS.max_samples, ge=2, description="c4: samples of the whole-set spread")
     samples: int | None = Field(None, ge=2, description="measure on a fixed random subset of the training split")
     track_every: int = Field(0, ge=0, description="measure every N epochs as well; 0 = at the end only")
     k_sweep: list[Annotated[int, Field(ge=1)]] = Field(

@@ -46,6 +46,13 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
+def is_current(db: sqlite3.Connection) -> bool:
+    """Whether the database has this version's schema (an older one is upgraded by :class:`Store`)."""
+    return all(set(columns) <= _columns(db, table) for table, columns in ADDED.items()) and "k" in _columns(
+        db, "measures"
+    )
+
+
 def _upgrade(db: sqlite3.Connection) -> None:
     """Bring a study written by an older version to this schema: add the columns it lacks
     (they stay NULL there), and give its measures table the ``k`` column (:func:`_with_k`)."""
