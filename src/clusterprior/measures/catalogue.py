@@ -144,8 +144,7 @@ def _model_value(
 
 
 def _initial(inputs: Inputs) -> Mapping[str, torch.Tensor]:
-    if inputs.initial is None:
-        raise UserError("this measure needs the weights at initialisation (studies keep them; a checkpoint does not)")
+    assert inputs.initial is not None  # measure_model checks it for every entry that reads "initial"
     return inputs.initial
 
 
@@ -401,7 +400,11 @@ def measure_model(
     inputs = Inputs(model, split, settings, initial, reps)
     whole: list[dict[str, Any]] = []
     per_layer: list[dict[str, Any]] = []
-    for name in select(measures, split.sub is not None):
+    names = select(measures, split.sub is not None)
+    lacking = [n for n in names if "initial" in CATALOGUE[n].reads and initial is None]
+    if lacking:
+        raise UserError(f"{lacking[0]} needs the weights at initialisation (studies keep them; a checkpoint does not)")
+    for name in names:
         entry = CATALOGUE[name]
         k, layer_k = entry.k_of(settings), entry.k_of(settings, layerwise=True)
         whole.append({"measure": name, "layer": MODEL_LEVEL, "k": k, "value": float(entry.function(inputs, k, False))})
