@@ -147,3 +147,31 @@ def test_measure_a_checkpoint_from_train(tmp_path: Path, capsys):
     assert main(["measure", ckpt, "--measures", "distance_from_init"]) == 2, "a checkpoint has no initial weights"
     assert main(["measure", ckpt, "--format", "xml"]) == 2
     assert main(["measure", str(tmp_path / "absent.pt")]) == 2
+
+
+def test_truncated_or_foreign_files_exit_2_with_one_line(tmp_path: Path, capsys):
+    from clusterprior import models
+    from clusterprior.train import checkpoint
+
+    whole = checkpoint.save(tmp_path / "model.safetensors", models.build("mlp", (4,), 2, width=0.05)).read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "foreign.safetensors").write_bytes(b"not a checkpoint at all, just some bytes")
+    (tmp_path / "truncated.pt").write_bytes(b"PK\x03\x04 a zip that stops here")
+    broken = tmp_path / "study"
+    broken.mkdir()
+    (broken / "study.db").write_text("this is not an SQLite database, whatever its name says\n" * 4)
+    spec = tmp_path / "spec.toml"
+    spec.write_text("[train]\nepochs = 1\n")
+    for args, fragment in (
+        (["measure", str(tmp_path / "truncated.safetensors"), "--data", "digits-hier"], "unreadable checkpoint"),
+        (["measure", str(tmp_path / "foreign.safetensors"), "--data", "digits-hier"], "unreadable checkpoint"),
+        (["measure", str(tmp_path / "truncated.pt"), "--data", "digits-hier"], "unreadable checkpoint"),
+        (["study", "status", str(broken)], "not a readable study database"),
+        (["study", "report", str(broken)], "not a readable study database"),
+        (["study", "export", str(broken), "--out", str(tmp_path / "x.csv")], "not a readable study database"),
+        (["study", "run", str(spec), "--out", str(broken)], "not a readable study database"),
+    ):
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and fragment in err, (args, err)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from clusterprior.errors import UserError
-from clusterprior.study.store import FINAL_COLUMNS, Store, is_current
+from clusterprior.study.store import FINAL_COLUMNS, Store, connect, is_current, readable
 
 
 class Study:
@@ -22,11 +21,13 @@ class Study:
         path = self.folder / "study.db"
         if not path.is_file():
             raise UserError(f"{self.folder}: not a study directory (no study.db)")
-        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        if not is_current(self._db):
+        self._db = connect(self.folder, read_only=True)
+        with readable(self.folder):
+            current = is_current(self._db)
+        if not current:
             self._db.close()
             Store(self.folder).close()
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            self._db = connect(self.folder, read_only=True)
 
     def _query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return pd.read_sql_query(sql, self._db, params=params)

@@ -17,8 +17,12 @@ import json
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from clusterprior.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -44,6 +48,24 @@ ADDED = {"runs": ("fit_loss", "fit_acc"), "history": ("fit_loss", "fit_acc")}  #
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def connect(folder: Path, read_only: bool = False) -> sqlite3.Connection:
+    """The study database of ``folder`` (read-only: never written, never created)."""
+    path = folder / "study.db"
+    with readable(folder):
+        if read_only:
+            return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        return sqlite3.connect(path, timeout=30)
+
+
+@contextmanager
+def readable(folder: Path) -> Iterator[None]:
+    """Turn SQLite's complaint about a file that is not a study database into one line."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"{folder / 'study.db'}: not a readable study database ({e})") from None
 
 
 def is_current(db: sqlite3.Connection) -> bool:
@@ -97,13 +119,14 @@ class Store:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.folder / "study.db", timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        with self.db:
-            _upgrade(self.db)
-        self.db.executescript(MEASURES)
+        self.db = connect(self.folder)
+        with readable(self.folder):
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            with self.db:
+                _upgrade(self.db)
+            self.db.executescript(MEASURES)
 
     def close(self) -> None:
         self.db.close()

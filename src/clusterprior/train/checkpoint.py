@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from clusterprior.errors import UserError
@@ -57,7 +58,7 @@ def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
                 state, header = obj["state_dict"], obj.get(HEADER)
             else:
                 state, header = obj, None
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as e:
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: refused or unreadable checkpoint ({first})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
