@@ -189,12 +189,18 @@ def test_failed_and_diverged_runs_are_recorded_and_the_study_goes_on(tmp_path: P
 
 
 @pytest.mark.slow
-def test_sigkill_midway_then_restart_stores_every_run_once(tmp_path: Path):
-    spec = tiny(tmp_path, n_train=1500, epochs=4, seeds="[0, 1, 2]")
+def test_second_driver_refused_then_sigkill_midway_and_restart_stores_every_run_once(tmp_path: Path):
+    spec = tiny(tmp_path, n_train=1500, epochs=8, seeds="[0, 1, 2]")
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     command = [sys.executable, "-m", "clusterprior", "study", "run", str(spec), "--workers", "1", "--quiet", "--out"]
     proc = subprocess.Popen([*command, str(killed)], start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.time() + 240
+    while time.time() < deadline and not (killed / "study.toml").exists():
+        time.sleep(0.1)  # the first driver holds the lock from before it writes study.toml
+    second = subprocess.run([*command, str(killed)], capture_output=True, text=True, timeout=120)
+    assert proc.poll() is None, "the first driver should still be running"
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert f"another driver is running this study (pid {proc.pid} on " in second.stderr
     done = 0
     while time.time() < deadline and done < 2:
         time.sleep(0.3)
@@ -205,14 +211,14 @@ def test_sigkill_midway_then_restart_stores_every_run_once(tmp_path: Path):
             except sqlite3.OperationalError:
                 pass
     assert done >= 2, "the study should have finished two runs before the kill"
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the dead driver's lock is taken over below, with no clean-up
     proc.wait()
     assert study.load(killed).runs()["status"].tolist().count("done") < 6
     assert subprocess.run([*command, str(killed)], timeout=300).returncode == 0
     assert subprocess.run([*command, str(clean)], timeout=300).returncode == 0
     with sqlite3.connect(killed / "study.db") as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs").fetchone() == (6, 6)
-        assert db.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 6 * 4
+        assert db.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 6 * 8
     pd.testing.assert_frame_equal(results(killed), results(clean))
 
 

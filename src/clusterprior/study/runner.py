@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from clusterprior.errors import UserError
 from clusterprior.study import executors
+from clusterprior.study.lock import driver_lock
 from clusterprior.study.spec import StudySpec, dump, expand
 from clusterprior.study.store import Store
 
@@ -44,51 +45,52 @@ def run_study(
     if workers < 1:
         raise UserError("workers must be >= 1")
     folder = Path(folder)
-    runs = expand(spec)
-    store = Store(folder)
-    (folder / "study.toml").write_text(dump(spec))
-    store.add_runs(runs)
-    by_id = {r["id"]: r for r in runs}
-    todo = store.pending(list(by_id), retry_failed)
-    console = Console(quiet=quiet, stderr=False)
-    console.print(
-        f"study {spec.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
-        f"{len(todo)} to run on {workers} {executor} worker(s)"
-    )
-    tally = {"done": 0, "failed": 0, "diverged": 0}
-    progress = Progress(
-        TextColumn("runs"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-    task = progress.add_task("runs", total=len(todo), info="")
-
-    def on_result(run_id: str, result: dict[str, Any]) -> bool:
-        store.record(run_id, result)
-        status = result["status"]
-        tally[status] = tally.get(status, 0) + 1
-        final = (result.get("history") or [{}])[-1]
-        acc = f"test acc {final['test_acc']:.4f}" if "test_acc" in final else result.get("error", "")
-        progress.console.print(
-            f"{status:>8} {run_id} {_describe(by_id[run_id]['hparams'])}  {acc}  ({result.get('seconds', 0):.1f} s)"
+    with driver_lock(folder):  # one live driver per study
+        runs = expand(spec)
+        store = Store(folder)
+        (folder / "study.toml").write_text(dump(spec))
+        store.add_runs(runs)
+        by_id = {r["id"]: r for r in runs}
+        todo = store.pending(list(by_id), retry_failed)
+        console = Console(quiet=quiet, stderr=False)
+        console.print(
+            f"study {spec.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
+            f"{len(todo)} to run on {workers} {executor} worker(s)"
         )
-        progress.update(task, advance=1, info=f"failed {tally['failed']}, diverged {tally['diverged']}")
-        return not (fail_fast and status == "failed")
+        tally = {"done": 0, "failed": 0, "diverged": 0}
+        progress = Progress(
+            TextColumn("runs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        task = progress.add_task("runs", total=len(todo), info="")
 
-    tasks = [(rid, by_id[rid]) for rid in todo]
-    try:
-        with progress:
-            if executor == "local":
-                executors.run_local(tasks, workers, str(folder), device, store.mark_running, on_result)
-            else:
-                executors.run_ray(tasks, workers, str(folder), device, store.mark_running, on_result, address)
-        counts = store.counts()
-    finally:
-        store.close()
-    console.print("finished: " + json.dumps(counts))
-    return counts
+        def on_result(run_id: str, result: dict[str, Any]) -> bool:
+            store.record(run_id, result)
+            status = result["status"]
+            tally[status] = tally.get(status, 0) + 1
+            final = (result.get("history") or [{}])[-1]
+            acc = f"test acc {final['test_acc']:.4f}" if "test_acc" in final else result.get("error", "")
+            progress.console.print(
+                f"{status:>8} {run_id} {_describe(by_id[run_id]['hparams'])}  {acc}  ({result.get('seconds', 0):.1f} s)"
+            )
+            progress.update(task, advance=1, info=f"failed {tally['failed']}, diverged {tally['diverged']}")
+            return not (fail_fast and status == "failed")
+
+        tasks = [(rid, by_id[rid]) for rid in todo]
+        try:
+            with progress:
+                if executor == "local":
+                    executors.run_local(tasks, workers, str(folder), device, store.mark_running, on_result)
+                else:
+                    executors.run_ray(tasks, workers, str(folder), device, store.mark_running, on_result, address)
+            counts = store.counts()
+        finally:
+            store.close()
+        console.print("finished: " + json.dumps(counts))
+        return counts
