@@ -98,7 +98,7 @@ def test_dump_round_trips():
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("bogus = 1", "bogus: unknown key; allowed: name, data, model"),
+        ("bogus = 1", "bogus: unknown key; allowed: name, storage, data, model"),
         ("[train]\nlearning_rate = 0.1", "train.learning_rate: unknown key; allowed: epochs"),
         ("[train]\nepochs = 'ten'", "train.epochs"),
         ("[train]\nlr = -1", "train.lr"),
@@ -336,3 +336,54 @@ def test_the_exported_frame_keeps_hyperparameter_names(tmp_path: Path):
     store.close()
     frame = study.load(tmp_path).frame()
     assert frame.loc[0, "lr"] == 0.1 and frame.loc[0, "lr_epoch"] == 0.02
+
+
+def test_runs_put_their_files_in_the_storage_and_the_report_reads_them_there(tmp_path: Path, capsys):
+    from clusterprior import report
+    from clusterprior.study import artifacts
+
+    spec = tiny(tmp_path, n_train=200, epochs=2, seeds="[0]", extra="")
+    text = spec.read_text().replace('names = ["c1", "c3", "c4"]', 'names = ["c1", "c3"]\nsave_preactivations = true')
+    spec.write_text(text)
+    shared, folder = tmp_path / "shared", tmp_path / "study"
+    assert (
+        main(["study", "run", str(spec), "--out", str(folder), "--workers", "1", "--quiet", "--storage", str(shared)])
+        == 0
+    )
+    ids = list(study.load(folder).runs()["id"])
+    assert all((shared / "runs" / i / artifacts.CHECKPOINT).is_file() for i in ids)
+    assert all((shared / "runs" / i / artifacts.PREACTIVATIONS).is_file() for i in ids)
+    assert not (folder / "runs").exists()
+    assert study.load_spec(folder / "study.toml").storage == str(shared.resolve())
+    assert (report.build(folder, n_boot=10).folder / "neurons.png").is_file(), "Figs. 2.8-2.9 from the storage"
+    capsys.readouterr()
+    unreachable = "/proc/clusterprior-cannot-write-here"
+    assert (
+        main(
+            [
+                "study",
+                "run",
+                str(spec),
+                "--out",
+                str(tmp_path / "other"),
+                "--workers",
+                "1",
+                "--quiet",
+                "--storage",
+                unreachable,
+            ]
+        )
+        == 1
+    )
+    errors = study.load(tmp_path / "other").runs()["error"]
+    assert errors.str.startswith("UserError: node ").all() and errors.str.contains(f"storage {unreachable}").all()
+
+
+def test_a_worker_without_the_data_fails_its_run_naming_its_node(tmp_path: Path):
+    import socket
+
+    text = '[data]\nname = "fashion-mnist-hier"\noptions = { root = "/nonexistent-datasets" }\n[train]\nepochs = 1\n'
+    counts = study.run_study(study.parse(text), tmp_path, workers=1, quiet=True)
+    (error,) = study.load(tmp_path).runs()["error"]
+    assert counts == {"failed": 1} and error.startswith(f"UserError: node {socket.gethostname()}: ")
+    assert "/nonexistent-datasets" in error

@@ -74,6 +74,14 @@ def study_run(
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop dispatching at the first failed run."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed runs again."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress."),
+    storage: str | None = typer.Option(
+        None,
+        help="Where runs put their checkpoints and pre-activations: a path or fsspec URI that every worker "
+        "reaches (default: the spec's storage, else the study directory).",
+    ),
+    gpus_per_run: float = typer.Option(
+        1.0, help="Ray executor on cuda: the share of a GPU each run takes (0.25: four runs per GPU)."
+    ),
 ) -> None:
     """Train and measure every unfinished run of a study (resumes where it stopped)."""
     from clusterprior import study
@@ -91,6 +99,8 @@ def study_run(
         fail_fast=fail_fast,
         retry_failed=retry_failed,
         quiet=quiet,
+        storage=storage,
+        gpus_per_run=gpus_per_run,
     )
     if counts.get("failed"):
         raise typer.Exit(1)

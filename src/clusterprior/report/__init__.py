@@ -68,6 +68,7 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
     study = load(folder)
     try:
         measures, values, depths, swept = study.measures(), study.model_values(), study.layers(), study.sweep()
+        storage = study.storage()
     finally:
         study.close()
     made = [
@@ -97,15 +98,10 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
                 "Total granulated Kendall of c1 and c3 against k, the number of top neurons (thesis Fig. 2.5).",
             )
         )
-    saved = {
-        r.run_id: artifacts.run_dir(folder, r.run_id) / artifacts.PREACTIVATIONS for r in analysis.models.itertuples()
-    }
-    tracked = [
-        r for r in analysis.models.sort_values("test_acc", ascending=False).itertuples() if saved[r.run_id].is_file()
-    ]
-    if tracked and "c1" in analysis.measures:
-        best = tracked[0]
-        recording = artifacts.load_preactivations(saved[best.run_id])
+    by_accuracy = analysis.models.sort_values("test_acc", ascending=False).itertuples()
+    best = next((r for r in by_accuracy if storage.exists(r.run_id, artifacts.PREACTIVATIONS)), None)
+    if best is not None and "c1" in analysis.measures:
+        recording = artifacts.load_preactivations(storage, best.run_id)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a subclass alone in its class: left out, as documented
             selectivity = subclass_selectivity([recording.pre[-1]], recording.y, recording.sub)

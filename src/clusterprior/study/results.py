@@ -43,6 +43,16 @@ class Study:
         wanted = ("id", "status", "attempts", "seconds", "epochs", "stop_reason", *FINAL_COLUMNS, "error")
         return self._with_hparams(", ".join(wanted) + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss")
 
+    def storage(self) -> Any:
+        """The study's artifact storage (:class:`clusterprior.study.artifacts.Storage`): the
+        one its ``study.toml`` names, else the study directory."""
+        from clusterprior.study.artifacts import Storage
+        from clusterprior.study.spec import load as load_spec
+
+        spec = self.folder / "study.toml"
+        named = load_spec(spec).storage if spec.is_file() else None
+        return Storage(named or self.folder)
+
     def hyperparameters(self) -> list[str]:
         """The grid keys of the study (the columns :meth:`runs` adds after its own)."""
         keys: dict[str, None] = {}

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from clusterprior.errors import UserError
-from clusterprior.study import executors
+from clusterprior.study import artifacts, executors
 from clusterprior.study.lock import driver_lock
 from clusterprior.study.spec import StudySpec, dump, expand
 from clusterprior.study.store import Store
@@ -33,8 +33,14 @@ def run_study(
     fail_fast: bool = False,
     retry_failed: bool = False,
     quiet: bool = False,
+    storage: str | None = None,
+    gpus_per_run: float = 1.0,
 ) -> dict[str, int]:
     """Run every unfinished run of ``spec`` into ``folder``; returns the status counts.
+
+    The runs' files go to ``storage`` (else the spec's, else ``folder``; see
+    :mod:`clusterprior.study.artifacts`). On Ray, each run on cuda takes ``gpus_per_run`` of
+    a GPU.
 
     Resumable: finished runs (done, diverged, failed unless ``retry_failed``) are skipped,
     runs left 'running' by a killed driver are redone.
@@ -44,10 +50,14 @@ def run_study(
     workers = workers or executors.default_workers()
     if workers < 1:
         raise UserError("workers must be >= 1")
+    executors.ray_resources(device, 1, gpus_per_run)  # a bad share of a GPU is refused before anything runs
     folder = Path(folder)
     with driver_lock(folder):  # one live driver per study
         runs = expand(spec)
         store = Store(folder)
+        if storage or spec.storage:  # recorded in study.toml, where the report finds the files
+            spec = spec.model_copy(update={"storage": artifacts.resolve(storage or spec.storage or "")})
+        where = spec.storage or artifacts.resolve(folder)  # by default the study directory, wherever it moves
         (folder / "study.toml").write_text(dump(spec))
         store.add_runs(runs)
         by_id = {r["id"]: r for r in runs}
@@ -86,9 +96,11 @@ def run_study(
         try:
             with progress:
                 if executor == "local":
-                    executors.run_local(tasks, workers, str(folder), device, store.mark_running, on_result)
+                    executors.run_local(tasks, workers, where, device, store.mark_running, on_result)
                 else:
-                    executors.run_ray(tasks, workers, str(folder), device, store.mark_running, on_result, address)
+                    executors.run_ray(
+                        tasks, workers, where, device, store.mark_running, on_result, address, gpus_per_run
+                    )
             counts = store.counts()
         finally:
             store.close()

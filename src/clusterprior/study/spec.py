@@ -198,6 +198,11 @@ class GridSpec(_Strict):
 
 class StudySpec(_Strict):
     name: str = "study"
+    storage: str | None = Field(
+        None,
+        description="where runs put their files: a path or fsspec URI every worker reaches (default: the study "
+        "directory); not part of a run's id",
+    )
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -332,6 +337,8 @@ def dump(spec: StudySpec) -> str:
     """The resolved spec (every default filled in) as TOML that :func:`parse` reads back."""
     lines = []
     for section, values in spec.model_dump().items():
+        if values is None:
+            continue
         if not isinstance(values, dict):
             lines.append(f"{section} = {_toml_value(values)}")
             continue

@@ -155,7 +155,9 @@ class Store:
             )
 
     def record(self, run_id: str, result: dict[str, Any]) -> None:
-        """Store a worker's result in one transaction (replacing partial rows of earlier attempts)."""
+        """Store a worker's result in one transaction (replacing partial rows of earlier attempts).
+        ``result["attempts"]``, when an executor retried the run itself (Ray), counts every
+        try of this dispatch; :meth:`mark_running` counted the first."""
         history = result.get("history", [])
         final = history[-1] if history else {}
         with self.db:
@@ -174,6 +176,7 @@ class Store:
             )
             self.db.execute(
                 "UPDATE runs SET status = ?, finished = ?, seconds = ?, epochs = ?, stop_reason = ?, error = ?, "
+                + "attempts = attempts + ?, "
                 + ", ".join(f"{c} = ?" for c in FINAL_COLUMNS)
                 + " WHERE id = ?",
                 (
@@ -183,6 +186,7 @@ class Store:
                     len(history),
                     result.get("stop_reason"),
                     result.get("error"),
+                    result.get("attempts", 1) - 1,  # an executor's own retries (Ray), beyond the dispatch
                     *(final.get(c) for c in FINAL_COLUMNS),
                     run_id,
                 ),

@@ -1,18 +1,23 @@
 """What a worker does for one run: train, measure (every ``track_every`` epochs and at the
-end), save the checkpoint, and return everything as plain data. It never touches the
-store; exceptions become a "failed" result with the error line."""
+end), put the checkpoint in the study's storage, and return everything as plain data. It
+never touches the store; exceptions become a "failed" result with the error line (one that
+names this node when the data or the storage cannot be reached)."""
 
 from __future__ import annotations
 
+import socket
 import time
 import traceback
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
 from clusterprior.data import Split
+from clusterprior.errors import UserError
 from clusterprior.study import artifacts
 
 MEASURE_SEED = 0  # the seed of the probe subset (measures use Settings.seed, also 0)
@@ -77,8 +82,10 @@ def probe_split(split: Split, samples: int | None) -> Split:
     return Split(split.x[idx], split.y[idx], None if split.sub is None else split.sub[idx], split.meta, split.split)
 
 
-def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
-    """Train and measure the run ``config``; returns ``{status, history, measures, seconds, ...}``."""
+def execute(config: dict[str, Any], storage: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
+    """Train and measure the run ``config``, put its checkpoint (and saved pre-activations) in
+    ``storage`` (a path or URI, :class:`clusterprior.study.artifacts.Storage`); returns
+    ``{status, history, measures, seconds, ...}``."""
     start = time.perf_counter()
     try:
         from clusterprior import data, models, train
@@ -87,8 +94,13 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
         if threads:
             torch.set_num_threads(threads)
         d, m, t, ms = config["data"], config["model"], config["train"], config["measures"]
-        train_split = data.load(d["name"], "train", **d["options"])
-        test_split = data.load(d["name"], "test", **d["options"])
+        store = artifacts.Storage(storage)
+        store.check()  # before training: a node that cannot reach the storage fails at once
+        try:
+            train_split = data.load(d["name"], "train", **d["options"])
+            test_split = data.load(d["name"], "test", **d["options"])
+        except UserError as e:  # each node reads the data from its own disk
+            raise UserError(f"node {socket.gethostname()}: {e}") from None
         probe = probe_split(train_split, ms["samples"])
         torch.manual_seed(t["seed"])
         model = models.build(
@@ -125,12 +137,13 @@ def execute(config: dict[str, Any], folder: str, device: str = "auto", threads: 
                 measure(model, last)
             if ms["k_sweep"]:
                 rows.extend(sweep_rows(model, probe, ms, last, latest["reps"]))
-        folder_of_run = artifacts.run_dir(folder, config["id"])
-        train.checkpoint.save(
-            folder_of_run / artifacts.CHECKPOINT, model, extra={"data": d, "train": t, "run": config["id"]}
-        )
+        header = {"data": d, "train": t, "run": config["id"]}
+        files: dict[str, Callable[[Path], Any]] = {
+            artifacts.CHECKPOINT: lambda path: train.checkpoint.save(path, model, extra=header)
+        }
         if snapshots:
-            artifacts.save_preactivations(folder_of_run / artifacts.PREACTIVATIONS, snapshots, probe)
+            files[artifacts.PREACTIVATIONS] = lambda path: artifacts.save_preactivations(path, snapshots, probe)
+        artifacts.save_run(store, config["id"], files)
         return {
             "status": result.status,
             "stop_reason": result.stop_reason,
