@@ -71,3 +71,26 @@ def test_fashion_mnist_hier_reads_the_debian_package():
     assert len(train) == 60000 and len(test) == 10000 and train.input_shape == (1, 28, 28)
     assert train.sub.bincount().tolist() == [6000] * 10, "the ten garment classes, 6,000 images each"
     assert train.y.bincount().tolist() == [24000, 12000, 18000, 6000]
+
+
+def test_the_readme_throughput_numbers_are_the_benchmark_s():
+    """The Performance section's numbers of benchmarks/thesis_throughput.md, checked against
+    the JSON that the benchmark wrote."""
+    import json
+
+    bench = json.loads((ROOT / "benchmarks" / "cpu" / "thesis_throughput.json").read_text())
+    total = {(r["model"], r["concurrent"]): r["total_images_s"] for r in bench["rows"]}
+    flops = {m: f["train_flops_per_image"] for m, f in bench["flops"].items()}
+    table = bench["projection"]["studies"]["Table 2.1"]
+    mfu = total["wrn", 1] * flops["wrn"] / bench["peak_flops"]
+    line = " ".join((ROOT / "README.md").read_text().split("## Performance")[1].split("\n- ")[1].split())
+    expected = [
+        f"trains at {total['wrn', 1]:.0f} images/s alone",
+        f"({mfu:.0%} of the cores' measured peak)".replace("%", " %"),
+        f"the base VGG at {total['vgg', 1]:.0f};",
+        f"({total['wrn', 2]:.0f} and {total['vgg', 2]:.0f} in total)",
+        f"is {table['flops_grid']:.1e} training FLOPs".replace("e+", "e"),
+        f"{table['hours_at_goal_mfu']:.1f} hours of one H100 at 25 %",
+    ]
+    for fragment in expected:
+        assert fragment in line, f"README: {fragment!r} not in {line!r}"

@@ -204,7 +204,8 @@ def fit(
     fmt = _memory_format(train.x, config)
     model.to(device=device, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub omits memory_format
     x, y = train.x.to(device), train.y.to(device)
-    x_fit = x.contiguous(memory_format=fmt)  # the stopping rule's un-augmented pass
+    # the stopping rule's un-augmented pass (a channels_last copy of the split: only when there is a rule)
+    x_fit = x.contiguous(memory_format=fmt) if config.stop_loss is not None else x
     x_test = y_test = None
     if test is not None:
         x_test, y_test = test.x.to(device).contiguous(memory_format=fmt), test.y.to(device)
