@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from clusterprior import UserError, study
+from clusterprior.cli import main
 from clusterprior.study import artifacts, executors
 
 SPEC = """
@@ -31,7 +32,7 @@ seed = [0, 1]
 
 
 @pytest.mark.slow
-def test_a_node_lost_mid_run_is_retried_elsewhere_and_every_run_is_stored_once(tmp_path: Path):
+def test_a_node_lost_mid_run_is_retried_elsewhere_and_every_run_is_stored_once(tmp_path: Path, capsys):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     from ray.cluster_utils import Cluster
 
@@ -79,6 +80,8 @@ def test_a_node_lost_mid_run_is_retried_elsewhere_and_every_run_is_stored_once(t
     runs = study.load(tmp_path / "study").runs().set_index("id")
     (run_id,) = lost
     assert runs.loc[run_id, "attempts"] == 2, "the lost attempt and the retry elsewhere"
+    assert main(["study", "status", str(tmp_path / "study")]) == 0
+    assert f"done {run_id} after 2 attempts" in capsys.readouterr().out
     assert (runs.drop(index=run_id)["attempts"] == 1).all()
     measures = study.load(tmp_path / "study").measures()
     assert not measures.duplicated(["run_id", "epoch", "measure", "layer", "k"]).any()

@@ -8,8 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clusterprior.errors import UserError
-
 study_app = typer.Typer(help="Hyperparameter studies: plan, run, status, report, export.", rich_markup_mode=None)
 
 
@@ -148,19 +146,21 @@ def study_export(
 
 @study_app.command("status")
 def study_status(folder: Path = typer.Argument(..., help="Study directory.")) -> None:
-    """Counts of runs by status, and each failed run with its error line."""
-    from clusterprior.study.store import Store
+    """Counts of runs by status, each failed run with its error line, and the runs that took
+    more than one attempt (a lost worker or node). Read-only: safe while a driver runs."""
+    from clusterprior import study
 
-    if not (folder / "study.db").is_file():
-        raise UserError(f"{folder}: not a study directory (no study.db)")
-    store = Store(folder)
+    loaded = study.load(folder)
     try:
-        counts, failures = store.counts(), store.failures()
+        runs = loaded.runs()
     finally:
-        store.close()
+        loaded.close()
+    counts = runs["status"].value_counts()
     print(
-        f"{folder}: {sum(counts.values())} runs: "
+        f"{folder}: {len(runs)} runs: "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "diverged", "failed", "running", "queued"))
     )
-    for run_id, error in failures:
-        print(f"failed {run_id}: {error}")
+    for run in runs[runs["status"] == "failed"].itertuples():
+        print(f"failed {run.id}: {run.error}")
+    for run in runs[(runs["attempts"] > 1) & (runs["status"] != "running")].itertuples():
+        print(f"{run.status} {run.id} after {run.attempts} attempts")

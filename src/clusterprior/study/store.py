@@ -194,6 +194,3 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
-
-    def failures(self) -> list[tuple[str, str]]:
-        return list(self.db.execute("SELECT id, error FROM runs WHERE status = 'failed' ORDER BY position"))
