@@ -387,3 +387,18 @@ def test_a_worker_without_the_data_fails_its_run_naming_its_node(tmp_path: Path)
     (error,) = study.load(tmp_path).runs()["error"]
     assert counts == {"failed": 1} and error.startswith(f"UserError: node {socket.gethostname()}: ")
     assert "/nonexistent-datasets" in error
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_is_told_why(tmp_path: Path):
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        "from clusterprior import study\n"
+        "spec = study.parse('[data]\\noptions = { n_train = 100, n_test = 50 }\\n[model]\\nwidth = 0.05\\n"
+        "[train]\\nepochs = 1\\n[grid.axes]\\nlr = [0.1, 0.2]\\n')\n"
+        "study.run_study(spec, 'out', workers=2, quiet=True)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert 'put the code that runs it under `if __name__ == "__main__":`' in done.stderr
+    errors = study.load(tmp_path / "out").runs()["error"]
+    assert errors.str.contains("__main__").all()

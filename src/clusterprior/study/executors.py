@@ -163,7 +163,8 @@ def run_local(
                         e.in_flight[0][0],
                         {
                             "status": "failed",
-                            "error": "the worker process died while running it (killed, or out of memory?)",
+                            "error": "the worker process died while running it (killed, out of memory, or a script "
+                            'that starts the study without `if __name__ == "__main__":`?)',
                         },
                     )
                     is False

@@ -4,6 +4,7 @@ executor and write each result to the store as it arrives, with progress on the 
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,11 @@ def run_study(
     Resumable: finished runs (done, diverged, failed unless ``retry_failed``) are skipped,
     runs left 'running' by a killed driver are redone.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # a spawned worker importing the script
+        raise UserError(
+            "a worker process started the study again while importing your script: put the code that runs it under "
+            '`if __name__ == "__main__":` (the local executor starts its workers with spawn)'
+        )
     if executor not in EXECUTORS:
         raise UserError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     workers = workers or executors.default_workers()
