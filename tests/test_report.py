@@ -321,6 +321,30 @@ def test_a_measures_table_without_k_is_upgraded(tmp_path: Path):
     assert loaded.sweep().set_index("k")["value"].to_dict() == {3: 0.6, 10: 0.5}
 
 
+def test_an_upgrade_that_fails_midway_leaves_the_old_table_whole(tmp_path: Path, monkeypatch):
+    import sqlite3
+
+    from clusterprior.study import store as store_mod
+
+    store_mod.Store(tmp_path).close()
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        db.execute("DROP TABLE measures")
+        db.execute("CREATE TABLE measures (run_id TEXT, epoch INTEGER, measure TEXT, layer TEXT, value REAL)")
+        db.execute("INSERT INTO runs (id, position, config, hparams) VALUES ('r', 0, '{\"measures\": {}}', '{}')")
+        db.execute("INSERT INTO measures VALUES ('r', 1, 'c3', 'all', 0.5)")
+
+    def killed(*args):
+        raise KeyboardInterrupt  # as a kill between the DROP and the copy
+
+    monkeypatch.setattr(store_mod, "_with_k", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store_mod.Store(tmp_path)
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        assert db.execute("SELECT * FROM measures").fetchall() == [("r", 1, "c3", "all", 0.5)]
+    monkeypatch.undo()
+    assert study.load(tmp_path).measures()["k"].tolist() == [30], "upgraded on the next open"
+
+
 def test_run_ids_of_existing_studies_survive_options_added_later():
     base = study.parse(SPEC)
     again = study.parse(SPEC.replace("epochs = 3", "epochs = 3\ntest_every = 1"))

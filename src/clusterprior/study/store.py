@@ -76,8 +76,10 @@ def is_current(db: sqlite3.Connection) -> bool:
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
-    """Bring a study written by an older version to this schema: add the columns it lacks
-    (they stay NULL there), and give its measures table the ``k`` column (:func:`_with_k`)."""
+    """Bring a study written by an older version to this schema, in one transaction (a kill
+    midway leaves the old schema whole): add the columns it lacks (they stay NULL there), and
+    give its measures table the ``k`` column (:func:`_with_k`). The caller commits."""
+    db.execute("BEGIN")  # sqlite3 opens no transaction before DDL by itself
     for table, columns in ADDED.items():
         have = _columns(db, table)
         for column in columns:
@@ -89,7 +91,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
         }
         old = db.execute("SELECT run_id, epoch, measure, layer, value FROM measures ORDER BY rowid").fetchall()
         db.execute("DROP TABLE measures")
-        db.executescript(MEASURES)
+        db.execute(MEASURES)
         db.executemany(
             f"INSERT OR IGNORE INTO measures ({', '.join(MEASURE_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
             [_with_k(row, settings[row[0]]) for row in old],
@@ -126,7 +128,7 @@ class Store:
             self.db.executescript(SCHEMA)
             with self.db:
                 _upgrade(self.db)
-            self.db.executescript(MEASURES)
+            self.db.execute(MEASURES)
 
     def close(self) -> None:
         self.db.close()
