@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from clusterprior.cli.common import data_options, epoch_bar, epoch_progress, parse_milestones
-from clusterprior.errors import UserError
 from clusterprior.train.config import HELP, TrainConfig
 
 DEFAULT = TrainConfig()
@@ -84,8 +83,7 @@ def train(
         seed=seed,
         device=str(train_lib.resolve_device(device)),
     )
-    if checkpoint_format not in run.FORMATS:
-        raise UserError(f"--checkpoint-format must be {' or '.join(run.FORMATS)}, got {checkpoint_format!r}")
+    run.check_format(checkpoint_format)  # before training, not after
     options = data_options(data_option, data_dir)
     console = Console(quiet=quiet)
     kwargs = {"width": width, "depth": depth, "dropout": dropout, "batchnorm": batchnorm}

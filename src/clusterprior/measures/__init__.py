@@ -12,6 +12,7 @@ from clusterprior.measures.catalogue import (
     Measure,
     Settings,
     measure_model,
+    measure_sweep,
 )
 from clusterprior.measures.intraclass import (
     interpolation_ratio,
@@ -31,6 +32,7 @@ __all__ = [
     "layer_distance_ratio",
     "layer_subclass_silhouette",
     "measure_model",
+    "measure_sweep",
     "neuron_subclass_selectivity",
     "neuron_variance_ratio",
 ]

@@ -110,6 +110,11 @@ class Measure:
     def needs_subclasses(self) -> bool:
         return "subclasses" in self.reads
 
+    @property
+    def on_layers(self) -> bool:
+        """Whether its per-layer values are on the probe's layers (c1-c4), in forward order."""
+        return self.level in ("neuron", "layer")
+
     def k_of(self, settings: Settings, layerwise: bool = False) -> int | None:
         """The k of the model-level value, or of the per-layer values (``layerwise``)."""
         if self.k is None:
@@ -117,17 +122,28 @@ class Measure:
         return settings.layerwise_k if layerwise and self.level == "neuron" else getattr(settings, self.k)
 
 
-def _representation(which: str, function: Callable[..., Any], subclasses: bool, *passed: str) -> Function:
-    """A c1-c4 function on the probe's ``which`` arrays, the labels (and subclass labels)
-    and the :class:`Settings` fields named in ``passed``."""
+def _on_layers(
+    name: str,
+    level: Literal["neuron", "layer"],
+    reads: tuple[str, ...],
+    function: Callable[..., Any],
+    description: str,
+    k: Literal["k_neuron", "k_layer"],
+    sweep: bool = False,
+    passed: tuple[str, ...] = (),
+) -> Measure:
+    """An intraclass measure of the probe's layers (c1-c4): ``function`` takes the arrays that
+    ``reads`` names ("pre" or "post"), the labels (and the subclass labels when ``reads``
+    holds "subclasses") and the :class:`Settings` fields in ``passed``."""
+    which = "pre" if "pre" in reads else "post"
 
     def compute(inputs: Inputs, k: int | None, layerwise: bool) -> Any:
         split = inputs.split
-        labels = (split.y, split.sub) if subclasses else (split.y,)
-        extra = {name: getattr(inputs.settings, name) for name in passed}
+        labels = (split.y, split.sub) if "subclasses" in reads else (split.y,)
+        extra = {option: getattr(inputs.settings, option) for option in passed}
         return function(inputs.arrays(which), *labels, k=k, layerwise=layerwise, **extra)
 
-    return compute
+    return Measure(name, "intraclass", level, 1, reads, compute, description, k=k, sweep=sweep)
 
 
 def _model_value(
@@ -187,47 +203,40 @@ def _entries() -> list[Measure]:
             _model_value(_c0),
             "interpolation drop, between / within subclass",
         ),
-        Measure(
+        _on_layers(
             "c1",
-            "intraclass",
             "neuron",
-            1,
             ("pre", "subclasses"),
-            _representation("pre", ic.neuron_subclass_selectivity, True),
+            ic.neuron_subclass_selectivity,
             "neuron subclass selectivity",
-            k="k_neuron",
+            "k_neuron",
             sweep=True,
         ),
-        Measure(
+        _on_layers(
             "c2",
-            "intraclass",
             "layer",
-            1,
             ("post", "subclasses"),
-            _representation("post", ic.layer_subclass_silhouette, True),
+            ic.layer_subclass_silhouette,
             "layer subclass silhouette (cosine)",
-            k="k_layer",
+            "k_layer",
         ),
-        Measure(
+        _on_layers(
             "c3",
-            "intraclass",
             "neuron",
-            1,
             ("pre",),
-            _representation("pre", ic.neuron_variance_ratio, False),
+            ic.neuron_variance_ratio,
             "neuron variance ratio, class / all",
-            k="k_neuron",
+            "k_neuron",
             sweep=True,
         ),
-        Measure(
+        _on_layers(
             "c4",
-            "intraclass",
             "layer",
-            1,
             ("pre",),
-            _representation("pre", ic.layer_distance_ratio, False, "max_samples", "seed"),
+            ic.layer_distance_ratio,
             "layer distance-spread ratio, class / all",
-            k="k_layer",
+            "k_layer",
+            passed=("max_samples", "seed"),
         ),
         Measure(
             "distance_from_init",
@@ -375,6 +384,28 @@ def select(names: Sequence[str] | None, has_subclasses: bool) -> list[str]:
     return list(names)
 
 
+def _sweep_rows(inputs: Inputs, names: Sequence[str], k_sweep: Sequence[int]) -> list[dict[str, Any]]:
+    """Model-level rows of the swept measures among ``names`` at each k of ``k_sweep`` but
+    their own."""
+    rows = []
+    for name in names:
+        entry = CATALOGUE[name]
+        own = entry.k_of(inputs.settings)
+        if entry.sweep:
+            rows += [
+                {"measure": name, "layer": MODEL_LEVEL, "k": k, "value": float(entry.function(inputs, k, False))}
+                for k in k_sweep
+                if k != own
+            ]
+    return rows
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
 def measure_model(
     model: nn.Module,
     split: Split,
@@ -396,31 +427,32 @@ def measure_model(
     model-level ones, the probe's layers in forward order first; layers without a live
     neuron are left out.
     """
-    settings = settings or Settings()
-    inputs = Inputs(model, split, settings, initial, reps)
-    whole: list[dict[str, Any]] = []
-    per_layer: list[dict[str, Any]] = []
+    inputs = Inputs(model, split, settings or Settings(), initial, reps)
     names = select(measures, split.sub is not None)
     lacking = [n for n in names if "initial" in CATALOGUE[n].reads and initial is None]
     if lacking:
         raise UserError(f"{lacking[0]} needs the weights at initialisation (studies keep them; a checkpoint does not)")
+    whole: list[dict[str, Any]] = []
+    per_layer: list[dict[str, Any]] = []
     for name in names:
         entry = CATALOGUE[name]
-        k, layer_k = entry.k_of(settings), entry.k_of(settings, layerwise=True)
+        k, layer_k = entry.k_of(inputs.settings), entry.k_of(inputs.settings, layerwise=True)
         whole.append({"measure": name, "layer": MODEL_LEVEL, "k": k, "value": float(entry.function(inputs, k, False))})
-        if entry.sweep:
-            whole += [
-                {"measure": name, "layer": MODEL_LEVEL, "k": each, "value": float(entry.function(inputs, each, False))}
-                for each in k_sweep
-                if each != k
-            ]
         per_layer += [
             {"measure": name, "layer": str(layer), "k": layer_k, "value": float(v)}
             for layer, v in entry.function(inputs, layer_k, True).items()
-            if v == v
-        ]  # NaN: a dead layer
-    order = {name: i for i, name in enumerate(inputs.reps.names)} if "reps" in inputs.__dict__ else {}
-    per_layer.sort(key=lambda row: order.get(row["layer"], len(order)))  # forward order first (stable)
-    frame = pd.DataFrame(whole + per_layer, columns=COLUMNS)
-    frame["k"] = frame["k"].astype("Int64")
-    return frame
+            if v == v  # NaN: a dead layer
+        ]
+    if any(CATALOGUE[row["measure"]].on_layers for row in per_layer):  # then the probe's layers were captured
+        order = {layer: i for i, layer in enumerate(inputs.reps.names)}
+        per_layer.sort(key=lambda row: order.get(row["layer"], len(order)))  # forward order first (stable)
+    return _frame(whole + _sweep_rows(inputs, names, k_sweep) + per_layer)
+
+
+def measure_sweep(
+    model: nn.Module, split: Split, k_sweep: Sequence[int], settings: Settings | None = None, reps: Any = None
+) -> pd.DataFrame:
+    """The k-sweep alone (thesis Fig. 2.5): every swept measure the data supports (c1, c3) at
+    each k of ``k_sweep`` but its own, as model-level rows of :func:`measure_model`'s frame."""
+    names = [n for n in select(None, split.sub is not None) if CATALOGUE[n].sweep]
+    return _frame(_sweep_rows(Inputs(model, split, settings or Settings(), None, reps), names, k_sweep))

@@ -9,7 +9,7 @@ uses x1 and x1.5, SPEC.md 2.5).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -40,12 +40,21 @@ __all__ = [
     "build",
     "device_of",
     "evaluating",
+    "from_config",
     "he_uniform_",
     "kernel_rotation",
     "kernels",
     "neuron_counts",
     "snapshot",
 ]
+
+
+def from_config(config: Mapping[str, Any], input_shape: tuple[int, ...] | list[int], n_classes: int) -> nn.Module:
+    """:func:`build` from a config of its arguments (``name``, ``width``, ``depth``,
+    ``dropout``, ``batchnorm``, ``options``): a study run's model section, or the one a
+    checkpoint keeps (:data:`CONFIG_ATTR`)."""
+    options = {key: config[key] for key in ("width", "depth", "dropout", "batchnorm")}
+    return build(config["name"], input_shape, n_classes, **options, **config["options"])
 
 
 def available() -> list[str]:

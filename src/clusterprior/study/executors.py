@@ -212,12 +212,17 @@ def _tracked(function: Callable[..., dict[str, Any]], tracker: Any, config: dict
     return function(config, *args)
 
 
-def ray_resources(device: str, threads: int, gpus_per_run: float) -> dict[str, float]:
-    """A run's Ray resources: its CPU threads, and on ``cuda`` a share of a GPU
-    (``gpus_per_run`` = 0.25 puts four runs on one device)."""
+def gpu_share(gpus_per_run: float) -> float:
+    """``gpus_per_run``, checked: a share in (0, 1] (0.25 puts four runs on one GPU) or a
+    whole number of GPUs, as Ray accepts."""
     if not 0 < gpus_per_run <= 1 and not (gpus_per_run > 1 and float(gpus_per_run).is_integer()):
         raise UserError(f"gpus_per_run must be in (0, 1] or a whole number, got {gpus_per_run}")
-    return {"num_cpus": threads, "num_gpus": gpus_per_run if device.startswith("cuda") else 0}
+    return gpus_per_run
+
+
+def ray_resources(device: str, threads: int, gpus_per_run: float) -> dict[str, float]:
+    """A run's Ray resources: its CPU threads, and on ``cuda`` its :func:`gpu_share`."""
+    return {"num_cpus": threads, "num_gpus": gpu_share(gpus_per_run) if device.startswith("cuda") else 0}
 
 
 def run_ray(

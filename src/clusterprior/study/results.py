@@ -94,7 +94,7 @@ class Study:
         swept = [name for name, entry in CATALOGUE.items() if entry.sweep]
         rows = self._query(
             "SELECT run_id, epoch, measure, k, value FROM measures WHERE layer = 'all' AND k IS NOT NULL "
-            f"AND measure IN ({', '.join('?' * len(swept))}) ORDER BY run_id, measure, k",
+            f"AND measure IN {_marks(swept)} ORDER BY run_id, measure, k",
             swept,
         )
         last = rows[rows["epoch"] == rows.groupby("run_id")["epoch"].transform("max")]
@@ -107,10 +107,9 @@ class Study:
         figures across runs go by depth."""
         from clusterprior.measures.catalogue import CATALOGUE
 
-        probed = [name for name, entry in CATALOGUE.items() if entry.level in ("neuron", "layer")]
+        probed = [name for name, entry in CATALOGUE.items() if entry.on_layers]
         rows = self._query(
-            f"SELECT run_id, layer FROM measures WHERE layer != 'all' AND measure IN "
-            f"({', '.join('?' * len(probed))}) ORDER BY rowid",
+            f"SELECT run_id, layer FROM measures WHERE layer != 'all' AND measure IN {_marks(probed)} ORDER BY rowid",
             probed,
         ).drop_duplicates()
         rows["depth"] = rows.groupby("run_id").cumcount() + 1
@@ -148,6 +147,11 @@ class Study:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _marks(values: list[Any]) -> str:
+    """``(?, ?, ...)``: the placeholders of an SQL ``IN`` over ``values``."""
+    return f"({', '.join('?' * len(values))})"
 
 
 def _own_k(measure: str, spec: str | None) -> int | None:

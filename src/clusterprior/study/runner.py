@@ -56,7 +56,7 @@ def run_study(
     workers = workers or executors.default_workers()
     if workers < 1:
         raise UserError("workers must be >= 1")
-    executors.ray_resources(device, 1, gpus_per_run)  # a bad share of a GPU is refused before anything runs
+    executors.gpu_share(gpus_per_run)  # a bad share of a GPU is refused before anything runs
     folder = Path(folder)
     with driver_lock(folder):  # one live driver per study
         runs = expand(spec)

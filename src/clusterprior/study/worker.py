@@ -30,25 +30,31 @@ def measure_rows(
     epoch: int,
     initial: dict[str, torch.Tensor],
     reps: Any = None,
-    names: list[str] | None = None,
-    k_sweep: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """The measures ``names`` (default: the spec's) of ``model`` as long-format rows (epoch,
-    measure, layer, k, value; layer "all" for model values), with the rows of ``k_sweep``;
-    ``reps``: the probe's representations of ``split.x``, when already captured."""
+    """The spec's measures of ``model`` as long-format rows (epoch, measure, layer, k, value;
+    layer "all" for model values); ``reps``: the probe's representations of ``split.x``, when
+    already captured."""
     from clusterprior.measures import Settings, measure_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
-        frame = measure_model(
-            model,
-            split,
-            names or spec["names"],
-            initial=initial,
-            settings=Settings.of(spec),
-            reps=reps,
-            k_sweep=k_sweep or (),
-        )
+        frame = measure_model(model, split, spec["names"], initial=initial, settings=Settings.of(spec), reps=reps)
+    return _rows(frame, epoch)
+
+
+def sweep_rows(
+    model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, reps: Any
+) -> list[dict[str, Any]]:
+    """The k-sweep of the spec's ``k_sweep`` (thesis Fig. 2.5), as rows of :func:`measure_rows`."""
+    from clusterprior.measures import Settings, measure_sweep
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _rows(measure_sweep(model, split, spec["k_sweep"], Settings.of(spec), reps), epoch)
+
+
+def _rows(frame: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
+    """A tidy measures frame as plain rows of ``epoch`` (what the store records)."""
     return [
         {
             "epoch": epoch,
@@ -59,19 +65,6 @@ def measure_rows(
         }
         for r in frame.itertuples()
     ]
-
-
-def sweep_rows(
-    model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, reps: Any
-) -> list[dict[str, Any]]:
-    """The k-sweep (thesis Fig. 2.5): every sweep measure of the catalogue the data supports
-    (c1 and c3) at each k of the spec's ``k_sweep`` but its own k, as model-level rows."""
-    from clusterprior.measures.catalogue import CATALOGUE, Settings, select
-
-    names = [n for n in select(None, split.sub is not None) if CATALOGUE[n].sweep]
-    own = {n: CATALOGUE[n].k_of(Settings.of(spec)) for n in names}
-    rows = measure_rows(model, split, spec, epoch, {}, reps, names, spec["k_sweep"])
-    return [r for r in rows if r["layer"] == "all" and r["k"] != own[r["measure"]]]
 
 
 def probe_split(split: Split, samples: int | None) -> Split:
@@ -94,8 +87,8 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
         if threads:
             torch.set_num_threads(threads)
         d, m, t, ms = config["data"], config["model"], config["train"], config["measures"]
-        store = artifacts.Storage(storage)
-        store.check()  # before training: a node that cannot reach the storage fails at once
+        files_at = artifacts.Storage(storage)
+        files_at.check()  # before training: a node that cannot reach the storage fails at once
         try:
             train_split = data.load(d["name"], "train", **d["options"])
             test_split = data.load(d["name"], "test", **d["options"])
@@ -103,16 +96,7 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
             raise UserError(f"node {socket.gethostname()}: {e}") from None
         probe = probe_split(train_split, ms["samples"])
         torch.manual_seed(t["seed"])
-        model = models.build(
-            m["name"],
-            train_split.input_shape,
-            train_split.n_classes,
-            width=m["width"],
-            depth=m["depth"],
-            dropout=m["dropout"],
-            batchnorm=m["batchnorm"],
-            **m["options"],
-        )
+        model = models.from_config(m, train_split.input_shape, train_split.n_classes)
         initial = {n: p.detach().clone() for n, p in model.named_parameters()}
         rows: list[dict[str, Any]] = []
         snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
@@ -143,7 +127,7 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
         }
         if snapshots:
             files[artifacts.PREACTIVATIONS] = lambda path: artifacts.save_preactivations(path, snapshots, probe)
-        artifacts.save_run(store, config["id"], files)
+        artifacts.save_run(files_at, config["id"], files)
         return {
             "status": result.status,
             "stop_reason": result.stop_reason,

@@ -19,7 +19,7 @@ from torch import nn
 
 from clusterprior.errors import UserError
 from clusterprior.files import atomic_path
-from clusterprior.models import CONFIG_ATTR, build
+from clusterprior.models import CONFIG_ATTR, from_config
 
 HEADER = "clusterprior"
 
@@ -72,16 +72,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Modul
     config = header.get("model")
     if not config:
         raise UserError(f"{path}: the checkpoint does not say which model it holds; build it and use read()")
-    model = build(
-        config["name"],
-        config["input_shape"],
-        config["n_classes"],
-        width=config["width"],
-        depth=config["depth"],
-        dropout=config["dropout"],
-        batchnorm=config["batchnorm"],
-        **config["options"],
-    )
+    model = from_config(config, config["input_shape"], config["n_classes"])
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

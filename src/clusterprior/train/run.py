@@ -21,6 +21,12 @@ from clusterprior.train.loop import TrainResult
 FORMATS = ("safetensors", "pt")
 
 
+def check_format(checkpoint_format: str) -> None:
+    """A :class:`UserError` unless ``checkpoint_format`` is one of :data:`FORMATS`."""
+    if checkpoint_format not in FORMATS:
+        raise UserError(f"--checkpoint-format must be {' or '.join(FORMATS)}, got {checkpoint_format!r}")
+
+
 def prepare(
     data_name: str, data_options: dict[str, Any], model_name: str, model_kwargs: dict[str, Any], seed: int
 ) -> tuple[Split, Split, nn.Module]:
@@ -48,8 +54,7 @@ def save(
     """Write ``out/model.<format>`` (with the data set and the training config in its
     header), ``out/history.csv`` and ``out/result.json`` (status, final metrics, neurons per
     activation layer); returns their paths."""
-    if checkpoint_format not in FORMATS:
-        raise UserError(f"checkpoint format must be {' or '.join(FORMATS)}, got {checkpoint_format!r}")
+    check_format(checkpoint_format)
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "checkpoint": out / f"model.{checkpoint_format}",
