@@ -1,9 +1,18 @@
 """What a model does, read while it runs: ``collect(model, x) -> Representations(names, pre,
-post)`` at every activation module, and the training-time recorders
-(:class:`RotationMonitor`, :class:`DynamicsRecorder`)."""
+post)`` at every activation call site (:class:`Probe` captures one batch), and the
+training-time recorders (:class:`RotationMonitor`, :class:`DynamicsRecorder`)."""
 
-from clusterprior.probe.capture import Representations, collect
+from clusterprior.probe.capture import DEFAULT_KINDS, KINDS, Probe, Representations, collect
 from clusterprior.probe.dynamics import Dynamics, DynamicsRecorder
 from clusterprior.probe.rotation import RotationMonitor
 
-__all__ = ["Dynamics", "DynamicsRecorder", "Representations", "RotationMonitor", "collect"]
+__all__ = [
+    "DEFAULT_KINDS",
+    "KINDS",
+    "Dynamics",
+    "DynamicsRecorder",
+    "Probe",
+    "Representations",
+    "RotationMonitor",
+    "collect",
+]
