@@ -2,13 +2,15 @@
 
 Registered: ``mnist1d-hier`` (default), ``digits-hier``, ``synthclust``,
 ``cifar10``, ``cifar10-hier``, ``cifar100``, ``mnist`` (idx files), ``fashion-mnist-hier`` (Debian's
-dataset-fashion-mnist idx files), and any ``.npz`` file path.
+dataset-fashion-mnist idx files), and any ``.npz`` file path. Image folders (not registered):
+:class:`ImageFolder` (streamed) and :func:`load_image_folder` (in memory).
 """
 
 from clusterprior.data import cifar, digits_hier, fashion_mnist, mnist, mnist1d_hier, npz, synthclust  # noqa: F401 (registration)
 from clusterprior.data.base import Meta, Split
+from clusterprior.data.image_folder import ImageFolder, load_image_folder
 from clusterprior.data.registry import available, load, options_of
 
 DEFAULT = "mnist1d-hier"
 
-__all__ = ["DEFAULT", "Meta", "Split", "available", "load", "options_of"]
+__all__ = ["DEFAULT", "ImageFolder", "Meta", "Split", "available", "load", "load_image_folder", "options_of"]

@@ -1,5 +1,6 @@
-"""Model zoo: ``build(name, input_shape, n_classes, ...)``, and the structure queries of
-:mod:`clusterprior.models.structure` (kernels, activation modules, neuron counts, eval mode).
+"""Model zoo: ``build(name, input_shape, n_classes, ...)``, the structure queries of
+:mod:`clusterprior.models.structure` (kernels, activation modules, neuron counts, eval mode),
+and models defined elsewhere (:mod:`clusterprior.models.external`: ``build_external``).
 
 Every model puts a BatchNorm before every ReLU (unless ``batchnorm=False``) and
 uses one ``nn.ReLU`` module per activation, so :mod:`clusterprior.probe` can hook
@@ -16,6 +17,7 @@ from torch import nn
 
 from clusterprior.errors import UserError
 from clusterprior.models.convnet import cnn, vgg
+from clusterprior.models.external import build_external, import_factory, load_weights
 from clusterprior.models.layers import NoActivation, he_uniform_
 from clusterprior.models.mlp import mlp
 from clusterprior.models.structure import (
@@ -38,12 +40,15 @@ __all__ = [
     "activation_modules",
     "available",
     "build",
+    "build_external",
     "device_of",
     "evaluating",
     "from_config",
     "he_uniform_",
+    "import_factory",
     "kernel_rotation",
     "kernels",
+    "load_weights",
     "neuron_counts",
     "snapshot",
 ]
