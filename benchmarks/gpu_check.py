@@ -1,7 +1,7 @@
 """One prepared script for a lent GPU: checks of the CUDA path, timings, and the
 winner-take-most experiment at the thesis's scale (SPEC.md 3), written to ``--out``.
 
-1. Measures on GPU arrays: c0-c4 (``measure_model``) of one trained CNN computed on
+1. Measures on GPU arrays: c0-c4 (``measure``) of one trained CNN computed on
    CUDA and on CPU from the same weights; the largest relative difference.
 2. bf16 autocast + channels_last training of a 2-D CNN on digits-hier against float32 on
    the same GPU (same seed): accuracy of both and the time ratio.
@@ -47,10 +47,10 @@ def measures_on_gpu(device: str, quick: bool) -> dict:
     model = models.build("cnn", split.input_shape, split.n_classes)
     train.fit(model, split, None, train.TrainConfig(epochs=2, device=device))
     names = ["c0", "c1", "c2", "c3", "c4"]
-    on_device, t_device = timed(lambda: measures.measure_model(model, split, names).query("layer == 'all'"))
+    on_device, t_device = timed(lambda: measures.measure(model, split, names).query("layer == 'all'"))
     model_cpu = models.build("cnn", split.input_shape, split.n_classes)
     model_cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
-    on_cpu, t_cpu = timed(lambda: measures.measure_model(model_cpu, split, names).query("layer == 'all'"))
+    on_cpu, t_cpu = timed(lambda: measures.measure(model_cpu, split, names).query("layer == 'all'"))
     a, b = on_device.set_index("measure")["value"], on_cpu.set_index("measure")["value"]
     rel = ((a - b).abs() / b.abs().clip(lower=1e-12)).to_dict()
     return {

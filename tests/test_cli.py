@@ -5,8 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from clusterprior.cli import main, parse_options
 
@@ -175,3 +177,66 @@ def test_truncated_or_foreign_files_exit_2_with_one_line(tmp_path: Path, capsys)
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and fragment in err, (args, err)
+
+
+def _image_folder(root: Path, classes: int = 3, subclasses: int = 2, per: int = 5, flat: bool = False) -> Path:
+    """Fake RGB 16 x 16 PNGs: root/class/subclass/*.png (or root/class/*.png), each subclass its own colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        for s in range(subclasses):
+            folder = root / f"class{c}" if flat else root / f"class{c}" / f"sub{s}"
+            folder.mkdir(parents=True, exist_ok=True)
+            colour = rng.integers(0, 255, size=3)
+            for i in range(per):
+                pixels = np.clip(colour + rng.normal(0, 30, size=(16, 16, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{s}_{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("factory", ["resnet18_style", "bottleneck_resnet", "tiny_vit"])
+def test_measure_a_model_trained_elsewhere_on_an_image_folder(tmp_path: Path, capsys, factory):
+    """--model MODULE:FACTORY --weights FILE --data DIR: the same values as the library's one call."""
+    from clusterprior import data, measures
+    from tests import zoo
+
+    torch.manual_seed(0)
+    net = getattr(zoo, factory)(n_classes=3)
+    torch.save(net.state_dict(), tmp_path / "weights.pt")
+    folder = _image_folder(tmp_path / "images")
+    args = ["measure", "--model", f"tests.zoo:{factory}", "--model-kwargs", '{"n_classes": 3}']
+    args += ["--weights", str(tmp_path / "weights.pt"), "--data", str(folder), "--format", "json", "--batch-size", "8"]
+    assert main([*args, "--device", "cpu"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    whole = {r["measure"]: r["value"] for r in records if r["layer"] == "all"}
+    assert set(whole) == {"c0", "c1", "c2", "c3", "c4"}
+    expected = measures.measure(net.eval(), data.load_image_folder(folder), settings=measures.Settings(batch_size=8))
+    assert [r["layer"] for r in records] == list(expected["layer"])
+    assert np.allclose([r["value"] for r in records], expected["value"], rtol=1e-9, atol=1e-12)
+
+
+def test_measure_an_external_model_bad_inputs_exit_2_with_one_line(tmp_path: Path, capsys):
+    from tests import zoo
+
+    torch.save(zoo.resnet18_style(n_classes=3).state_dict(), tmp_path / "weights.pt")
+    folder = _image_folder(tmp_path / "images", per=2)
+    (tmp_path / "empty" / "class0").mkdir(parents=True)
+    model = ["--model", "tests.zoo:resnet18_style", "--model-kwargs", '{"n_classes": 3}']
+    for args, fragment in (
+        ([*model, "--data", str(folder), "--layers", "nothing*"], "no module named 'nothing*'"),
+        (["--model", "no_such_package.nets:resnet", "--data", str(folder)], "no_such_package"),
+        (
+            ["--model", "tests.zoo:resnet18_style", "--weights", str(tmp_path / "weights.pt"), "--data", str(folder)],
+            "do not fit",
+        ),
+        ([*model, "--data", str(tmp_path / "empty")], "no images"),
+        ([*model, "--data", str(folder), "--tokens", "median"], "tokens"),
+        ([*model, "--data", str(folder), "--measures", "output_margin"], "needs the data in memory"),
+        ([*model, "--model-kwargs", "{oops", "--data", str(folder)], "not JSON"),
+        ([str(tmp_path / "weights.pt"), *model, "--data", str(folder)], "either a CHECKPOINT or --model"),
+    ):
+        capsys.readouterr()
+        assert main(["measure", *args]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err, (args, err)

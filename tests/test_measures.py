@@ -251,11 +251,11 @@ def test_c4_subset_for_the_whole_set_spread():
 # ---- one call for one model ------------------------------------------------------------------
 
 
-def test_measure_model_gives_one_tidy_frame():
+def test_measure_gives_one_tidy_frame():
     split = data.load("mnist1d-hier", n_train=300, n_test=50)
     torch.manual_seed(0)
     model = models.build("cnn", split.input_shape, split.n_classes, width=0.5)
-    frame = measures.measure_model(model, split, settings=measures.Settings(k_neuron=5), k_sweep=[1, 5, 10])
+    frame = measures.measure(model, split, settings=measures.Settings(k_neuron=5), k_sweep=[1, 5, 10])
     assert list(frame.columns) == ["measure", "layer", "k", "value"]
     whole = frame[frame["layer"] == "all"]
     assert list(whole["measure"].unique()) == ["c0", "c1", "c2", "c3", "c4"] and whole["value"].notna().all()
@@ -270,11 +270,11 @@ def test_measure_model_gives_one_tidy_frame():
     no_sub = data.load("synthclust", n_train_per_cluster=10, n_test_per_cluster=2)
     no_sub = type(no_sub)(no_sub.x, no_sub.y, None, no_sub.meta)
     mlp = models.build("mlp", no_sub.input_shape, no_sub.n_classes, width=0.1)
-    assert list(measures.measure_model(mlp, no_sub).query("layer == 'all'")["measure"]) == ["c3", "c4"]
+    assert list(measures.measure(mlp, no_sub).query("layer == 'all'")["measure"]) == ["c3", "c4"]
     with pytest.raises(UserError, match="needs subclass labels"):
-        measures.measure_model(mlp, no_sub, ["c1"])
+        measures.measure(mlp, no_sub, ["c1"])
     with pytest.raises(UserError, match="unknown measure 'c9'"):
-        measures.measure_model(mlp, no_sub, ["c9"])
+        measures.measure(mlp, no_sub, ["c9"])
 
 
 def test_a_neuron_whose_maximum_is_exactly_zero_is_dead():

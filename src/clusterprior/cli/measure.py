@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import torch
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from clusterprior.cli.common import data_options
 from clusterprior.errors import UserError
 from clusterprior.measures.catalogue import CATALOGUE, INTRACLASS, Settings
+from clusterprior.probe import DEFAULT_KINDS
 
 DEFAULT = Settings()
 FORMATS = ("table", "json", "csv")
 
 
 def measure(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by 'clusterprior train'."),
-    data: str | None = typer.Option(None, help="Data set (default: the one the checkpoint was trained on)."),
+    checkpoint: Path | None = typer.Argument(None, help="A checkpoint written by 'clusterprior train' (or use --model)."),
+    model: str | None = typer.Option(
+        None, "--model", help="A model defined elsewhere: MODULE:FACTORY or FILE.py:FACTORY, e.g. mypkg.nets:resnet18."
+    ),
+    model_kwargs: str | None = typer.Option(None, help="--model's factory arguments as JSON, e.g. '{\"num_classes\": 10}'."),
+    weights: Path | None = typer.Option(None, help="--model's weights: .pt/.pth (read weights-only) or .safetensors."),
+    data: str | None = typer.Option(
+        None,
+        help="A data set name, an .npz file, or an image folder DIR/class/[subclass/]*.png (streamed). "
+        "Default: the one the checkpoint was trained on.",
+    ),
     split: str = typer.Option("train", help="train or test (the thesis measures the training set)."),
     measures: str | None = typer.Option(
         None,
@@ -33,41 +50,116 @@ def measure(
     sharpness_budget: float = typer.Option(
         DEFAULT.sharpness_budget, help="Sharpness baselines: fraction (0, 1] of the thesis's draws/steps."
     ),
+    batch_size: int = typer.Option(DEFAULT.batch_size, help="Samples per forward pass."),
+    layers: str | None = typer.Option(
+        None, help="Comma-separated patterns of the call sites to probe (e.g. 'layer*.relu*'); default: every activation."
+    ),
+    activations: str | None = typer.Option(
+        None, help=f"Comma-separated activation kinds to probe (default: {', '.join(DEFAULT_KINDS)})."
+    ),
+    tokens: str = typer.Option("max", help="How a [batch, tokens, channels] activation is reduced: max, mean or first."),
+    stream: bool = typer.Option(
+        False, "--stream", help="Stream a data set held in memory too (an image folder always streams)."
+    ),
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives or (Fashion-)MNIST idx files."),
     data_option: list[str] = typer.Option([], "--data-option", "-o", help="Data set option KEY=VALUE (repeatable)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Compute the intraclass clustering measures c0-c4 (and baselines) of one trained model."""
-    from clusterprior import data as data_lib
-    from clusterprior.measures import measure_model
-    from clusterprior.train import checkpoint as ckpt
+    from clusterprior import measures as measures_lib
     from clusterprior.train import resolve_device
 
     if format not in FORMATS:
         raise UserError(f"--format must be {', '.join(FORMATS)}, got {format!r}")
-    settings = Settings(k_neuron=k_neuron, k_layer=k_layer, max_samples=max_samples, sharpness_budget=sharpness_budget)
-    model, header = ckpt.load(checkpoint, device=resolve_device(device))
-    trained_on = header.get("data") or {}
-    name = data or trained_on.get("name")
-    if not name:
-        raise UserError(f"{checkpoint}: the checkpoint does not name its data set; pass --data")
-    options = {
-        **(trained_on.get("options", {}) if name == trained_on.get("name") else {}),
-        **data_options(data_option, data_dir),
-    }
-    split_data = data_lib.load(name, split, **options)
-    keys = [m.strip() for m in measures.split(",") if m.strip()] if measures else None
-    frame = measure_model(model, split_data, keys, settings=settings)
+    settings = Settings(
+        k_neuron=k_neuron,
+        k_layer=k_layer,
+        max_samples=max_samples,
+        sharpness_budget=sharpness_budget,
+        batch_size=batch_size,
+    )
+    target = resolve_device(device)
+    net, trained_on, label = _model(checkpoint, model, model_kwargs, weights, str(target))
+    source, description = _data(data, trained_on, split, data_option, data_dir)
+    keys = _list(measures)
+    probing = measures_lib.Probing(_list(layers), _list(activations), tokens)
+    console = Console(stderr=True, quiet=quiet or format != "table" and not sys.stderr.isatty())
+    with pass_progress(console, -(-len(source) // batch_size)) as progress:
+        frame = measures_lib.measure(
+            net, source, keys, settings=settings, probing=probing, stream=stream or None, progress=progress
+        )
     if format == "json":
         print(frame.to_json(orient="records", indent=2))
     elif format == "csv":
         print(frame.to_csv(index=False), end="")
     else:
-        _print_tables(
-            frame,
-            f"intraclass clustering of {checkpoint.name} on {name} ({split}, {len(split_data)} samples)",
-            settings,
-        )
+        _print_tables(frame, f"intraclass clustering of {label} on {description}", settings)
+
+
+def _list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _model(
+    checkpoint: Path | None, spec: str | None, kwargs: str | None, weights: Path | None, device: str
+) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """The model, the data set it was trained on (a checkpoint's header, else empty), its label."""
+    from clusterprior import models
+    from clusterprior.train import checkpoint as ckpt
+
+    if (checkpoint is None) == (spec is None):
+        raise UserError("give either a CHECKPOINT or --model MODULE:FACTORY (with --weights)")
+    if spec is None:
+        if weights is not None or kwargs is not None:
+            raise UserError("--weights and --model-kwargs go with --model")
+        assert checkpoint is not None
+        net, header = ckpt.load(checkpoint, device=device)
+        return net, header.get("data") or {}, checkpoint.name
+    try:
+        arguments = json.loads(kwargs) if kwargs else {}
+    except json.JSONDecodeError as e:
+        raise UserError(f"--model-kwargs is not JSON: {e}") from None
+    if not isinstance(arguments, dict):
+        raise UserError("--model-kwargs must be a JSON object")
+    net = models.build_external(spec, weights, arguments).to(device)
+    return net, {}, spec
+
+
+def _data(
+    name: str | None, trained_on: dict[str, Any], split: str, pairs: list[str], data_dir: str | None
+) -> tuple[Any, str]:
+    """The data to measure on: a Split, or an image folder (streamed), and its description."""
+    from clusterprior import data as data_lib
+
+    name = name or trained_on.get("name")
+    if not name:
+        raise UserError("which data? pass --data (a data set name, an .npz file or an image folder)")
+    if Path(name).is_dir():
+        folder = data_lib.ImageFolder(name)
+        return folder, f"{name} ({len(folder)} images)"
+    options = {
+        **(trained_on.get("options", {}) if name == trained_on.get("name") else {}),
+        **data_options(pairs, data_dir),
+    }
+    loaded = data_lib.load(name, split, **options)
+    return loaded, f"{name} ({split}, {len(loaded)} samples)"
+
+
+@contextmanager
+def pass_progress(console: Console, batches: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar over the streamed passes of ``batches`` batches each (a bar per pass)."""
+    with Progress(
+        TextColumn("measuring: {task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as progress:
+        bars: dict[str, Any] = {}
+
+        def advance(label: str) -> None:
+            if label not in bars:
+                bars[label] = progress.add_task(label, total=batches)
+            progress.update(bars[label], advance=1)
+
+        yield advance
 
 
 def _print_tables(frame: pd.DataFrame, title: str, settings: Settings) -> None:

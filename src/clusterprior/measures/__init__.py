@@ -1,5 +1,5 @@
 """Measures: c0-c4 of intraclass clustering (SPEC.md 2), the baselines, and the catalogue
-(:data:`CATALOGUE`) that names them all, with :func:`measure_model`, one call for one model.
+(:data:`CATALOGUE`) that names them all, with :func:`measure`, one call for one model.
 
 Functions take arrays (numpy or torch, on any device), not models, except c0 and the
 baselines that read weights or outputs.
@@ -10,8 +10,9 @@ from clusterprior.measures.catalogue import (
     CATALOGUE,
     INTRACLASS,
     Measure,
+    Probing,
     Settings,
-    measure_model,
+    measure,
     measure_sweep,
 )
 from clusterprior.measures.intraclass import (
@@ -27,11 +28,12 @@ __all__ = [
     "CATALOGUE",
     "INTRACLASS",
     "Measure",
+    "Probing",
     "Settings",
     "interpolation_ratio",
     "layer_distance_ratio",
     "layer_subclass_silhouette",
-    "measure_model",
+    "measure",
     "measure_sweep",
     "neuron_subclass_selectivity",
     "neuron_variance_ratio",

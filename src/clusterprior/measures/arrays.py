@@ -55,9 +55,7 @@ def percentile(t: torch.Tensor, q: float, dim: int = 0) -> torch.Tensor:
     interpolated. They come from a partial ``topk`` on the shorter side, not a full sort
     (and ``torch.quantile`` refuses inputs above 2**24 elements)."""
     n = t.shape[dim]
-    pos = q / 100.0 * (n - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
+    lo, hi, frac = percentile_ranks(q, n)
     if lo >= n // 2:  # the n - lo largest values hold ranks lo..n-1; the two smallest of them, lo and hi
         part = t.topk(n - lo, dim=dim, sorted=False).values
         ends = part.topk(min(2, n - lo), dim=dim, largest=False).values
@@ -66,7 +64,16 @@ def percentile(t: torch.Tensor, q: float, dim: int = 0) -> torch.Tensor:
         part = t.topk(hi + 1, dim=dim, largest=False, sorted=False).values
         ends = part.topk(min(2, hi + 1), dim=dim).values
         b, a = ends.select(dim, 0), ends.select(dim, hi - lo)
-    return a + (pos - lo) * (b - a)
+    return a + frac * (b - a)
+
+
+def percentile_ranks(q: float, n: int) -> tuple[int, int, float]:
+    """numpy's linear percentile ``q`` of ``n`` values lies between the order statistics
+    ``lo = floor(pos)`` and ``hi = min(lo + 1, n - 1)`` (0-based), ``frac = pos - lo`` of
+    the way, with ``pos = q/100 (n-1)``."""
+    pos = q / 100.0 * (n - 1)
+    lo = math.floor(pos)
+    return lo, min(lo + 1, n - 1), pos - lo
 
 
 def median(t: torch.Tensor) -> float:

@@ -1,4 +1,4 @@
-"""The catalogue of named measures, and :func:`measure_model`, one call for one model.
+"""The catalogue of named measures, and :func:`measure`, one call for one model.
 
 Each measure is one :class:`Measure` entry of :data:`CATALOGUE`: its name, level,
 orientation, what it reads and its function. Everything else derives from it: the study
@@ -14,7 +14,7 @@ the top-k of the measure (``None`` for measures without one).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, Literal
 
@@ -26,10 +26,14 @@ from clusterprior.data import Split
 from clusterprior.errors import UserError
 from clusterprior.measures import baselines, sharpness
 from clusterprior.measures import intraclass as ic
+from clusterprior.measures.distributed import Distributed, Local
+from clusterprior.measures.intraclass import Scores
 from clusterprior.measures.rotation import layer_rotation
+from clusterprior.measures.sources import Stream, samples_of
+from clusterprior.measures.streaming import STREAMED, Progress, stream_scores
 
 READS = ("model", "pre", "post", "outputs", "weights", "initial", "subclasses")
-COLUMNS = ["measure", "layer", "k", "value"]  # the tidy result of :func:`measure_model`
+COLUMNS = ["measure", "layer", "k", "value"]  # the tidy result of :func:`measure`
 MODEL_LEVEL = "all"  # the ``layer`` of a model-level value
 
 
@@ -63,15 +67,32 @@ class Settings:
 
 
 @dataclass
+class Probing:
+    """Which activations the probe reads (:class:`clusterprior.probe.Probe`)."""
+
+    layers: Sequence[str] | None = None
+    activations: Sequence[str] | None = None
+    tokens: str = "max"
+
+
+@dataclass
 class Inputs:
-    """What a measure may read. The probe's representations are captured at most once, on
-    first use (or given)."""
+    """What a measure may read: the model and its data, in memory (a :class:`Split`) or as
+    a :class:`~.sources.Stream`. In memory, the probe's representations are captured at most
+    once, on first use (or given); streamed, the scores of every streamed measure of
+    ``wanted`` come from one set of passes, on first use."""
 
     model: nn.Module
-    split: Split
+    split: Split | None
     settings: Settings
     initial: Mapping[str, torch.Tensor] | None = None
     given_reps: Any = None
+    probing: Probing = field(default_factory=Probing)
+    stream: Stream | None = None
+    wanted: Sequence[str] = ()
+    reducer: Local = field(default_factory=Local)
+    progress: Progress | None = None
+    computed: dict[str, Scores] = field(default_factory=dict)
 
     @cached_property
     def reps(self) -> Any:
@@ -79,10 +100,41 @@ class Inputs:
 
         if self.given_reps is not None:
             return self.given_reps
-        return probe.collect(self.model, self.split.x, batch_size=self.settings.batch_size)
+        return probe.collect(
+            self.model,
+            self.in_memory.x,
+            batch_size=self.settings.batch_size,
+            layers=self.probing.layers,
+            activations=self.probing.activations,
+            tokens=self.probing.tokens,
+        )
+
+    @property
+    def in_memory(self) -> Split:
+        assert self.split is not None  # measure() checks that streamed data asks only for streamed measures
+        return self.split
 
     def arrays(self, which: str) -> dict[str, torch.Tensor]:
         return self.reps.as_dict(which)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.stream.names) if self.stream is not None else list(self.reps.names)
+
+    def scores(self, name: str, in_memory: Callable[[Inputs], Scores]) -> Scores:
+        """The scores of the layer measure ``name``, computed once (streamed, or ``in_memory``)."""
+        if name not in self.computed:
+            self.computed[name] = self.streamed[name] if self.stream is not None else in_memory(self)
+        return self.computed[name]
+
+    @cached_property
+    def streamed(self) -> dict[str, Scores]:
+        assert self.stream is not None
+        names = [n for n in self.wanted if n in STREAMED]
+        s = self.settings
+        return stream_scores(
+            self.stream, self.stream.names, names, s.max_samples, s.seed, self.reducer, progress=self.progress
+        )
 
 
 Function = Callable[[Inputs, "int | None", bool], Any]
@@ -115,6 +167,11 @@ class Measure:
         """Whether its per-layer values are on the probe's layers (c1-c4), in forward order."""
         return self.level in ("neuron", "layer")
 
+    @property
+    def streams(self) -> bool:
+        """Whether it can be computed on data that is not in memory (streamed c0-c4, or weights only)."""
+        return self.family == "intraclass" or set(self.reads) <= {"weights", "initial"}
+
     def k_of(self, settings: Settings, layerwise: bool = False) -> int | None:
         """The k of the model-level value, or of the per-layer values (``layerwise``)."""
         if self.k is None:
@@ -126,22 +183,28 @@ def _on_layers(
     name: str,
     level: Literal["neuron", "layer"],
     reads: tuple[str, ...],
-    function: Callable[..., Any],
+    scores: Callable[..., Scores],
     description: str,
     k: Literal["k_neuron", "k_layer"],
     sweep: bool = False,
     passed: tuple[str, ...] = (),
 ) -> Measure:
-    """An intraclass measure of the probe's layers (c1-c4): ``function`` takes the arrays that
-    ``reads`` names ("pre" or "post"), the labels (and the subclass labels when ``reads``
-    holds "subclasses") and the :class:`Settings` fields in ``passed``."""
+    """An intraclass measure of the probe's layers (c1-c4). In memory, ``scores`` takes the
+    arrays that ``reads`` names ("pre" or "post"), the labels (and the subclass labels when
+    ``reads`` holds "subclasses") and the :class:`Settings` fields in ``passed``; streamed,
+    the same scores come from :func:`~.streaming.stream_scores`. The scores are computed once
+    and give the value at any k."""
     which = "pre" if "pre" in reads else "post"
 
-    def compute(inputs: Inputs, k: int | None, layerwise: bool) -> Any:
-        split = inputs.split
+    def in_memory(inputs: Inputs) -> Scores:
+        split = inputs.in_memory
         labels = (split.y, split.sub) if "subclasses" in reads else (split.y,)
         extra = {option: getattr(inputs.settings, option) for option in passed}
-        return function(inputs.arrays(which), *labels, k=k, layerwise=layerwise, **extra)
+        return scores(inputs.arrays(which), *labels, **extra)
+
+    def compute(inputs: Inputs, k: int | None, layerwise: bool) -> Any:
+        assert k is not None
+        return inputs.scores(name, in_memory).value(k, layerwise)
 
     return Measure(name, "intraclass", level, 1, reads, compute, description, k=k, sweep=sweep)
 
@@ -160,7 +223,7 @@ def _model_value(
 
 
 def _initial(inputs: Inputs) -> Mapping[str, torch.Tensor]:
-    assert inputs.initial is not None  # measure_model checks it for every entry that reads "initial"
+    assert inputs.initial is not None  # measure checks it for every entry that reads "initial"
     return inputs.initial
 
 
@@ -168,8 +231,8 @@ def _sharpness(kind: Callable[..., sharpness.Sharpness], kernels_only: bool) -> 
     def value(inputs: Inputs) -> float:
         return kind(
             inputs.model,
-            inputs.split.x,
-            inputs.split.y,
+            inputs.in_memory.x,
+            inputs.in_memory.y,
             kernels_only=kernels_only,
             budget=inputs.settings.sharpness_budget,
             seed=inputs.settings.seed,
@@ -179,20 +242,25 @@ def _sharpness(kind: Callable[..., sharpness.Sharpness], kernels_only: bool) -> 
 
 
 def _c0(inputs: Inputs) -> float:
-    split = inputs.split
+    samples, y, sub = samples_of(
+        inputs.split if inputs.stream is None else inputs.stream.data, inputs.settings.batch_size
+    )
+    if sub is None:
+        raise UserError("c0 needs subclass labels and this data set has none")
     return ic.interpolation_ratio(
         inputs.model,
-        split.x,
-        split.y,
-        split.subclasses,
+        samples,
+        y,
+        sub,
         seed=inputs.settings.seed,
         batch_size=inputs.settings.batch_size,
+        reducer=inputs.reducer,
     )
 
 
 def _entries() -> list[Measure]:
     ratio = ("model", "outputs", "subclasses")
-    last_hidden = lambda f: lambda i: f(i.reps.post[-1], i.split.y)  # noqa: E731 (the last hidden layer)
+    last_hidden = lambda f: lambda i: f(i.reps.post[-1], i.in_memory.y)  # noqa: E731 (the last hidden layer)
     return [
         Measure(
             "c0",
@@ -207,7 +275,7 @@ def _entries() -> list[Measure]:
             "c1",
             "neuron",
             ("pre", "subclasses"),
-            ic.neuron_subclass_selectivity,
+            ic.selectivity_scores,
             "neuron subclass selectivity",
             "k_neuron",
             sweep=True,
@@ -216,7 +284,7 @@ def _entries() -> list[Measure]:
             "c2",
             "layer",
             ("post", "subclasses"),
-            ic.layer_subclass_silhouette,
+            ic.silhouette_scores,
             "layer subclass silhouette (cosine)",
             "k_layer",
         ),
@@ -224,7 +292,7 @@ def _entries() -> list[Measure]:
             "c3",
             "neuron",
             ("pre",),
-            ic.neuron_variance_ratio,
+            ic.variance_scores,
             "neuron variance ratio, class / all",
             "k_neuron",
             sweep=True,
@@ -233,7 +301,7 @@ def _entries() -> list[Measure]:
             "c4",
             "layer",
             ("pre",),
-            ic.layer_distance_ratio,
+            ic.distance_scores,
             "layer distance-spread ratio, class / all",
             "k_layer",
             passed=("max_samples", "seed"),
@@ -285,7 +353,7 @@ def _entries() -> list[Measure]:
             "model",
             -1,
             ("model",),
-            _model_value(lambda i: baselines.path_norm(i.model, i.split.input_shape)),
+            _model_value(lambda i: baselines.path_norm(i.model, i.in_memory.input_shape)),
             "path norm",
         ),
         Measure(
@@ -294,7 +362,7 @@ def _entries() -> list[Measure]:
             "model",
             1,
             ("outputs",),
-            _model_value(lambda i: baselines.output_margin(i.model, i.split.x, i.split.y)),
+            _model_value(lambda i: baselines.output_margin(i.model, i.in_memory.x, i.in_memory.y)),
             "10th percentile of the output margins",
         ),
         Measure(
@@ -406,32 +474,72 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def measure_model(
+def measure(
     model: nn.Module,
-    split: Split,
+    data: Any,
     measures: Sequence[str] | None = None,
     initial: Mapping[str, torch.Tensor] | None = None,
     settings: Settings | None = None,
     reps: Any = None,
     k_sweep: Sequence[int] = (),
+    probing: Probing | None = None,
+    stream: bool | None = None,
+    distributed: bool = False,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The ``measures`` (names of :data:`CATALOGUE`; default: every intraclass measure the
-    data supports) of ``model`` on ``split``, as one tidy frame with columns
+    data supports) of ``model`` on ``data``, as one tidy frame with columns
     ``measure, layer, k, value``: ``layer`` is ``"all"`` for the model-level value, a layer
     (or parameter) name otherwise; ``k`` is the top-k used (None where a measure has none).
     Measures with ``sweep`` add a model-level row at each k of ``k_sweep``.
 
+    ``data``: a :class:`Split` (measured in memory), or a map-style ``Dataset``, a
+    ``DataLoader`` (without shuffling) or a re-iterable of ``(x, y)`` / ``(x, y, sub)``
+    batches, streamed: c1-c4 in a few passes that never hold all activations
+    (:mod:`.streaming`), c0 from random access to the data set. ``stream=True`` streams a
+    Split too. Streamed data supports c0-c4 and the baselines that read only weights.
+    ``distributed``: each process of the ``torch.distributed`` world streams its own share
+    of the samples and the statistics are added up (every process gets the same frame).
+
     ``initial``: the parameters at initialisation, by name (distance from init, layer
-    rotation). ``reps``: the probe's representations of ``split.x``, when already captured
-    (otherwise they are captured once, if a measure reads them). Per-layer rows follow the
-    model-level ones, the probe's layers in forward order first; layers without a live
-    neuron are left out.
+    rotation). ``reps``: the probe's representations of ``data.x``, when already captured
+    (otherwise they are captured once, if a measure reads them). ``probing``: which
+    activations the probe reads. ``progress(label)``: called after each streamed batch.
+    Per-layer rows follow the model-level ones, the probe's layers in forward order first;
+    layers without a live neuron are left out.
     """
-    inputs = Inputs(model, split, settings or Settings(), initial, reps)
-    names = select(measures, split.sub is not None)
+    settings = settings or Settings()
+    probing = probing or Probing()
+    streamed = stream if stream is not None else not isinstance(data, Split)
+    source = (
+        Stream(model, data, settings.batch_size, probing.layers, probing.activations, probing.tokens)
+        if streamed
+        else None
+    )
+    has_subclasses = data.sub is not None if isinstance(data, Split) else source is not None and source.has_subclasses()
+    names = select(measures, has_subclasses)
     lacking = [n for n in names if "initial" in CATALOGUE[n].reads and initial is None]
     if lacking:
         raise UserError(f"{lacking[0]} needs the weights at initialisation (studies keep them; a checkpoint does not)")
+    if streamed:
+        in_memory_only = [n for n in names if not CATALOGUE[n].streams]
+        if in_memory_only:
+            raise UserError(
+                f"{in_memory_only[0]} needs the data in memory: pass a Split (data.load, data.load_image_folder)"
+            )
+    reducer = Distributed() if distributed else Local()
+    inputs = Inputs(
+        model,
+        data if isinstance(data, Split) and not streamed else None,
+        settings,
+        initial,
+        reps,
+        probing,
+        source,
+        names,
+        reducer,
+        progress,
+    )
     whole: list[dict[str, Any]] = []
     per_layer: list[dict[str, Any]] = []
     for name in names:
@@ -443,8 +551,8 @@ def measure_model(
             for layer, v in entry.function(inputs, layer_k, True).items()
             if v == v  # NaN: a dead layer
         ]
-    if any(CATALOGUE[row["measure"]].on_layers for row in per_layer):  # then the probe's layers were captured
-        order = {layer: i for i, layer in enumerate(inputs.reps.names)}
+    if any(CATALOGUE[row["measure"]].on_layers for row in per_layer):  # then the probe's layers were read
+        order = {layer: i for i, layer in enumerate(inputs.layer_names)}
         per_layer.sort(key=lambda row: order.get(row["layer"], len(order)))  # forward order first (stable)
     return _frame(whole + _sweep_rows(inputs, names, k_sweep) + per_layer)
 
@@ -453,6 +561,6 @@ def measure_sweep(
     model: nn.Module, split: Split, k_sweep: Sequence[int], settings: Settings | None = None, reps: Any = None
 ) -> pd.DataFrame:
     """The k-sweep alone (thesis Fig. 2.5): every swept measure the data supports (c1, c3) at
-    each k of ``k_sweep`` but its own, as model-level rows of :func:`measure_model`'s frame."""
+    each k of ``k_sweep`` but its own, as model-level rows of :func:`measure`'s frame."""
     names = [n for n in select(None, split.sub is not None) if CATALOGUE[n].sweep]
     return _frame(_sweep_rows(Inputs(model, split, settings or Settings(), None, reps), names, k_sweep))

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -57,6 +59,7 @@ from clusterprior.measures.arrays import (
     topk_mean,
     unit_rows,
 )
+from clusterprior.measures.distributed import Local
 from clusterprior.models.structure import device_of, evaluating
 
 Result = float | dict[LayerKey, float]
@@ -78,39 +81,57 @@ def _warn_dead(dead: list[LayerKey]) -> None:
         warnings.warn(f"layers {dead} have no live neuron and are left out", stacklevel=3)
 
 
-def _neuron_level(
-    scores: torch.Tensor,
-    sizes: list[int],
-    live: torch.Tensor,
-    names: list[LayerKey],
-    k: int,
-    layerwise: bool,
-    aggregate: Callable[[torch.Tensor], float],
-) -> Result:
-    """Top-k over neurons (all layers pooled, or inside each layer), then ``aggregate`` over groups."""
-    if not layerwise:
-        return aggregate(topk_mean(scores, k, dim=1))
-    out: dict[LayerKey, float] = {}
-    dead = []
-    for name, block, alive in zip(names, scores.split(sizes, dim=1), live.split(sizes), strict=True):
-        if bool(alive.any()):
-            out[name] = aggregate(topk_mean(block, k, dim=1))
-        else:
-            dead.append(name)
-    _warn_dead(dead)
-    return out
+class Scores(Protocol):
+    """A measure's per-group scores, before its top-k: ``value(k, layerwise)`` is the measure
+    (any k from the same scores, so a k-sweep costs nothing more). Built from whole arrays
+    here, or from sufficient statistics streamed over batches (:mod:`.streaming`)."""
+
+    def value(self, k: int, layerwise: bool = False) -> Result: ...
 
 
-def _layer_level(
-    scores: dict[LayerKey, torch.Tensor], k: int, layerwise: bool, aggregate: Callable[[torch.Tensor], float]
-) -> Result:
-    """``scores[layer]``: one value per group. Per layer (layer-wise) or the mean of each
-    group's top-k layers, then ``aggregate`` over groups."""
-    if not scores:
-        raise UserError("no layer has a live neuron")
-    if layerwise:
-        return {name: aggregate(s) for name, s in scores.items()}
-    return aggregate(topk_mean(torch.stack(list(scores.values())), k, dim=0))
+@dataclass
+class NeuronScores:
+    """``scores[group, neuron]`` over all layers' neurons (``sizes`` per layer, ``live``
+    marks neurons that fire): top-k over neurons (pooled, or inside each layer), then
+    ``aggregate`` over groups."""
+
+    scores: torch.Tensor
+    sizes: list[int]
+    live: torch.Tensor
+    names: list[LayerKey]
+    aggregate: Callable[[torch.Tensor], float]
+
+    def value(self, k: int, layerwise: bool = False) -> Result:
+        k = check_k(k)
+        if not layerwise:
+            return self.aggregate(topk_mean(self.scores, k, dim=1))
+        out: dict[LayerKey, float] = {}
+        dead = []
+        blocks = zip(self.names, self.scores.split(self.sizes, dim=1), self.live.split(self.sizes), strict=True)
+        for name, block, alive in blocks:
+            if bool(alive.any()):
+                out[name] = self.aggregate(topk_mean(block, k, dim=1))
+            else:
+                dead.append(name)
+        _warn_dead(dead)
+        return out
+
+
+@dataclass
+class LayerScores:
+    """``scores[layer]``: one value per group, for the layers with a live neuron. Per layer
+    (layer-wise) or the mean of each group's top-k layers, then ``aggregate`` over groups."""
+
+    scores: dict[LayerKey, torch.Tensor]
+    aggregate: Callable[[torch.Tensor], float]
+
+    def value(self, k: int, layerwise: bool = False) -> Result:
+        k = check_k(k)
+        if not self.scores:
+            raise UserError("no layer has a live neuron")
+        if layerwise:
+            return {name: self.aggregate(s) for name, s in self.scores.items()}
+        return self.aggregate(topk_mean(torch.stack(list(self.scores.values())), k, dim=0))
 
 
 def _mean(t: torch.Tensor) -> float:
@@ -119,25 +140,53 @@ def _mean(t: torch.Tensor) -> float:
 
 # ---- c1 and c3: neuron level ---------------------------------------------------------------
 
+Sums = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # counts [G], sums [G, M], sums of squares [G, M]
 
-def _selectivity(z: torch.Tensor, g: Subgroups) -> torch.Tensor:
-    """c1's inner term for every (subclass, neuron) pair, ``[S, M]``; dead neurons 0."""
-    live = live_neurons(z)
-    z = z - z.mean(0)
-    cs, s1s, s2s = group_sums(z, g.sub_index, g.n_subclasses)
-    cc, s1c, s2c = group_sums(z, g.class_index, g.n_classes)
+
+def selectivity_from_sums(sub_sums: Sums, class_sums: Sums, live: torch.Tensor, g: Subgroups) -> torch.Tensor:
+    """c1's inner term for every (subclass, neuron) pair, ``[S, M]``, from the per-subclass and
+    per-class sums of the (shifted) pre-activations; dead neurons 0."""
+    cs, s1s, s2s = sub_sums
+    cc, s1c, s2c = class_sums
     mu_s, sd_s = moments(cs, s1s, s2s)
     mu_r, sd_r = moments(cc[g.owner] - cs, s1c[g.owner] - s1s, s2c[g.owner] - s2s)
     return torch.where(live, (mu_s - mu_r) / (sd_s + sd_r + EPS), torch.zeros_like(mu_s))
+
+
+def variance_ratio_from_sums(class_sums: Sums, live: torch.Tensor) -> torch.Tensor:
+    """c3's inner term sigma_{n,C_i} / (sigma_{n,D} + 1e-7), ``[classes, M]``, from the
+    per-class sums (the whole set's are their total); dead neurons 0."""
+    _, sd_c = moments(*class_sums)
+    _, sd_d = moments(*(t.sum(0, keepdim=True) for t in class_sums))
+    return torch.where(live, sd_c / (sd_d + EPS), torch.zeros_like(sd_c))
+
+
+def _centred(pre: LayerArrays) -> tuple[list[LayerKey], list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Names, layers, all neurons concatenated and centred on their mean (accurate moments), live mask."""
+    names, layers = as_layers(pre, _first_len(pre))
+    z = torch.cat(layers, dim=1)
+    return names, layers, z - z.mean(0), live_neurons(z)
 
 
 def subclass_selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
     r"""``(subclass ids, selectivity [S, neurons])``: for each subclass i (of the valid ones) and
     each neuron n (all layers concatenated), (mu_{n,C_i} - mu_{n,S(i)\C_i}) /
     (sigma_{n,C_i} + sigma_{n,S(i)\C_i} + 1e-7); dead neurons 0. The thesis's Figs. 2.8-2.9."""
-    _, layers = as_layers(pre, _first_len(pre))
-    g = subgroups(y, layers[0].shape[0], _device(layers), sub)
-    return g.sub_ids[g.valid], _selectivity(torch.cat(layers, dim=1), g)[g.valid]
+    g, scores = _selectivity(pre, y, sub)
+    return g.sub_ids[g.valid], scores.scores
+
+
+def _selectivity(pre: LayerArrays, y: ArrayLike, sub: ArrayLike) -> tuple[Subgroups, NeuronScores]:
+    names, layers, z, live = _centred(pre)
+    g = subgroups(y, z.shape[0], z.device, sub)
+    sub_sums = group_sums(z, g.sub_index, g.n_subclasses)
+    sel = selectivity_from_sums(sub_sums, group_sums(z, g.class_index, g.n_classes), live, g)[g.valid]
+    return g, NeuronScores(sel, [a.shape[1] for a in layers], live, names, median)
+
+
+def selectivity_scores(pre: LayerArrays, y: ArrayLike, sub: ArrayLike) -> NeuronScores:
+    """c1's scores (:func:`neuron_subclass_selectivity` before its top-k and median)."""
+    return _selectivity(pre, y, sub)[1]
 
 
 def neuron_subclass_selectivity(
@@ -148,12 +197,15 @@ def neuron_subclass_selectivity(
     ``pre``: pre-activations per layer; ``y``: training target (the superclass);
     ``sub``: global subclass ids. Dead neurons score 0. Layer-wise: top-k inside each layer.
     """
-    k = check_k(k)
-    names, layers = as_layers(pre, _first_len(pre))
-    g = subgroups(y, layers[0].shape[0], _device(layers), sub)
-    z = torch.cat(layers, dim=1)
-    sel = _selectivity(z, g)[g.valid]
-    return _neuron_level(sel, [a.shape[1] for a in layers], live_neurons(z), names, k, layerwise, median)
+    return selectivity_scores(pre, y, sub).value(check_k(k), layerwise)
+
+
+def variance_scores(pre: LayerArrays, y: ArrayLike) -> NeuronScores:
+    """c3's scores (:func:`neuron_variance_ratio` before its top-k and mean)."""
+    names, layers, z, live = _centred(pre)
+    g = groups(y, z.shape[0], z.device)
+    ratio = variance_ratio_from_sums(group_sums(z, g.class_index, g.n_classes), live)
+    return NeuronScores(ratio, [a.shape[1] for a in layers], live, names, _mean)
 
 
 def neuron_variance_ratio(pre: LayerArrays, y: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:
@@ -162,43 +214,66 @@ def neuron_variance_ratio(pre: LayerArrays, y: ArrayLike, k: int = 30, layerwise
     Dead neurons (maximum pre-activation <= 0, see the module docstring) score 0.
     Layer-wise: top-k inside each layer.
     """
-    k = check_k(k)
-    names, layers = as_layers(pre, _first_len(pre))
-    g = groups(y, layers[0].shape[0], _device(layers))
-    z = torch.cat(layers, dim=1)
-    live = live_neurons(z)
-    z = z - z.mean(0)
-    _, sd_c = moments(*group_sums(z, g.class_index, g.n_classes))
-    sd_d = z.pow(2).mean(0).sqrt()
-    ratio = torch.where(live, sd_c / (sd_d + EPS), torch.zeros_like(sd_c))
-    return _neuron_level(ratio, [a.shape[1] for a in layers], live, names, k, layerwise, _mean)
+    return variance_scores(pre, y).value(check_k(k), layerwise)
 
 
 # ---- c2: layer-level silhouettes -------------------------------------------------------------
 
 
-def subclass_silhouettes(u: torch.Tensor, zero: torch.Tensor, g: Subgroups) -> torch.Tensor:
-    """Mean silhouette of each subclass's samples among the samples of its class, with
-    cosine distance on the unit rows ``u`` (``zero`` marks all-zero rows). Returns ``[S]``.
+def subclass_unit_sums(u: torch.Tensor, g: Subgroups, sub_index: torch.Tensor) -> torch.Tensor:
+    """``M_b``: the sum of the unit rows ``u`` of each subclass b, ``[S, C]`` (``sub_index``: the rows' subclasses)."""
+    return torch.zeros(g.n_subclasses, u.shape[1], dtype=u.dtype, device=u.device).index_add_(0, sub_index, u)
+
+
+def silhouette_terms(
+    u: torch.Tensor,
+    zero: torch.Tensor,
+    own: torch.Tensor,
+    class_index: torch.Tensor,
+    counts: torch.Tensor,
+    unit_sums: torch.Tensor,
+    g: Subgroups,
+) -> torch.Tensor:
+    """Each row's silhouette among the samples of its class, with subclasses as clusters and the
+    cosine distance, from the whole set's subclass sizes ``counts`` and unit-row sums ``M_b``.
 
     s_j = (b_j - a_j) / max(a_j, b_j); a_j = mean distance to the other members of j's
     subclass, b_j = smallest mean distance to another subclass of j's class (0 if both are 0).
+    The distances from j to every member of b sum to ``n_b - u_j . M_b``.
     """
-    counts = torch.bincount(g.sub_index, minlength=g.n_subclasses).to(u.dtype)
-    sums = torch.zeros(g.n_subclasses, u.shape[1], dtype=u.dtype, device=u.device).index_add_(0, g.sub_index, u)
-    dist = counts[None, :] - u @ sums.T  # [N, S]: sum of distances from j to every member of b
-    own = g.sub_index
+    dist = counts[None, :] - u @ unit_sums.T  # [rows, S]
     rows = torch.arange(len(own), device=u.device)
     self_term = zero.to(u.dtype)  # what dist counted for j -> j: 1 - |u_j|^2, i.e. 1 for a zero row, else 0
     a = (dist[rows, own] - self_term) / (counts[own] - 1)
     mean_to = dist / counts[None, :]
-    other = (g.owner[None, :] != g.class_index[:, None]) | (
+    other = (g.owner[None, :] != class_index[:, None]) | (
         torch.arange(g.n_subclasses, device=u.device)[None, :] == own[:, None]
     )
     b = mean_to.masked_fill(other, float("inf")).min(dim=1).values
     top = torch.maximum(a, b)
-    s = torch.where(torch.isfinite(b) & (top > 0), (b - a) / top, torch.zeros_like(a))
-    return torch.zeros(g.n_subclasses, dtype=u.dtype, device=u.device).index_add_(0, own, s) / counts
+    return torch.where(torch.isfinite(b) & (top > 0), (b - a) / top, torch.zeros_like(a))
+
+
+def subclass_silhouettes(u: torch.Tensor, zero: torch.Tensor, g: Subgroups) -> torch.Tensor:
+    """Mean silhouette (:func:`silhouette_terms`) of each subclass's samples, ``[S]``, of the
+    unit rows ``u`` of all samples (``zero`` marks all-zero rows)."""
+    counts = torch.bincount(g.sub_index, minlength=g.n_subclasses).to(u.dtype)
+    s = silhouette_terms(u, zero, g.sub_index, g.class_index, counts, subclass_unit_sums(u, g, g.sub_index), g)
+    return torch.zeros(g.n_subclasses, dtype=u.dtype, device=u.device).index_add_(0, g.sub_index, s) / counts
+
+
+def silhouette_scores(post: LayerArrays, y: ArrayLike, sub: ArrayLike) -> LayerScores:
+    """c2's scores (:func:`layer_subclass_silhouette` before its top-k and median)."""
+    names, layers = as_layers(post, _first_len(post))
+    g = subgroups(y, layers[0].shape[0], _device(layers), sub)
+    scores, dead = {}, []
+    for name, a in zip(names, layers, strict=True):
+        if not bool(live_neurons(a).any()):
+            dead.append(name)
+            continue
+        scores[name] = subclass_silhouettes(*unit_rows(a), g)[g.valid]
+    _warn_dead(dead)
+    return LayerScores(scores, median)
 
 
 def layer_subclass_silhouette(
@@ -210,30 +285,24 @@ def layer_subclass_silhouette(
     silhouettes are computed among that class's samples with subclasses as clusters;
     ``silhouette(a_l, S(i), C_i)`` is their mean over subclass i. Top-k layers per subclass.
     """
-    k = check_k(k)
-    names, layers = as_layers(post, _first_len(post))
-    g = subgroups(y, layers[0].shape[0], _device(layers), sub)
-    scores, dead = {}, []
-    for name, a in zip(names, layers, strict=True):
-        if not bool(live_neurons(a).any()):
-            dead.append(name)
-            continue
-        scores[name] = subclass_silhouettes(*unit_rows(a), g)[g.valid]
-    _warn_dead(dead)
-    return _layer_level(scores, k, layerwise, median)
+    return silhouette_scores(post, y, sub).value(check_k(k), layerwise)
 
 
 # ---- c4: layer-level spread of pairwise distances --------------------------------------------
 
 
+def threshold_percent(n_neurons: int) -> int:
+    """c4's percentile p = max(min(round(100 - 1000/n), 75), 0) for a layer of ``n`` live neurons."""
+    return max(min(round(100 - 100 * 10 / n_neurons), 75), 0)
+
+
 def threshold_neurons(z: torch.Tensor) -> torch.Tensor:
     """c4's re-normalisation of one layer's live pre-activations ``[N, n]``: standardise each
-    neuron, then ``max(z - percentile(z, p), 0)`` with p = max(min(round(100 - 1000/n), 75), 0)
-    (numpy's linear percentile over samples), so about 25% of samples stay active."""
+    neuron, then ``max(z - percentile(z, p), 0)`` (:func:`threshold_percent`'s p, numpy's linear
+    percentile over samples), so about 25% of samples stay active."""
     std, mean = torch.std_mean(z, dim=0, correction=0)
     z = (z - mean) / (std + EPS)
-    p = max(min(round(100 - 100 * 10 / z.shape[1]), 75), 0)
-    return (z - percentile(z, p, dim=0)).clamp_min(0.0)
+    return (z - percentile(z, threshold_percent(z.shape[1]), dim=0)).clamp_min(0.0)
 
 
 def gram_sums(u: torch.Tensor, zero: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor, int]:
@@ -261,30 +330,27 @@ def std_from_sums(n: int, total: torch.Tensor, gram: torch.Tensor, zeros: int) -
     return max(var, 0.0) ** 0.5
 
 
-def layer_distance_ratio(
-    pre: LayerArrays, y: ArrayLike, k: int = 1, max_samples: int | None = None, seed: int = 0, layerwise: bool = False
-) -> Result:
-    """c4 = mean_i mean^k_l Sigma_{l,C_i} / (Sigma_{l,D} + 1e-7), over classes i.
+def subset_of(n: int, max_samples: int | None, seed: int) -> torch.Tensor | None:
+    """c4's random subset of sample indices for the whole set's spread (``None``: all ``n``)."""
+    if max_samples is None:
+        return None
+    if max_samples < 2:
+        raise UserError("max_samples must be >= 2")
+    if max_samples >= n:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_samples]
 
-    Sigma_{l,E}: population std of all pairwise cosine distances between the samples of E
-    in layer l's space after :func:`threshold_neurons` (dead neurons dropped).
-    ``max_samples``: Sigma_{l,D} from a random subset of that many samples (``seed``).
-    """
-    k = check_k(k)
+
+def distance_scores(pre: LayerArrays, y: ArrayLike, max_samples: int | None = None, seed: int = 0) -> LayerScores:
+    """c4's scores (:func:`layer_distance_ratio` before its top-k and mean)."""
     names, layers = as_layers(pre, _first_len(pre))
     n = layers[0].shape[0]
     g = groups(y, n, _device(layers))
-    subset = None
-    if max_samples is not None:
-        if max_samples < 2:
-            raise UserError("max_samples must be >= 2")
-        if max_samples < n:
-            gen = torch.Generator().manual_seed(seed)
-            subset = torch.randperm(n, generator=gen)[:max_samples].to(layers[0].device)
+    subset = subset_of(n, max_samples, seed)
     order = torch.argsort(g.class_index, stable=True)  # samples grouped by class: classes are row slices
     bounds = torch.bincount(g.class_index, minlength=g.n_classes).tolist()
     if subset is not None:
-        subset = torch.argsort(order)[subset]  # the same samples, in the grouped order
+        subset = torch.argsort(order)[subset.to(order.device)]  # the same samples, in the grouped order
     scores, dead = {}, []
     for name, a in zip(names, layers, strict=True):
         live = live_neurons(a)
@@ -300,7 +366,19 @@ def layer_distance_ratio(
         per_class = torch.tensor([std_from_sums(*parts) for parts in sums], dtype=torch.float64)
         scores[name] = per_class / (sd_all + EPS)
     _warn_dead(dead)
-    return _layer_level(scores, k, layerwise, _mean)
+    return LayerScores(scores, _mean)
+
+
+def layer_distance_ratio(
+    pre: LayerArrays, y: ArrayLike, k: int = 1, max_samples: int | None = None, seed: int = 0, layerwise: bool = False
+) -> Result:
+    """c4 = mean_i mean^k_l Sigma_{l,C_i} / (Sigma_{l,D} + 1e-7), over classes i.
+
+    Sigma_{l,E}: population std of all pairwise cosine distances between the samples of E
+    in layer l's space after :func:`threshold_neurons` (dead neurons dropped).
+    ``max_samples``: Sigma_{l,D} from a random subset of that many samples (``seed``).
+    """
+    return distance_scores(pre, y, max_samples, seed).value(check_k(k), layerwise)
 
 
 # ---- c0: black-box interpolation ----------------------------------------------------------------
@@ -324,16 +402,38 @@ def _pairs(g: Subgroups, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate(v) for v in (a, b, s_of, kind))
 
 
+class Samples(Protocol):
+    """Random access to a data set's inputs: ``take(indices)`` is ``[len(indices), *input_shape]``."""
+
+    def __len__(self) -> int: ...
+
+    def take(self, index: np.ndarray) -> torch.Tensor: ...
+
+
+@dataclass
+class ArraySamples:
+    """:class:`Samples` of an array held in memory."""
+
+    x: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, index: np.ndarray) -> torch.Tensor:
+        return self.x[torch.from_numpy(index)]
+
+
 @torch.no_grad()
 def interpolation_ratio(
     model: nn.Module,
-    x: ArrayLike,
+    x: ArrayLike | Samples,
     y: ArrayLike,
     sub: ArrayLike,
     steps: int = 9,
     seed: int = 0,
     aggregate: str = "max",
     batch_size: int = 256,
+    reducer: Local | None = None,
 ) -> float:
     """c0 = median_i lambda(C_i x (S(i)\\C_i)) / (lambda(C_i x C_i) + 1e-7).
 
@@ -343,28 +443,35 @@ def interpolation_ratio(
     by its max (``aggregate="max"``) or sum (``"sum"``). Within-subclass partners are a
     random permutation of the subclass; between partners a random sample of the rest of
     the class. Model in eval mode, softmax outputs; the class id is the output index.
+
+    ``x``: the inputs, or :class:`Samples` (random access to a data set too large to hold).
+    ``reducer``: with several processes (:mod:`.distributed`), each computes its share of
+    the pairs (all need random access to every sample) and the sums are added up.
     """
     if aggregate not in ("max", "sum"):
         raise UserError(f"aggregate must be 'max' or 'sum', got {aggregate!r}")
     if steps < 1:
         raise UserError("steps must be >= 1")
+    reducer = reducer or Local()
     device = device_of(model)
-    x_t = torch.as_tensor(x, dtype=torch.float32)
-    g = subgroups(y, len(x_t), torch.device("cpu"), sub)
+    samples = ArraySamples(torch.as_tensor(x, dtype=torch.float32)) if isinstance(x, ArrayLike) else x
+    g = subgroups(y, len(samples), torch.device("cpu"), sub)
     a, b, s_of, kind = _pairs(g, np.random.default_rng(seed))
+    mine = slice(len(a) * reducer.rank // reducer.world, len(a) * (reducer.rank + 1) // reducer.world)
     target = g.class_ids[g.owner[torch.from_numpy(s_of)]].to(device)
-    t = (torch.arange(1, steps + 1, dtype=torch.float32, device=device) / (steps + 1)).view(-1, *[1] * x_t.ndim)
-    drops = torch.empty(len(a), dtype=torch.float64)
+    drops = torch.zeros(len(a), dtype=torch.float64)
+    chunk = max(1, batch_size // steps)
     with evaluating(model):
-        for start in range(0, len(a), max(1, batch_size // steps)):
-            sl = slice(start, start + max(1, batch_size // steps))
-            xa, xb = x_t[a[sl]].to(device), x_t[b[sl]].to(device)
-            mixed = (t * xa[None] + (1 - t) * xb[None]).reshape(-1, *x_t.shape[1:])
+        for start in range(mine.start, mine.stop, chunk):
+            sl = slice(start, min(start + chunk, mine.stop))
+            xa, xb = samples.take(a[sl]).to(device), samples.take(b[sl]).to(device)
+            t = (torch.arange(1, steps + 1, dtype=xa.dtype, device=device) / (steps + 1)).view(-1, *[1] * xa.ndim)
+            mixed = (t * xa[None] + (1 - t) * xb[None]).reshape(-1, *xa.shape[1:])
             prob = F.softmax(model(mixed).double(), dim=1).view(steps, len(xa), -1)
             drop = 1.0 - prob.gather(2, target[sl].view(1, -1, 1).expand(steps, -1, 1)).squeeze(2)
             drops[sl] = (drop.max(0).values if aggregate == "max" else drop.sum(0)).cpu()
     cell = torch.from_numpy(s_of * 2 + kind)
-    means = torch.zeros(2 * g.n_subclasses, dtype=torch.float64).index_add_(0, cell, drops)
+    means = reducer.sum(torch.zeros(2 * g.n_subclasses, dtype=torch.float64).index_add_(0, cell, drops))
     means /= torch.bincount(cell, minlength=2 * g.n_subclasses).clamp_min(1)
     within, between = means[0::2], means[1::2]
     return median((between / (within + EPS))[g.valid])

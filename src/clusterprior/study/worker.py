@@ -34,11 +34,11 @@ def measure_rows(
     """The spec's measures of ``model`` as long-format rows (epoch, measure, layer, k, value;
     layer "all" for model values); ``reps``: the probe's representations of ``split.x``, when
     already captured."""
-    from clusterprior.measures import Settings, measure_model
+    from clusterprior.measures import Settings, measure
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
-        frame = measure_model(model, split, spec["names"], initial=initial, settings=Settings.of(spec), reps=reps)
+        frame = measure(model, split, spec["names"], initial=initial, settings=Settings.of(spec), reps=reps)
     return _rows(frame, epoch)
 
 
