@@ -122,6 +122,10 @@ def test_measure_a_checkpoint_from_train(tmp_path: Path, capsys):
     whole = {r["measure"]: r["value"] for r in records if r["layer"] == "all"}
     assert set(whole) == {"c0", "c1", "c2", "c3", "c4"}
     assert len([r for r in records if r["measure"] == "c3" and r["layer"] != "all"]) == 6
+    assert main(["measure", ckpt, "--format", "json", "--device", "cpu", "--stream", "--batch-size", "64"]) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert [r["layer"] for r in streamed] == [r["layer"] for r in records]
+    assert np.allclose([r["value"] for r in streamed], [r["value"] for r in records], rtol=1e-9, atol=1e-12)
     assert main(["measure", ckpt, "--measures", "c3,c4", "--format", "csv", "--split", "test"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "measure,layer,k,value"
     assert main(["measure", ckpt]) == 0

@@ -76,6 +76,16 @@ def percentile_ranks(q: float, n: int) -> tuple[int, int, float]:
     return lo, min(lo + 1, n - 1), pos - lo
 
 
+def mean(t: torch.Tensor) -> float:
+    return float(t.mean())
+
+
+def warn_dead(dead: Sequence[LayerKey]) -> None:
+    """The one warning for layers without a live neuron, which are left out."""
+    if dead:
+        warnings.warn(f"layers {list(dead)} have no live neuron and are left out", stacklevel=4)
+
+
 def median(t: torch.Tensor) -> float:
     """numpy's median (mean of the two middle values for an even count)."""
     return float(percentile(t.flatten(), 50.0))

@@ -30,7 +30,6 @@ Pairwise cosine distances never materialise an N x N matrix. With unit rows u_j
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -52,12 +51,14 @@ from clusterprior.measures.arrays import (
     group_sums,
     groups,
     live_neurons,
+    mean,
     median,
     moments,
     percentile,
     subgroups,
     topk_mean,
     unit_rows,
+    warn_dead,
 )
 from clusterprior.measures.distributed import Local
 from clusterprior.models.structure import device_of, evaluating
@@ -74,11 +75,6 @@ def _first_len(layers: LayerArrays) -> int:
 
 def _device(arrays: list[torch.Tensor]) -> torch.device:
     return arrays[0].device
-
-
-def _warn_dead(dead: list[LayerKey]) -> None:
-    if dead:
-        warnings.warn(f"layers {dead} have no live neuron and are left out", stacklevel=3)
 
 
 class Scores(Protocol):
@@ -113,7 +109,7 @@ class NeuronScores:
                 out[name] = self.aggregate(topk_mean(block, k, dim=1))
             else:
                 dead.append(name)
-        _warn_dead(dead)
+        warn_dead(dead)
         return out
 
 
@@ -132,10 +128,6 @@ class LayerScores:
         if layerwise:
             return {name: self.aggregate(s) for name, s in self.scores.items()}
         return self.aggregate(topk_mean(torch.stack(list(self.scores.values())), k, dim=0))
-
-
-def _mean(t: torch.Tensor) -> float:
-    return float(t.mean())
 
 
 # ---- c1 and c3: neuron level ---------------------------------------------------------------
@@ -205,7 +197,7 @@ def variance_scores(pre: LayerArrays, y: ArrayLike) -> NeuronScores:
     names, layers, z, live = _centred(pre)
     g = groups(y, z.shape[0], z.device)
     ratio = variance_ratio_from_sums(group_sums(z, g.class_index, g.n_classes), live)
-    return NeuronScores(ratio, [a.shape[1] for a in layers], live, names, _mean)
+    return NeuronScores(ratio, [a.shape[1] for a in layers], live, names, mean)
 
 
 def neuron_variance_ratio(pre: LayerArrays, y: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:
@@ -272,7 +264,7 @@ def silhouette_scores(post: LayerArrays, y: ArrayLike, sub: ArrayLike) -> LayerS
             dead.append(name)
             continue
         scores[name] = subclass_silhouettes(*unit_rows(a), g)[g.valid]
-    _warn_dead(dead)
+    warn_dead(dead)
     return LayerScores(scores, median)
 
 
@@ -365,8 +357,8 @@ def distance_scores(pre: LayerArrays, y: ArrayLike, max_samples: int | None = No
             sd_all = distance_std(u[subset], zero[subset])
         per_class = torch.tensor([std_from_sums(*parts) for parts in sums], dtype=torch.float64)
         scores[name] = per_class / (sd_all + EPS)
-    _warn_dead(dead)
-    return LayerScores(scores, _mean)
+    warn_dead(dead)
+    return LayerScores(scores, mean)
 
 
 def layer_distance_ratio(

@@ -25,21 +25,29 @@ reducer adds the statistics up; samples are numbered by rank, then by position.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from clusterprior.errors import UserError
-from clusterprior.measures.arrays import EPS, Groups, Subgroups, groups, percentile_ranks, subgroups, unit_rows
+from clusterprior.measures.arrays import (
+    EPS,
+    Groups,
+    Subgroups,
+    groups,
+    mean,
+    percentile_ranks,
+    subgroups,
+    unit_rows,
+    warn_dead,
+)
 from clusterprior.measures.distributed import Local
 from clusterprior.measures.intraclass import (
     LayerScores,
     NeuronScores,
     Scores,
     Sums,
-    _mean,
     median,
     selectivity_from_sums,
     silhouette_terms,
@@ -262,7 +270,7 @@ class GroupMoments(Part):
             assert isinstance(g, Subgroups) and sub_sums is not None
             sel = selectivity_from_sums(sub_sums, class_sums, live, g)[g.valid.to(live.device)]
             return NeuronScores(sel, self.scan.sizes, live, names, median)
-        return NeuronScores(variance_ratio_from_sums(class_sums, live), self.scan.sizes, live, names, _mean)
+        return NeuronScores(variance_ratio_from_sums(class_sums, live), self.scan.sizes, live, names, mean)
 
 
 # ---- c2: subclass silhouettes (passes 2 and 3) -----------------------------------------------------
@@ -286,8 +294,7 @@ class Silhouettes(Part):
         self.counts = torch.bincount(g.sub_index, minlength=g.n_subclasses).to(torch.float64)
         live = [bool((peak > 0).any()) for peak in self.scan.post_max]
         dead = [name for name, alive in zip(self.scan.names, live, strict=True) if not alive]
-        if dead:
-            warnings.warn(f"layers {dead} have no live neuron and are left out", stacklevel=4)
+        warn_dead(dead)
         self.layers = [i for i, alive in enumerate(live) if alive]
 
     def update(self, p: int, batch: Batch, index: slice) -> None:
@@ -513,8 +520,7 @@ class Spreads(Part):
         self.g = scan.groups(False)
         self.layers = [i for i in range(len(scan.sizes)) if bool(scan.live(i).any())]
         dead = [scan.names[i] for i in range(len(scan.sizes)) if i not in self.layers]
-        if dead:
-            warnings.warn(f"layers {dead} have no live neuron and are left out", stacklevel=4)
+        warn_dead(dead)
         for i, s in enumerate(self.select):
             n_live = int(scan.live(i).sum())
             lo, hi, _ = percentile_ranks(threshold_percent(n_live), scan.n) if n_live else (0, 0, 0.0)
@@ -579,7 +585,7 @@ class Spreads(Part):
             if self.in_subset is not None:
                 whole = whole.reduced(self.scan.reducer)
             out[self.scan.names[i]] = self.per_class[i] / (whole.std() + EPS)
-        return LayerScores(out, _mean)
+        return LayerScores(out, mean)
 
 
 # ---- the passes ------------------------------------------------------------------------------------
