@@ -348,16 +348,16 @@ def _digits(bits: int) -> list[tuple[int, int]]:
 def float_keys(v: torch.Tensor, bits: int) -> torch.Tensor:
     """Integer keys in the order of the floats ``v`` (float32 for ``bits`` 32, else float64):
     the bit pattern with the sign bit flipped for positives and every bit flipped for
-    negatives, read as unsigned (held in int64; for 64 bits, as its two's-complement pattern)."""
-    if bits == 32:
-        i = v.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
-        return torch.where(i < 0, ~i, i + 2**31)
-    i = v.to(torch.float64).contiguous().view(torch.int64)
-    return torch.where(i < 0, ~i, i ^ torch.iinfo(torch.int64).min)
+    negatives, read as unsigned (held as the two's-complement pattern of an int32 or int64:
+    digits are read with shifts and masks, never by comparing keys)."""
+    ints = torch.int32 if bits == 32 else torch.int64
+    i = v.to(torch.float32 if bits == 32 else torch.float64).contiguous().view(ints)
+    return torch.where(i < 0, ~i, i ^ torch.iinfo(ints).min)
 
 
 def key_floats(k: torch.Tensor, bits: int) -> torch.Tensor:
-    """The float64 values of :func:`float_keys`' keys."""
+    """The float64 values of keys given as unsigned values in int64 (for 32 bits) or as
+    :func:`float_keys`' pattern (for 64 bits)."""
     if bits == 32:
         i = torch.where(k >= 2**31, k - 2**31, ~k)
         return i.to(torch.int32).view(torch.float32).to(torch.float64)
@@ -404,12 +404,14 @@ class OrderStatistics:
             self.counts = torch.zeros(self.d << width, dtype=torch.int64, device=values.device)
             self.hmin = torch.full((self.d,), float("inf"), dtype=torch.float64, device=values.device)
         flat = (keys >> shift) & ((1 << width) - 1)
-        flat += torch.arange(self.d, device=values.device) << width
+        if (self.d << width) >= 2**31:  # column offsets beyond int32
+            flat = flat.to(torch.int64)
+        flat += torch.arange(self.d, device=values.device, dtype=flat.dtype) << width
         if p > 0:
-            flat = flat[self._match(keys, p, self.prefix.to(values.device))]
+            flat = flat[self._match(keys, p, self.prefix.to(values.device, keys.dtype))]
         self.counts += torch.bincount(flat.flatten(), minlength=self.d << width)
         if bool(self.pending.any()):
-            inside = self._match(keys, p, self.hi_prefix.to(values.device)) & self.pending.to(values.device)
+            inside = self._match(keys, p, self.hi_prefix.to(values.device, keys.dtype)) & self.pending.to(values.device)
             found = torch.where(inside, values.to(torch.float64), float("inf")).amin(0)
             self.hmin = torch.minimum(self.hmin, found)
 
@@ -452,11 +454,18 @@ class GramSums:
 
     @classmethod
     def empty(cls, d: int, device: torch.device) -> GramSums:
-        z = torch.zeros((), dtype=torch.float64, device=device)
-        return cls(z, torch.zeros(d, dtype=z.dtype, device=device), torch.zeros(d, d, dtype=z.dtype, device=device), z)
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(shape, dtype=torch.float64, device=device)
+
+        return cls(zeros(), zeros(d), zeros(d, d), zeros())
 
     def add(self, u: torch.Tensor, zero: torch.Tensor) -> GramSums:
-        return GramSums(self.n + len(u), self.total + u.sum(0), self.gram + u.T @ u, self.zeros + zero.sum())
+        """Add the rows ``u`` in place (the Gram matrix by one fused ``addmm_``)."""
+        self.n += len(u)
+        self.total += u.sum(0)
+        self.gram.addmm_(u.T, u)
+        self.zeros += zero.sum()
+        return self
 
     def __add__(self, other: GramSums) -> GramSums:
         return GramSums(self.n + other.n, self.total + other.total, self.gram + other.gram, self.zeros + other.zeros)
@@ -549,22 +558,26 @@ class Spreads(Part):
     def _grams(self, chunk: int, batch: Batch, index: slice) -> None:
         assert self.chunks is not None
         class_index = self.g.class_index[index]
+        order = torch.argsort(class_index, stable=True)  # the batch's rows grouped by class: classes are slices
+        bounds = torch.bincount(class_index, minlength=self.g.n_classes).cumsum(0).tolist()
         subset = self.in_subset[index] if self.in_subset is not None and chunk == 0 else None
         for i in self.layers:
             columns, mean, std, threshold = (t.to(batch.pre[i].device) for t in self.standard[i])
-            z = (batch.pre[i][:, columns].to(torch.float64) - mean) / (std + EPS)
+            z = (batch.pre[i][order.to(columns.device)][:, columns].to(torch.float64) - mean) / (std + EPS)
             u, zero = unit_rows((z - threshold).clamp_min(0.0))
-            rows_of = class_index.to(u.device)
             for c in self.chunks[chunk]:
-                rows = rows_of == c
-                if bool(rows.any()):
-                    self.sums[i, c] = self._sums(self.sums, (i, c), u).add(u[rows], zero[rows])
+                start, stop = bounds[c - 1] if c else 0, bounds[c]
+                if stop > start:
+                    self._sums(self.sums, (i, c), u).add(u[start:stop], zero[start:stop])
             if subset is not None and bool(subset.any()):
-                rows = subset.to(u.device)
-                self.whole[i] = self._sums(self.whole, i, u).add(u[rows], zero[rows])
+                rows = subset[order].to(u.device)
+                self._sums(self.whole, i, u).add(u[rows], zero[rows])
 
     def _sums(self, store: dict, key: object, like: torch.Tensor) -> GramSums:
-        return store.get(key) or GramSums.empty(like.shape[1], like.device)
+        """``store[key]``, created empty on first use."""
+        if key not in store:
+            store[key] = GramSums.empty(like.shape[1], like.device)
+        return store[key]
 
     def _end_chunk(self, chunk: int) -> None:
         """Each class of the chunk's spread; the whole set's sums are the classes' sums added up."""
