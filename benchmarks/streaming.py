@@ -20,7 +20,7 @@ neurons are dead (every pre-activation negative, -1 - |noise|). Post-activations
    noise only slows a run down), their ratio, the peak resident memory each adds, and the
    largest relative difference of the four values. Then each measure alone, streamed vs in
    memory, the same way, to show where the time goes.
-2. **Only streaming fits** (``--n-large``, default 1,000,000 and 100,000 samples x 10 layers x
+2. **Only streaming fits** (``--n-large``, default 100,000 and 1,000,000 samples x 10 layers x
    512 channels): one ``stream_scores`` call for c1-c4 over batches of 8,192 generated on the
    fly, each from a ``torch.Generator`` seeded with the batch's index (so every pass gives the
    same samples and labels), never holding ``[N, C]``. Total wall time, each pass's time (from
@@ -34,15 +34,24 @@ by writing ``5`` to ``/proc/self/clear_refs`` before each run; "added" = the pea
 resident size just before the run (``VmRSS``), after ``gc.collect()`` and glibc's
 ``malloc_trim(0)`` (so memory freed by the previous run but kept by the allocator is given
 back and cannot hide this run's allocations). If the reset does not work (checked at start),
-the script stops: this method needs it.
+the script stops: this method needs it. The large runs also record ``VmRSS`` after every batch
+(its largest value per pass).
+
+With glibc's default malloc the resident set holds memory that tensors freed long ago (the
+allocator keeps it for reuse), so it overstates what the stream really uses. So the
+large case runs once more (``--n-live``, default 20,000 and 200,000 samples) in a fresh spawned
+process started with ``MALLOC_MMAP_THRESHOLD_=131072``: glibc then maps every block above
+128 KiB on its own and unmaps it when freed, so the resident set follows the memory in use
+(slower: every large tensor gets fresh pages).
 
 Before each timed run the script waits (up to ``--max-wait`` s) until other processes use at
 most ``--max-others`` of the cores over 3 s (from /proc/stat), and records the CPU time other
 processes used during the run.
 
 Run from the repository root: ``python benchmarks/streaming.py`` (writes
-``benchmarks/cpu/streaming.json``; about 10-30 minutes on 2 cores); ``--quick`` (5,000 x 512,
-then 2,000 and 20,000 x 2 x 64; seconds; writes nothing unless ``--json PATH``).
+``benchmarks/cpu/streaming.json``; about 15 minutes on 2 cores); ``--quick`` (5,000 x 512,
+then 2,000 and 20,000 x 2 x 64; seconds; writes nothing unless ``--json PATH``). The results
+and their reading: ``benchmarks/streaming.md``.
 """
 
 from __future__ import annotations
@@ -52,12 +61,14 @@ import ctypes
 import datetime
 import gc
 import json
+import multiprocessing as mp
 import os
 import platform
 import re
 import resource
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +90,7 @@ STRUCTURE_SEED = 12345  # the centres, offsets, biases and dead neurons
 SMALL_SEED = 0
 GOAL_RATIO = 1.2
 GOAL_PEAK_GB = 4.0
+MMAP_THRESHOLD = 128 * 1024  # glibc's default, but fixed (not raised as large blocks are freed)
 
 
 # ----------------------------------------------------------------- data with planted structure
@@ -139,8 +151,10 @@ class GeneratedStream:
             gen = torch.Generator().manual_seed(index)
             pre, y, sub = self.structure.sample(min(self.size, self.n - start), gen)
             batch = Batch(pre, [p.clamp_min(0) for p in pre], y, sub)
+            del pre, y, sub
             self.gen_seconds[-1] += time.perf_counter() - t0
             yield batch
+            del batch  # hold nothing while the next batch is made (the consumer's loop still holds this one)
 
 
 # ----------------------------------------------------------------- the two paths
@@ -210,7 +224,9 @@ def own_cpu_seconds() -> float:
 
 def wait_idle(max_share: float, max_wait: float, probe: float = 3.0) -> float:
     """Sleep until other processes use at most ``max_share`` of the cores over ``probe`` s, or
-    ``max_wait`` s passed; the last share seen."""
+    ``max_wait`` s passed (no wait at all for ``max_wait`` <= 0); the last share seen."""
+    if max_wait <= 0:
+        return float("nan")
     start = time.monotonic()
     while True:
         busy0, own0 = busy_seconds(), own_cpu_seconds()
@@ -319,26 +335,28 @@ def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def large(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Case 2: ``n`` samples x layers x width generated per batch, c1-c4 in one streamed call."""
+def large(n: int, args: argparse.Namespace, generation: bool = True) -> dict[str, Any]:
+    """Case 2: ``n`` samples x layers x width generated per batch, c1-c4 in one streamed call
+    (and, with ``generation``, first one pass that only generates the batches)."""
     layers, width, size = args.layers_large, args.width_large, args.batch_large
     structure = Structure(layers, width)
     names = [f"layer{i}" for i in range(layers)]
-    gen_only = GeneratedStream(structure, n, size)
-
-    def generate_only() -> int:
-        return sum(len(b.y) for b in gen_only())
-
-    gen_run = run(generate_only, args)
+    out: dict[str, Any] = {"n": n, "layers": layers, "width": width, "dtype": "float32", "batch": size}
+    out["batches_per_pass"] = -(-n // size)
+    if generation:
+        gen_only = GeneratedStream(structure, n, size)
+        gen_run = run(lambda: sum(len(b.y) for b in gen_only()), args)
+        out["generation_one_pass_s"] = gen_run["seconds"]
+        out["generation_one_pass_peak_mib"] = gen_run["peak_mib"]
+        out["generation_one_pass_added_mib"] = gen_run["added_mib"]
     stream = GeneratedStream(structure, n, size)
-    marks: list[tuple[str, float]] = []
+    marks: list[dict[str, Any]] = []  # per pass: label, time and VmRSS after its last batch, largest VmRSS
 
     def progress(label: str) -> None:
-        now = time.perf_counter()
-        if marks and marks[-1][0] == label:
-            marks[-1] = (label, now)
-        else:
-            marks.append((label, now))
+        now, rss = time.perf_counter(), status_kib("VmRSS") / 1024
+        if not marks or marks[-1]["label"] != label:
+            marks.append({"label": label, "rss_first_mib": rss, "rss_max_mib": rss})
+        marks[-1].update(end=now, rss_end_mib=rss, rss_max_mib=max(rss, marks[-1]["rss_max_mib"]))
 
     t_start: list[float] = []
 
@@ -347,42 +365,63 @@ def large(n: int, args: argparse.Namespace) -> dict[str, Any]:
         return streamed(stream, names, MEASURES, progress)
 
     res = run(measure, args)
-    ends = [t for _, t in marks]
-    starts = [t_start[0]] + ends[:-1]
-    passes = [
-        {"label": label, "seconds": end - start, "generation_s": gen}
-        for (label, end), start, gen in zip(marks, starts, stream.gen_seconds, strict=True)
-    ]
-    pre_gb = n * layers * width * 4 / 1e9
-    out = {
-        "n": n,
-        "layers": layers,
-        "width": width,
-        "dtype": "float32",
-        "batch": size,
-        "batches_per_pass": -(-n // size),
-        "seconds": res["seconds"],
-        "passes": len(passes),
-        "per_pass": passes,
-        "after_last_batch_s": res["seconds"] - (ends[-1] - t_start[0]),
-        "generation_in_stream_s": sum(stream.gen_seconds),
-        "generation_one_pass_s": gen_run["seconds"],
-        "generation_one_pass_peak_mib": gen_run["peak_mib"],
-        "generation_one_pass_added_mib": gen_run["added_mib"],
-        "rss_before_mib": res["rss_before_mib"],
-        "peak_mib": res["peak_mib"],
-        "added_mib": res["added_mib"],
-        "others_share": res["others_share"],
-        "values": res["value"],
-        "in_memory_pre_float32_gb": pre_gb,
-    }
+    starts = [t_start[0]] + [m["end"] for m in marks[:-1]]
+    passes = []
+    for m, start, gen in zip(marks, starts, stream.gen_seconds, strict=True):
+        passes.append({"label": m["label"], "seconds": m["end"] - start, "generation_s": gen})
+        passes[-1].update({k: v for k, v in m.items() if k.startswith("rss")})
+    out.update(
+        seconds=res["seconds"],
+        passes=len(passes),
+        per_pass=passes,
+        after_last_batch_s=t_start[0] + res["seconds"] - marks[-1]["end"],
+        generation_in_stream_s=sum(stream.gen_seconds),
+        rss_before_mib=res["rss_before_mib"],
+        peak_mib=res["peak_mib"],
+        added_mib=res["added_mib"],
+        others_share=res["others_share"],
+        values=res["value"],
+        in_memory_pre_float32_gb=n * layers * width * 4 / 1e9,
+    )
     per_pass = ", ".join(f"{p['seconds']:.1f}" for p in passes)
+    gen_text = f", generation alone {out['generation_one_pass_s']:.1f} s/pass" if generation else ""
     print(
         f"# {n:,} x {layers} x {width} streamed: {res['seconds']:.1f} s in {len(passes)} passes "
-        f"({per_pass} s), generation alone {gen_run['seconds']:.1f} s/pass, "
-        f"peak {res['peak_mib']:.0f} MiB (+{res['added_mib']:.0f} MiB)",
+        f"({per_pass} s){gen_text}, peak {res['peak_mib']:.0f} MiB (+{res['added_mib']:.0f} MiB)",
         flush=True,
     )
+    return out
+
+
+def live_child(n: int, args: argparse.Namespace, results: Any) -> None:
+    """:func:`large` without the generation pass, in a child started with a fixed mmap threshold."""
+    try:
+        results.put(large(n, args, generation=False))
+    except BaseException:
+        results.put({"n": n, "error": traceback.format_exc()})
+
+
+def live_memory(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`large` at ``n`` in a fresh (spawned) process whose glibc malloc serves every block
+    above ``MMAP_THRESHOLD`` bytes with its own mmap and unmaps it when freed, so that freed
+    tensors leave the resident set at once: its peak is close to the memory really in use."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    old = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
+    try:
+        child = ctx.Process(target=live_child, args=(n, args, results))
+        child.start()
+    finally:
+        if old is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = old
+    out = results.get()
+    child.join()
+    if "error" in out:
+        raise RuntimeError(f"the live-memory run at n={n} failed:\n{out['error']}")
+    out["malloc_mmap_threshold"] = MMAP_THRESHOLD
     return out
 
 
@@ -415,20 +454,36 @@ def tables(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "**Only streaming fits: c1-c4 in one `stream_scores` call, batches generated on the fly.**",
+        "**Only streaming fits: c1-c4 in one `stream_scores` call, batches generated on the fly (default allocator).**",
         "",
-        "| samples x layers x channels | batches / pass | total | passes | per pass | generation in the passes | "
-        "generation alone, one pass | peak (added) | [N, C] float32 alone |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| samples x layers x channels | batches / pass | total | passes | per pass (of it generation) | "
+        "generation alone, one pass | peak (added) | largest VmRSS after a batch, per pass | [N, C] float32 |",
+        "|---|---:|---:|---:|---|---:|---:|---|---:|",
     ]
     for row in result["streamed_only"]:
-        per = ", ".join(f"{p['seconds']:.1f}" for p in row["per_pass"])
+        per = ", ".join(f"{p['seconds']:.1f} ({p['generation_s']:.1f})" for p in row["per_pass"])
+        rss = ", ".join(f"{p['rss_max_mib']:,.0f}" for p in row["per_pass"])
         lines.append(
             f"| {row['n']:,} x {row['layers']} x {row['width']} | {row['batches_per_pass']} | {row['seconds']:.1f} s | "
-            f"{row['passes']} | {per} s | {row['generation_in_stream_s']:.1f} s | "
-            f"{row['generation_one_pass_s']:.1f} s | "
-            f"{row['peak_mib']:,.0f} MiB ({row['added_mib']:,.0f}) | {row['in_memory_pre_float32_gb']:.1f} GB |"
+            f"{row['passes']} | {per} s | {row['generation_one_pass_s']:.1f} s | "
+            f"{row['peak_mib']:,.0f} MiB ({row['added_mib']:,.0f}) | {rss} MiB | "
+            f"{row['in_memory_pre_float32_gb']:.1f} GB |"
         )
+    if result.get("live_memory"):
+        lines += [
+            "",
+            f"**Memory in use: the same, in a fresh process with MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD} "
+            "(freed tensors leave the resident set at once; slower).**",
+            "",
+            "| samples x layers x channels | total | peak (added) | largest VmRSS after a batch, per pass |",
+            "|---|---:|---:|---|",
+        ]
+        for row in result["live_memory"]:
+            rss = ", ".join(f"{p['rss_max_mib']:,.0f}" for p in row["per_pass"])
+            lines.append(
+                f"| {row['n']:,} x {row['layers']} x {row['width']} | {row['seconds']:.1f} s | "
+                f"{row['peak_mib']:,.0f} MiB ({row['added_mib']:,.0f}) | {rss} MiB |"
+            )
     return "\n".join(lines)
 
 
@@ -440,16 +495,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width-small", type=int, default=512)
     parser.add_argument("--batch-small", type=int, default=4096)
     parser.add_argument("--n-large", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument(
+        "--n-live", type=int, nargs="*", default=[20_000, 200_000], help="sizes of the memory-in-use runs (none: skip)"
+    )
     parser.add_argument("--layers-large", type=int, default=10)
     parser.add_argument("--width-large", type=int, default=512)
     parser.add_argument("--batch-large", type=int, default=8192)
     parser.add_argument("--max-others", type=float, default=0.25, help="others' share of the cores to wait below")
-    parser.add_argument("--max-wait", type=float, default=120.0, help="seconds to wait for that at most")
+    parser.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for that at most")
     parser.add_argument("--json", type=Path, default=None, help=f"output (default {JSON_PATH}; --quick: none)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_small, args.n_large, args.layers_large, args.width_large = 5_000, [2_000, 20_000], 2, 64
-        args.max_wait = min(args.max_wait, 10.0)
+        args.n_live = [2_000, 20_000]
+        args.max_wait = 0.0  # a smoke run: no waiting for a quiet machine
     json_path = args.json or (None if args.quick else JSON_PATH)
     check_peak_reset()
     wall0, load_before = time.perf_counter(), load_average()
@@ -469,6 +528,7 @@ def main(argv: list[str] | None = None) -> None:
     gc.collect()
     trim()
     result["streamed_only"] = [large(n, args) for n in args.n_large]
+    result["live_memory"] = [live_memory(n, args) for n in args.n_live]
     result["load_after"] = load_average()
     result["wall_s"] = time.perf_counter() - wall0
     print(tables(result))

@@ -223,3 +223,13 @@ def test_two_processes_agree_with_one(tmp_path):
         got = pd.read_csv(tmp_path / f"frame.{rank}.csv")
         assert list(got["measure"]) == list(one["measure"]) and list(got["layer"]) == list(one["layer"])
         assert np.allclose(got["value"], one["value"], rtol=1e-9, atol=1e-12), rank
+
+
+def test_c4_grams_in_class_chunks_when_memory_is_short():
+    """One class per pass when the per-class Gram matrices do not fit ``gram_memory``: more
+    passes, the same values; float64 activations take 6 radix passes."""
+    layers, y, sub = shuffled(4)
+    labels = []
+    streamed = stream_scores(batches_of(layers, y, sub, 13), NAMES, ["c4"], gram_memory=1, progress=labels.append)
+    assert labels[-1] == "pass 9 of 9", "6 radix passes (float64), then one Gram pass per class (3)"
+    assert_same(streamed, {"c4": in_memory(layers, y, sub, torch.float64)["c4"]})
