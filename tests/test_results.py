@@ -94,3 +94,29 @@ def test_the_readme_throughput_numbers_are_the_benchmark_s():
     ]
     for fragment in expected:
         assert fragment in line, f"README: {fragment!r} not in {line!r}"
+
+
+def test_the_readme_streaming_numbers_are_the_benchmark_s():
+    """The Performance section's numbers of benchmarks/streaming.md, checked against the JSON
+    that the benchmark wrote."""
+    import json
+
+    bench = json.loads((ROOT / "benchmarks" / "cpu" / "streaming.json").read_text())
+    small, large = bench["side_by_side"], max(bench["streamed_only"], key=lambda r: r["n"])
+    worst = max(small[m]["max_rel_diff"] for m in ("all", "c1", "c2", "c3", "c4"))
+    section = (ROOT / "README.md").read_text().split("## Performance")[1].split("\n## ")[0]
+    bullets = [b for b in section.split("\n- ") if b.startswith("`benchmarks/streaming.md`")]
+    assert len(bullets) == 1, "one Performance bullet about benchmarks/streaming.md"
+    line = " ".join(bullets[0].split())
+    expected = [
+        f"on {small['n']:,} × {small['width']}:",
+        f"{small['all']['ratio']:.2f}× the time",
+        f"(c4 alone {small['c4']['ratio']:.2f}×)",
+        f"equal to {worst:.1e};",
+        f"{large['n']:,} samples × {large['layers']} layers × {large['width']} channels",
+        f"stream in {large['seconds']:.0f} s in {large['passes']} passes",
+        f"a peak of {large['peak_mib']:,.0f} MiB",
+        f"would be {large['in_memory_pre_float32_gb']:.1f} GB",
+    ]
+    for fragment in expected:
+        assert fragment in line, f"README: {fragment!r} not in {line!r}"
