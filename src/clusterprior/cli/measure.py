@@ -26,11 +26,15 @@ FORMATS = ("table", "json", "csv")
 
 
 def measure(
-    checkpoint: Path | None = typer.Argument(None, help="A checkpoint written by 'clusterprior train' (or use --model)."),
+    checkpoint: Path | None = typer.Argument(
+        None, help="A checkpoint written by 'clusterprior train' (or use --model)."
+    ),
     model: str | None = typer.Option(
         None, "--model", help="A model defined elsewhere: MODULE:FACTORY or FILE.py:FACTORY, e.g. mypkg.nets:resnet18."
     ),
-    model_kwargs: str | None = typer.Option(None, help="--model's factory arguments as JSON, e.g. '{\"num_classes\": 10}'."),
+    model_kwargs: str | None = typer.Option(
+        None, help="--model's factory arguments as JSON, e.g. '{\"num_classes\": 10}'."
+    ),
     weights: Path | None = typer.Option(None, help="--model's weights: .pt/.pth (read weights-only) or .safetensors."),
     data: str | None = typer.Option(
         None,
@@ -52,12 +56,15 @@ def measure(
     ),
     batch_size: int = typer.Option(DEFAULT.batch_size, help="Samples per forward pass."),
     layers: str | None = typer.Option(
-        None, help="Comma-separated patterns of the call sites to probe (e.g. 'layer*.relu*'); default: every activation."
+        None,
+        help="Comma-separated patterns of the call sites to probe (e.g. 'layer*.relu*'); default: every activation.",
     ),
     activations: str | None = typer.Option(
         None, help=f"Comma-separated activation kinds to probe (default: {', '.join(DEFAULT_KINDS)})."
     ),
-    tokens: str = typer.Option("max", help="How a [batch, tokens, channels] activation is reduced: max, mean or first."),
+    tokens: str = typer.Option(
+        "max", help="How a [batch, tokens, channels] activation is reduced: max, mean or first."
+    ),
     stream: bool = typer.Option(
         False, "--stream", help="Stream a data set held in memory too (an image folder always streams)."
     ),
