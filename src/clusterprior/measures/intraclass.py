@@ -145,12 +145,11 @@ def selectivity_from_sums(sub_sums: Sums, class_sums: Sums, live: torch.Tensor, 
     return torch.where(live, (mu_s - mu_r) / (sd_s + sd_r + EPS), torch.zeros_like(mu_s))
 
 
-def variance_ratio_from_sums(class_sums: Sums, live: torch.Tensor) -> torch.Tensor:
+def variance_ratio_from_sums(class_sums: Sums, sd_all: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
     """c3's inner term sigma_{n,C_i} / (sigma_{n,D} + 1e-7), ``[classes, M]``, from the
-    per-class sums (the whole set's are their total); dead neurons 0."""
+    per-class sums and each neuron's std over all samples ``sd_all``; dead neurons 0."""
     _, sd_c = moments(*class_sums)
-    _, sd_d = moments(*(t.sum(0, keepdim=True) for t in class_sums))
-    return torch.where(live, sd_c / (sd_d + EPS), torch.zeros_like(sd_c))
+    return torch.where(live, sd_c / (sd_all + EPS), torch.zeros_like(sd_c))
 
 
 def _centred(pre: LayerArrays) -> tuple[list[LayerKey], list[torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -196,7 +195,8 @@ def variance_scores(pre: LayerArrays, y: ArrayLike) -> NeuronScores:
     """c3's scores (:func:`neuron_variance_ratio` before its top-k and mean)."""
     names, layers, z, live = _centred(pre)
     g = groups(y, z.shape[0], z.device)
-    ratio = variance_ratio_from_sums(group_sums(z, g.class_index, g.n_classes), live)
+    sd_all = z.pow(2).mean(0).sqrt()  # z is centred
+    ratio = variance_ratio_from_sums(group_sums(z, g.class_index, g.n_classes), sd_all, live)
     return NeuronScores(ratio, [a.shape[1] for a in layers], live, names, mean)
 
 

@@ -37,6 +37,7 @@ from clusterprior.measures.arrays import (
     Subgroups,
     groups,
     mean,
+    moments,
     percentile_ranks,
     subgroups,
     unit_rows,
@@ -270,7 +271,9 @@ class GroupMoments(Part):
             assert isinstance(g, Subgroups) and sub_sums is not None
             sel = selectivity_from_sums(sub_sums, class_sums, live, g)[g.valid.to(live.device)]
             return NeuronScores(sel, self.scan.sizes, live, names, median)
-        return NeuronScores(variance_ratio_from_sums(class_sums, live), self.scan.sizes, live, names, mean)
+        _, sd_all = moments(*(t.sum(0, keepdim=True) for t in class_sums))  # the whole set's sums: the classes' total
+        ratio = variance_ratio_from_sums(class_sums, sd_all, live)
+        return NeuronScores(ratio, self.scan.sizes, live, names, mean)
 
 
 # ---- c2: subclass silhouettes (passes 2 and 3) -----------------------------------------------------
