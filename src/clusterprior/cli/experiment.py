@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -25,18 +26,10 @@ def experiment_layer_rotation(
     seed: int = typer.Option(0, help="Seed of the shared initialisation."),
 ) -> None:
     """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca."""
-    from dataclasses import replace
-
     from clusterprior.experiments import layer_rotation as lr_exp
     from clusterprior.train import resolve_device
 
-    if task not in lr_exp.TASKS:
-        raise UserError(f"unknown task {task!r}; available: {', '.join(lr_exp.TASKS)}")
-    chosen = lr_exp.TASKS[task]
-    if epochs is not None:
-        if epochs < 1:
-            raise UserError("--epochs must be >= 1")
-        chosen = replace(chosen, epochs=epochs, milestones=tuple(m for m in chosen.milestones if m < epochs))
+    chosen = _task(task, epochs)
     print(f"task {task}: {chosen.note}; {len(lr_exp.EXPLORATION)} configurations, {chosen.epochs} epochs each")
     table = lr_exp.run(
         chosen,
@@ -56,6 +49,58 @@ def experiment_layer_rotation(
         f"best: alpha {best['alpha']:+.1f}, rho0 3^{best['log3_rho0']:g}, test acc {best['test_acc']:.4f}; "
         f"wrote {out}/results.csv, rotation_curves.png, loss_curves.png"
     )
+
+
+def _task(name: str, epochs: int | None) -> Any:
+    """A layer-rotation task by name, its epochs overridden (milestones kept below them)."""
+    from dataclasses import replace
+
+    from clusterprior.experiments import layer_rotation as lr_exp
+
+    if name not in lr_exp.TASKS:
+        raise UserError(f"unknown task {name!r}; available: {', '.join(lr_exp.TASKS)}")
+    chosen = lr_exp.TASKS[name]
+    if epochs is None:
+        return chosen
+    if epochs < 1:
+        raise UserError("--epochs must be >= 1")
+    return replace(chosen, epochs=epochs, milestones=tuple(m for m in chosen.milestones if m < epochs))
+
+
+@experiment_app.command("adapt-copy")
+def experiment_adapt_copy(
+    method: str = typer.Option("adam", help="The adaptive method copied: adam, rmsprop or adagrad."),
+    task: str = typer.Option("cpu", help="cpu (minutes on a laptop), or a thesis task for a GPU (see layer-rotation)."),
+    out: Path = typer.Option(Path("adapt-copy"), help="Output folder."),
+    epochs: int | None = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
+    seed: int = typer.Option(0, help="Seed of the shared initialisation."),
+) -> None:
+    """AdaptCopy (thesis Fig. 4.9): an adaptive method's per-step layer rotation replayed by Layca over SGD."""
+    from clusterprior.experiments import adapt_copy
+    from clusterprior.train import resolve_device
+
+    if method not in adapt_copy.METHODS:
+        raise UserError(f"unknown --method {method!r}; available: {', '.join(adapt_copy.METHODS)}")
+    chosen = _task(task, epochs)
+    print(f"task {task}: {chosen.note}; {method}, its AdaptCopy and SGD + Layca, {chosen.epochs} epochs each")
+    adapt_copy.run(
+        chosen,
+        out,
+        method,
+        seed=seed,
+        device=str(resolve_device(device)),
+        data_options={"root": data_dir} if data_dir else None,
+        on_result=lambda r: print(
+            f"{r['run']:<28} test acc {r['test_acc']:.4f}  train acc {r['train_acc']:.4f}  "
+            f"rotation mean {r['rotation_mean']:.3f} min {r['rotation_min']:.3f}",
+            flush=True,
+        ),
+    )
+    for row in adapt_copy.verdicts(out).itertuples():
+        print(f"{row.verdict:<10} {row.claim} ({row.value})")
+    print(f"wrote {out}/results.csv, curves.json, adapt_copy.png, verdicts.csv")
 
 
 @experiment_app.command("winner-take-most")

@@ -9,13 +9,12 @@ flattened kernel now and at initialisation (:func:`clusterprior.models.kernel_ro
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from clusterprior.models.structure import cosine_distance, kernel_rotation
+from clusterprior.models.structure import kernel_rotation, step_tangent
 
 
 def layer_rotation(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
@@ -26,8 +25,4 @@ def layer_rotation(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> tup
     return sum(per.values()) / len(per), {k.removesuffix(".weight"): v for k, v in per.items()}
 
 
-def step_tangent(previous: torch.Tensor, current: torch.Tensor) -> float:
-    """``tan(theta)`` of the angle between two consecutive iterates of a kernel
-    (``sqrt(1/(1-d)^2 - 1)`` with d their cosine distance; inf at or past 90 degrees)."""
-    cos = 1.0 - max(cosine_distance(previous, current), 0.0)
-    return math.sqrt(max(1.0 / (cos * cos) - 1.0, 0.0)) if cos > 0 else math.inf
+__all__ = ["layer_rotation", "step_tangent"]

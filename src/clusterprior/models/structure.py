@@ -9,6 +9,7 @@ baselines read. Activation modules are the ``nn.ReLU`` modules and the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -40,6 +41,13 @@ def cosine_distance(u: torch.Tensor, v: torch.Tensor) -> float:
     initial snapshot kept on the CPU compares with a model trained on a GPU)."""
     u, v = u.detach().double().flatten(), v.detach().to(u.device).double().flatten()
     return float(1.0 - (u @ v) / (u.norm() * v.norm()))
+
+
+def step_tangent(previous: torch.Tensor, current: torch.Tensor) -> float:
+    """``tan(theta)`` of the angle between two consecutive iterates of a kernel
+    (``sqrt(1/(1-d)^2 - 1)`` with d their cosine distance; inf at or past 90 degrees)."""
+    cos = 1.0 - max(cosine_distance(previous, current), 0.0)
+    return math.sqrt(max(1.0 / (cos * cos) - 1.0, 0.0)) if cos > 0 else math.inf
 
 
 def kernel_rotation(initial: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> dict[str, float]:

@@ -4,7 +4,7 @@ training-time recorders (:class:`RotationMonitor`, :class:`DynamicsRecorder`).""
 
 from clusterprior.probe.capture import DEFAULT_KINDS, KINDS, Probe, Representations, collect
 from clusterprior.probe.dynamics import Dynamics, DynamicsRecorder
-from clusterprior.probe.rotation import RotationMonitor
+from clusterprior.probe.rotation import RotationMonitor, StepRates
 
 __all__ = [
     "DEFAULT_KINDS",
@@ -14,5 +14,6 @@ __all__ = [
     "Probe",
     "Representations",
     "RotationMonitor",
+    "StepRates",
     "collect",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from clusterprior.models.structure import kernel_rotation, snapshot
+from clusterprior.models.structure import kernel_rotation, snapshot, step_tangent
 
 
 class RotationMonitor:
@@ -33,3 +33,19 @@ class RotationMonitor:
         self.steps = state.step
         if self.every_steps and state.step % self.every_steps == 0:
             self._record(state.model, state.epoch)
+
+
+class StepRates:
+    """Step callback recording each kernel's rotation rate between consecutive iterates,
+    ``tan(theta)`` (SPEC.md 4.1): ``rates[step][layer]``, layers in :func:`snapshot`'s
+    order. What AdaptCopy replays with Layca (thesis Fig. 4.9)."""
+
+    def __init__(self, model: nn.Module):
+        self.previous = snapshot(model)
+        self.names = list(self.previous)
+        self.rates: list[list[float]] = []
+
+    def __call__(self, state: Any) -> None:
+        current = snapshot(state.model)
+        self.rates.append([step_tangent(self.previous[k], current[k]) for k in self.names])
+        self.previous = current

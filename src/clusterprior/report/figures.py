@@ -263,3 +263,30 @@ def loss_shares(dyn, title: str, zoom: int = 30) -> Figure:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def adapt_copy(curves: dict[str, dict[str, list[dict[str, float]]]], title: str) -> Figure:
+    """Thesis Fig. 4.9: per run (``curves[name]``: ``history`` and ``rotation`` rows), the
+    training loss over epochs, the mean layer rotation over epochs, and each layer's final
+    rotation (the copy should retrace the adaptive run on all three)."""
+    fig = Figure(figsize=(12.0, 3.4))
+    loss_ax, mean_ax, layer_ax = fig.subplots(1, 3)
+    width = 0.8 / max(1, len(curves))
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = TAB10(i % 10)
+        history, rotation = curve["history"], curve["rotation"]
+        loss_ax.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], label=name, color=colour)
+        layers = [k for k in rotation[0] if k not in ("epoch", "step")]
+        means = [sum(row[k] for k in layers) / len(layers) for row in rotation]
+        mean_ax.plot([row["epoch"] for row in rotation], means, color=colour, label=name)
+        layer_ax.bar(
+            [j + i * width for j in range(len(layers))], [rotation[-1][k] for k in layers], width, color=colour
+        )
+    loss_ax.set_yscale("log")
+    loss_ax.set(xlabel="epoch", ylabel="training loss")
+    mean_ax.set(xlabel="epoch", ylabel="mean cosine distance to initialisation", ylim=(0, 1))
+    layer_ax.set(xlabel="layer (forward order)", ylabel="final cosine distance", ylim=(0, 1))
+    loss_ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -3,8 +3,10 @@
 Every number the README states about a study comes from a block between
 ``<!-- results: NAME -->`` and ``<!-- end results: NAME -->``, written by :func:`block`
 from ``results/NAME/report/`` (``models.csv``, ``granulated_kendall.csv``, ``totals.csv``,
-``cmi.csv``). ``clusterprior study readme`` rewrites every such block of README.md;
-``--check`` (and the test suite) fails when a block and its files disagree.
+``cmi.csv``), or, for an experiment, by :func:`experiment_block` from
+``results/NAME/results.csv`` and ``verdicts.csv`` (each claim's verdict, computed by the
+experiment's stated rule). ``clusterprior study readme`` rewrites every such block of
+README.md; ``--check`` (and the test suite) fails when a block and its files disagree.
 """
 
 from __future__ import annotations
@@ -137,18 +139,42 @@ def block(report_dir: str | Path, cite: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def experiment_block(folder: str | Path, cite: str) -> str:
+    """Markdown for one experiment: its ``results.csv`` as a table, then each claim of
+    ``verdicts.csv`` with the number it rests on and its verdict."""
+    folder = Path(folder)
+    results = _read(folder, "results.csv")
+    verdicts = _read(folder, "verdicts.csv")
+    lines = [
+        f"`{cite}/results.csv`:",
+        "",
+        "| " + " | ".join(results.columns) + " |",
+        "|---|" + "---:|" * (len(results.columns) - 1),
+    ]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in results.itertuples(index=False)]
+    lines += ["", f"The thesis's claims, each verdict computed by its stated rule (`{cite}/verdicts.csv`):"]
+    lines += [f"- **{row.verdict}**: {row.claim} ({row.value})." for row in verdicts.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
 def render(readme: str, root: str | Path) -> str:
-    """``readme`` with every results block regenerated from ``root/<name>/report/``."""
+    """``readme`` with every results block regenerated from ``root/<name>/report/`` (a
+    study) or ``root/<name>/verdicts.csv`` (an experiment)."""
     root = Path(root)
 
     def fill(match: re.Match) -> str:
         name = match.group("name")
-        folder = root / name / "report"
-        body = (
-            block(folder, f"results/{name}/report")
-            if folder.is_dir()
-            else f"Not run yet: `results/{name}/report/` is missing.\n"
-        )
+        folder = root / name
+        if (folder / "report").is_dir():
+            body = block(folder / "report", f"results/{name}/report")
+        elif (folder / "verdicts.csv").is_file():
+            body = experiment_block(folder, f"results/{name}")
+        else:
+            body = f"Not run yet: `results/{name}/` holds no report or verdicts.\n"
         return match.group(1) + body + match.group(4)
 
     return BLOCK.sub(fill, readme)

@@ -11,7 +11,17 @@ from clusterprior.errors import UserError
 from clusterprior.train.augment import KEYS as AUGMENT_KEYS
 
 LOSSES = ("ce", "bce")
-OPTIMIZERS = ("sgd", "adam", "sgd-layca", "sgd-amom-layca", "adam-layca", "rmsprop-layca", "adagrad-layca")
+OPTIMIZERS = (
+    "sgd",
+    "adam",
+    "rmsprop",
+    "adagrad",
+    "sgd-layca",
+    "sgd-amom-layca",
+    "adam-layca",
+    "rmsprop-layca",
+    "adagrad-layca",
+)
 
 Rule = tuple[Callable[[Any], bool], str]  # (the check of a value, the message when it fails)
 
@@ -48,7 +58,9 @@ class TrainConfig:
 
     epochs: int = option(20, "maximum epochs", _at_least(1))
     batch_size: int = option(128, "batch size", _at_least(2, " (BatchNorm needs two samples)"))
-    optimizer: str = option("sgd", "sgd, adam, or a Layca optimizer (<base>-layca)", _one_of(OPTIMIZERS))
+    optimizer: str = option(
+        "sgd", "sgd, adam, rmsprop, adagrad, or a Layca optimizer (<base>-layca)", _one_of(OPTIMIZERS)
+    )
     lr: float = option(0.05, "learning rate (Layca: the rotation rate rho)", POSITIVE)
     momentum: float = option(0.9, "SGD momentum", ((lambda v: 0.0 <= v < 1.0), "must be in [0, 1)"))
     nesterov: bool = option(False, "Nesterov momentum (SGD)")

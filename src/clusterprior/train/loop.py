@@ -106,11 +106,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> Any:
-    """SGD or Adam, or a Layca wrapper ("<base>-layca": the group's learning rate is rho(t))."""
+    """SGD, Adam, RMSprop or Adagrad, or a Layca wrapper ("<base>-layca": the group's
+    learning rate is rho(t))."""
+    from clusterprior.train.layca import Layca, alpha_multipliers, base_optimizer
+
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer.endswith("-layca"):
-        from clusterprior.train.layca import Layca, alpha_multipliers
-
         n_kernels = len(kernels(model))
         return Layca(
             model,
@@ -119,8 +120,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> Any:
             config.weight_decay,
             alpha_multipliers(n_kernels, config.layca_alpha) if n_kernels else None,
         )
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer in ("adam", "rmsprop", "adagrad"):
+        return base_optimizer(config.optimizer, params, config.lr, config.weight_decay)
     return torch.optim.SGD(
         params,
         lr=config.lr,
@@ -179,6 +180,7 @@ def fit(
     config: TrainConfig | None = None,
     callbacks: Sequence[Callback] = (),
     step_callbacks: Sequence[StepCallback] = (),
+    optimizer: Any = None,
 ) -> TrainResult:
     """Train ``model`` on ``train`` with ``config.loss`` (cross-entropy, or binary
     cross-entropy of one logit); evaluate ``test`` every epoch.
@@ -193,6 +195,10 @@ def fit(
     also fit_loss, fit_acc: the whole training split in eval mode without augmentation,
     the loss the stopping rule reads (SPEC.md 2.5: train until the training loss is below
     a threshold, so that test accuracy measures generalization alone).
+
+    ``optimizer``: one built for ``model`` already (e.g. Layca replaying recorded rotation
+    rates), instead of ``config.optimizer``'s; the trainer still sets its groups' learning
+    rate from ``config`` every step.
     """
     config = config or TrainConfig()
     if len(train) < 2:
@@ -210,7 +216,7 @@ def fit(
     if test is not None:
         x_test, y_test = test.x.to(device).contiguous(memory_format=fmt), test.y.to(device)
     aug_params = {**train.meta.augment, **config.augment_options} if config.augment else {}
-    optimizer = make_optimizer(model, config)
+    optimizer = optimizer if optimizer is not None else make_optimizer(model, config)
     history: list[dict[str, float]] = []
     result = TrainResult("done", "max_epochs", history)
     total_steps = 0
