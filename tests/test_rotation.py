@@ -147,7 +147,8 @@ def test_exploration_writes_results_and_curves(tmp_path):
         data_options={"n_train": 300, "n_test": 100},
         model_options={"width": 0.25},
     )
-    table = exp.run(task, tmp_path, configs=[(0.0, 3**-3), (0.6, 3**-3)])
+    configs = exp.exploration()
+    table = exp.train_configs(task, tmp_path, [configs[2], configs[4]])
     assert list(table["alpha"]) == [0.0, 0.6] and table["delta_eta"].max() == 0.0
     assert (table["rotation_mean"] > 0).all() and (table["rotation_mean"] < 1).all()
     for name in ("results.csv", "curves.json", "rotation_curves.png", "loss_curves.png"):
@@ -186,3 +187,78 @@ layca_alpha = [0.0, 0.5]
     assert set(study.load(tmp_path).runs()["status"]) == {"done"}
     whole = measures[(measures["measure"] == "layer_rotation") & (measures["layer"] == "all")]
     assert len(whole) == 4 and ((whole["value"] > 0) & (whole["value"] < 1)).all()
+
+
+def _table(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def test_each_study_s_verdicts_follow_their_rule():
+    """Each claim's verdict is computed from the results: a table made to agree, then one
+    number changed so that it disagrees."""
+    from clusterprior.experiments import layer_rotation as exp
+
+    def verdict(study, rows):
+        return list(exp.verdicts(study, _table(rows))["verdict"])
+
+    lr = [
+        {"config": f"SGD lr 3^{k}", "rotation_mean": r, "test_acc": a, "first_loss": 1.0, "last_loss": loss}
+        for k, r, a, loss in ((-2, 0.1, 0.90, 0.1), (-1, 0.3, 0.95, 0.1), (0, 0.9, 0.50, 0.9))  # 3^0: no progress
+    ]
+    assert verdict("lr", lr) == ["agrees"], "the rate whose loss did not halve is left out"
+    lr[2]["last_loss"] = 0.1  # now it counts: the largest rotation with the worst accuracy
+    assert verdict("lr", lr) == ["disagrees"]
+    labels = [c.label for c in exp.STUDIES["weight-decay"]]
+    wd = [
+        {"config": labels[0], "rotation_mean": 0.2, "test_acc": 0.90},
+        {"config": labels[1], "rotation_mean": 0.8, "test_acc": 0.95},
+        {"config": labels[2], "rotation_mean": 0.9, "test_acc": 0.955},
+    ]
+    assert verdict("weight-decay", wd) == ["agrees", "agrees"]
+    wd[1]["rotation_mean"] = 0.1
+    wd[2]["test_acc"] = 0.90
+    assert verdict("weight-decay", wd) == ["disagrees", "disagrees"]
+    warm = [{"config": f"SGD warm-up {w}", "warmup_epochs": w, "test_acc": a} for w, a in ((0, 0.5), (2, 0.9))]
+    warm.append({"config": exp.LAYCA.label, "warmup_epochs": None, "test_acc": 0.95})
+    assert verdict("warmup", warm) == ["agrees", "agrees"]
+    warm[0]["test_acc"] = None  # diverged without warm-up: counts as no accuracy
+    assert verdict("warmup", warm) == ["agrees", "agrees"]
+    warm[0]["test_acc"], warm[2]["test_acc"] = 0.95, 0.9
+    assert verdict("warmup", warm) == ["disagrees", "disagrees"]
+    adaptive = [{"config": m, "rotation_mean": 0.1, "test_acc": 0.9} for m in exp.ADAPTIVE]
+    adaptive += [{"config": f"{m} + Layca", "rotation_mean": 0.8, "test_acc": 0.95} for m in exp.ADAPTIVE]
+    adaptive.append({"config": "SGD + weight decay", "rotation_mean": 0.5, "test_acc": 0.95})
+    assert verdict("adaptive", adaptive) == ["agrees", "agrees"]
+    adaptive[0]["rotation_mean"], adaptive[3]["test_acc"] = 0.6, 0.8
+    assert verdict("adaptive", adaptive) == ["disagrees", "disagrees"]
+
+
+def test_a_study_writes_its_results_and_verdicts(tmp_path, capsys):
+    from dataclasses import replace
+
+    from clusterprior.cli import main
+    from clusterprior.experiments import layer_rotation as exp
+
+    task = replace(exp.TASKS["cpu"], epochs=1, milestones=(), data_options={"n_train": 300, "n_test": 100})
+    verdicts = exp.run_study("weight-decay", task, tmp_path)
+    assert len(verdicts) == 2 and set(verdicts["verdict"]) <= {"agrees", "disagrees"}
+    for name in ("results.csv", "curves.json", "rotation_curves.png", "loss_curves.png", "verdicts.csv"):
+        assert (tmp_path / name).is_file()
+    assert main(["experiment", "layer-rotation", "--study", "momentum"]) == 2
+    assert "unknown --study 'momentum'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("study", ["lr", "weight-decay", "warmup", "adaptive"])
+def test_the_committed_verdicts_are_the_rule_s(study):
+    """verdicts.csv (what the README shows) is the rule applied to the committed results.csv."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from clusterprior.experiments import layer_rotation as exp
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "chapter4" / f"layer-rotation-{study}"
+    expected = exp.verdicts(study, pd.read_csv(folder / "results.csv"))
+    pd.testing.assert_frame_equal(expected, pd.read_csv(folder / "verdicts.csv"))

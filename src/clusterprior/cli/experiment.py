@@ -16,6 +16,9 @@ experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", 
 
 @experiment_app.command("layer-rotation")
 def experiment_layer_rotation(
+    study: str | None = typer.Option(
+        None, help="A study of SPEC 4.5: lr, weight-decay, warmup or adaptive (default: the Fig. 4.1 exploration)."
+    ),
     task: str = typer.Option(
         "cpu", help="cpu (minutes on a laptop), or a thesis task for a GPU: C10-CNN1, C100-resnet, C10-CNN2, C100-WRN."
     ),
@@ -25,30 +28,33 @@ def experiment_layer_rotation(
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
     seed: int = typer.Option(0, help="Seed of the shared initialisation."),
 ) -> None:
-    """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca."""
+    """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca, or one of its studies (--study)."""
     from clusterprior.experiments import layer_rotation as lr_exp
     from clusterprior.train import resolve_device
 
+    if study is not None and study not in lr_exp.STUDIES:
+        raise UserError(f"unknown --study {study!r}; available: {', '.join(lr_exp.STUDIES)}")
     chosen = _task(task, epochs)
-    print(f"task {task}: {chosen.note}; {len(lr_exp.EXPLORATION)} configurations, {chosen.epochs} epochs each")
-    table = lr_exp.run(
-        chosen,
-        out,
-        seed=seed,
-        device=str(resolve_device(device)),
-        data_options={"root": data_dir} if data_dir else None,
-        on_result=lambda r: print(
-            f"alpha {r['alpha']:+.1f}  rho0 3^{r['log3_rho0']:g}  "
-            f"test acc {r['test_acc']:.4f}  train acc {r['train_acc']:.4f}  "
-            f"rotation mean {r['rotation_mean']:.3f} min {r['rotation_min']:.3f}",
+    configs = lr_exp.STUDIES[study] if study else lr_exp.exploration()
+    print(f"task {task}: {chosen.note}; {len(configs)} configurations, {chosen.epochs} epochs each")
+    options: dict[str, Any] = {
+        "seed": seed,
+        "device": str(resolve_device(device)),
+        "data_options": {"root": data_dir} if data_dir else None,
+        "on_result": lambda r: print(
+            f"{r['config']:<42} test acc {r['test_acc'] or float('nan'):.4f}  train acc "
+            f"{r['train_acc'] or float('nan'):.4f}  rotation mean {r['rotation_mean']:.3f} min {r['rotation_min']:.3f}",
             flush=True,
         ),
-    )
-    best = table.loc[table["test_acc"].idxmax()]
-    print(
-        f"best: alpha {best['alpha']:+.1f}, rho0 3^{best['log3_rho0']:g}, test acc {best['test_acc']:.4f}; "
-        f"wrote {out}/results.csv, rotation_curves.png, loss_curves.png"
-    )
+    }
+    if study:
+        for row in lr_exp.run_study(study, chosen, out, **options).itertuples():
+            print(f"{row.verdict:<10} {row.claim} ({row.value})")
+    else:
+        table = lr_exp.run(chosen, out, **options)
+        best = table.loc[table["test_acc"].idxmax()]
+        print(f"best: {best['config']}, test acc {best['test_acc']:.4f}")
+    print(f"wrote {out}/results.csv, rotation_curves.png, loss_curves.png" + (", verdicts.csv" if study else ""))
 
 
 def _task(name: str, epochs: int | None) -> Any:

@@ -140,7 +140,10 @@ def block(report_dir: str | Path, cite: str) -> str:
 
 
 def _cell(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    """A results cell: numbers to 4 significant digits, an empty cell for a missing value."""
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.4g}"
+    return str(value)
 
 
 def experiment_block(folder: str | Path, cite: str) -> str:
