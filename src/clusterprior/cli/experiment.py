@@ -51,7 +51,7 @@ def experiment_layer_rotation(
         for row in lr_exp.run_study(study, chosen, out, **options).itertuples():
             print(f"{row.verdict:<10} {row.claim} ({row.value})")
     else:
-        table = lr_exp.run(chosen, out, **options)
+        table = lr_exp.train_configs(chosen, out, configs, **options)
         best = table.loc[table["test_acc"].idxmax()]
         print(f"best: {best['config']}, test acc {best['test_acc']:.4f}")
     print(f"wrote {out}/results.csv, rotation_curves.png, loss_curves.png" + (", verdicts.csv" if study else ""))

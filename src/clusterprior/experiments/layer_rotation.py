@@ -165,18 +165,6 @@ def train_configs(
     return table
 
 
-def run(
-    task: Task,
-    out: str | Path,
-    seed: int = 0,
-    device: str = "cpu",
-    data_options: dict[str, Any] | None = None,
-    on_result: Callable[[dict], None] | None = None,
-) -> pd.DataFrame:
-    """The Fig. 4.1 exploration (:func:`exploration`) with :func:`train_configs`."""
-    return train_configs(task, out, exploration(), seed, device, data_options, on_result)
-
-
 def _save_figures(curves: dict[str, dict], out: Path, figures: Any) -> None:
     fig, flat = figures.panels(len(curves), columns=4, size=(4.0, 3.2))
     for ax, (label, curve) in zip(flat, curves.items(), strict=True):
