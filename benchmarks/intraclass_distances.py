@@ -94,7 +94,7 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
-from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on sys.path)
+from machine_info import busy_seconds, load_average, machine, own_cpu_seconds  # noqa: E402  (benchmarks/ is on sys.path)
 from sklearn.metrics import silhouette_samples
 from sklearn.metrics.pairwise import cosine_distances
 
@@ -425,22 +425,6 @@ def wait_for_quiet(max_load: float, max_wait: float) -> None:
 
 def machine_text() -> str:
     return machine(numpy=np.__version__, **{"scikit-learn": sklearn.__version__})
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine spent non-idle (from /proc/stat), or NaN."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        ticks = [int(f) for f in fields]
-    except (OSError, ValueError):
-        return float("nan")
-    busy = sum(ticks[:8]) - ticks[3] - ticks[4]  # user..steal, minus idle and iowait
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    self_, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def markdown(

@@ -65,7 +65,6 @@ import multiprocessing as mp
 import os
 import platform
 import re
-import resource
 import sys
 import time
 import traceback
@@ -74,7 +73,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on sys.path)
+from machine_info import busy_seconds, load_average, machine, own_cpu_seconds, wait_idle  # noqa: E402  (benchmarks/ is on sys.path)
 
 from clusterprior.measures import intraclass as ic
 from clusterprior.measures.streaming import Batch, stream_scores
@@ -209,37 +208,6 @@ _LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 def trim() -> None:
     if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
         _LIBC.malloc_trim(0)
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine spent non-idle (from /proc/stat)."""
-    ticks = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    return me.ru_utime + me.ru_stime
-
-
-def wait_idle(max_share: float, max_wait: float, probe: float = 3.0) -> float:
-    """Sleep until other processes use at most ``max_share`` of the cores over ``probe`` s, or
-    ``max_wait`` s passed (no wait at all for ``max_wait`` <= 0); the last share seen."""
-    if max_wait <= 0:
-        return float("nan")
-    start = time.monotonic()
-    while True:
-        busy0, own0 = busy_seconds(), own_cpu_seconds()
-        time.sleep(probe)
-        share = (busy_seconds() - busy0 - (own_cpu_seconds() - own0)) / (probe * (os.cpu_count() or 1))
-        waited = time.monotonic() - start
-        if share <= max_share:
-            return share
-        if waited >= max_wait:
-            print(f"# others still use {share:.0%} of the cores after {waited:.0f} s; timing anyway", flush=True)
-            return share
-        print(f"# others use {share:.0%} of the cores > {max_share:.0%}; waiting ({waited:.0f} s so far)", flush=True)
-        time.sleep(5)
 
 
 def run(fn: Callable[[], Any], args: argparse.Namespace) -> dict[str, Any]:

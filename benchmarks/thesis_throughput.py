@@ -73,7 +73,6 @@ import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
-import resource
 import statistics
 import sys
 import time
@@ -82,7 +81,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on sys.path)
+from machine_info import busy_seconds, load_average, machine, own_cpu_seconds, wait_idle  # noqa: E402  (benchmarks/ is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "thesis_throughput.md"
@@ -184,45 +183,6 @@ def train_worker(job: dict[str, Any], barrier: Any, results: Any) -> None:
 
 
 # ----------------------------------------------------------------- the parent's measurements
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine spent non-idle (from /proc/stat), or NaN."""
-    try:
-        ticks = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError):
-        return float("nan")
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def others_share(seconds: float) -> float:
-    """Share of the cores' time that other processes used over the next ``seconds`` (NaN if unknown)."""
-    busy0, own0 = busy_seconds(), own_cpu_seconds()
-    time.sleep(seconds)
-    return (busy_seconds() - busy0 - (own_cpu_seconds() - own0)) / (seconds * (os.cpu_count() or 1))
-
-
-def wait_idle(max_share: float, max_wait: float, probe: float = 3.0) -> None:
-    """Sleep until other processes use at most ``max_share`` of the cores over ``probe`` seconds
-    (or ``max_wait`` s passed)."""
-    start = time.monotonic()
-    while True:
-        share = others_share(probe)
-        waited = time.monotonic() - start
-        if not share > max_share:  # also NaN: no /proc/stat
-            if waited > probe + 1:
-                print(f"# others use {share:.0%} of the cores after waiting {waited:.0f} s", flush=True)
-            return
-        if waited >= max_wait:
-            print(f"# others still use {share:.0%} of the cores after {waited:.0f} s; timing anyway", flush=True)
-            return
-        print(f"# others use {share:.0%} of the cores > {max_share:.0%}; waiting ({waited:.0f} s so far)", flush=True)
-        time.sleep(10)
 
 
 def run_concurrent(model: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
