@@ -13,6 +13,7 @@ import torch
 from clusterprior import data, models, train
 from clusterprior.cli import main
 from clusterprior.experiments import adapt_copy
+from clusterprior.experiments.layer_rotation import TASKS
 from clusterprior.probe import StepRates
 from clusterprior.report.readme import experiment_block
 from clusterprior.train.layca import Layca
@@ -33,9 +34,9 @@ def _rates(split, config, build=None):
 @pytest.mark.parametrize("method", ["adam", "rmsprop", "adagrad"])
 def test_the_copy_turns_each_kernel_by_the_recorded_rate(method):
     split = data.load("mnist1d-hier", n_train=300, n_test=50)
-    recorded = _rates(split, {"optimizer": method, "lr": adapt_copy.METHODS[method][0]})
+    recorded = _rates(split, {"optimizer": method, "lr": TASKS["cpu"].adaptive[method]})
     assert len(recorded) == 10 and all(r > 0 for r in recorded[0])
-    base, lr = adapt_copy.METHODS[method][1], adapt_copy.COPY_LR
+    base, lr = adapt_copy.METHODS[method], adapt_copy.COPY_LR
     copied = _rates(
         split,
         {"optimizer": f"{base}-layca", "lr": lr},
@@ -55,6 +56,7 @@ def test_the_command_writes_its_files_and_refuses_bad_values(tmp_path, capsys):
     for args, fragment in (
         (["--method", "sgd"], "unknown --method 'sgd'"),
         (["--task", "nope"], "unknown task 'nope'"),
+        (["--task", "C10-CNN1", "--method", "adam"], "the task runs no adam"),
     ):
         assert main(["experiment", "adapt-copy", *args, "--out", str(out)]) == 2
         assert fragment in capsys.readouterr().err

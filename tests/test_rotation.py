@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -210,7 +211,7 @@ def test_each_study_s_verdicts_follow_their_rule():
     assert verdict("lr", lr) == ["agrees"], "the rate whose loss did not halve is left out"
     lr[2]["last_loss"] = 0.1  # now it counts: the largest rotation with the worst accuracy
     assert verdict("lr", lr) == ["disagrees"]
-    labels = [c.label for c in exp.STUDIES["weight-decay"]]
+    labels = [c.label for c in exp.study_configs("weight-decay", exp.TASKS["cpu"])]
     wd = [
         {"config": labels[0], "rotation_mean": 0.2, "test_acc": 0.90},
         {"config": labels[1], "rotation_mean": 0.8, "test_acc": 0.95},
@@ -227,12 +228,17 @@ def test_each_study_s_verdicts_follow_their_rule():
     assert verdict("warmup", warm) == ["agrees", "agrees"]
     warm[0]["test_acc"], warm[2]["test_acc"] = 0.95, 0.9
     assert verdict("warmup", warm) == ["disagrees", "disagrees"]
-    adaptive = [{"config": m, "rotation_mean": 0.1, "test_acc": 0.9} for m in exp.ADAPTIVE]
-    adaptive += [{"config": f"{m} + Layca", "rotation_mean": 0.8, "test_acc": 0.95} for m in exp.ADAPTIVE]
+    methods = ["adam", "rmsprop", "adagrad"]
+    adaptive = [{"config": m, "rotation_mean": 0.1, "test_acc": 0.9} for m in methods]
+    adaptive += [{"config": f"{m} + Layca", "rotation_mean": 0.8, "test_acc": 0.95} for m in methods]
     adaptive.append({"config": "SGD + weight decay", "rotation_mean": 0.5, "test_acc": 0.95})
-    assert verdict("adaptive", adaptive) == ["agrees", "agrees"]
-    adaptive[0]["rotation_mean"], adaptive[3]["test_acc"] = 0.6, 0.8
-    assert verdict("adaptive", adaptive) == ["disagrees", "disagrees"]
+    assert verdict("adaptive", adaptive) == ["agrees", "agrees"], "no second moments recorded: no Fig. 4.7 claim"
+    adaptive[0] |= {"moments_across": 3.0, "moments_within": 1.0}
+    assert verdict("adaptive", adaptive) == ["agrees", "agrees", "agrees"]
+    adaptive[0]["rotation_mean"], adaptive[3]["test_acc"], adaptive[0]["moments_within"] = 0.6, 0.8, 4.0
+    assert verdict("adaptive", adaptive) == ["disagrees", "disagrees", "disagrees"]
+    one = [adaptive[0], adaptive[3], adaptive[-1]]  # a thesis task runs one method
+    assert len(verdict("adaptive", one)) == 3
 
 
 def test_a_study_writes_its_results_and_verdicts(tmp_path, capsys):
@@ -262,3 +268,79 @@ def test_the_committed_verdicts_are_the_rule_s(study):
     folder = Path(__file__).resolve().parents[1] / "results" / "chapter4" / f"layer-rotation-{study}"
     expected = exp.verdicts(study, pd.read_csv(folder / "results.csv"))
     pd.testing.assert_frame_equal(expected, pd.read_csv(folder / "verdicts.csv"))
+
+
+def test_the_recorders_see_every_first_epoch_step_and_the_second_moments():
+    """IterationRotation keeps epoch 1 step by step; SecondMoments' percentiles are numpy's
+    over the optimizer's own state, at the epochs asked."""
+    import numpy as np
+
+    from clusterprior.probe import IterationRotation, SecondMoments
+
+    split = data.load("mnist1d-hier", n_train=300, n_test=50)
+    torch.manual_seed(0)
+    model = models.build("mlp", split.input_shape, split.n_classes, width=0.1)
+    iterations, moments = IterationRotation(model), SecondMoments(model, epochs=(1, 3))
+    config = train.TrainConfig(epochs=3, batch_size=64, optimizer="adam", lr=1e-3)
+    seen = []
+    train.fit(
+        model, split, None, config, callbacks=[moments, lambda s: seen.append(s.optimizer)], step_callbacks=[iterations]
+    )
+    assert [r["step"] for r in iterations.rows] == [1, 2, 3, 4, 5]  # 300 samples in batches of 64
+    assert all(0.0 <= r["acc"] <= 1.0 and r["loss"] > 0 for r in iterations.rows)
+    assert set(iterations.rows[-1]["rotation"]) == set(kernels(model))
+    first = next(iter(kernels(model)))
+    assert 0 < iterations.rows[0]["rotation"][first] < iterations.rows[-1]["rotation"][first]
+    assert set(moments.history) == {1, 3}
+    for name, param in kernels(model).items():
+        want = np.percentile(seen[-1].state[param]["exp_avg_sq"].numpy().ravel(), (10, 50, 90))
+        assert moments.history[3][name] == pytest.approx(list(want), rel=1e-6)
+        assert moments.history[1][name] != moments.history[3][name]
+
+
+def test_moment_spread_reads_the_last_epoch_in_decades():
+    from clusterprior.experiments.layer_rotation import moment_spread
+
+    history = {1: {"a": [1.0, 1.0, 1.0]}, 5: {"a": [1e-8, 1e-7, 1e-6], "b": [1e-4, 1e-3, 1e-1]}}
+    across, within = moment_spread(history)
+    assert across == pytest.approx(4.0) and within == pytest.approx(2.5)  # log10 medians -7, -3; widths 2, 3
+
+
+def test_the_thesis_tasks_carry_their_study_settings():
+    """SPEC.md 4.4-4.5: ResNet-110 with SGD + L2 at 3^-1 warmed up over 0/5/10/15 epochs from a
+    10x smaller rate; C100-WRN's SGD is Nesterov at 3^-2; each task's adaptive method and rate."""
+    from clusterprior.experiments import layer_rotation as exp
+
+    resnet = exp.TASKS["C10-resnet"]
+    warm = exp.study_configs("warmup", resnet)
+    assert [c.train["warmup_epochs"] for c in warm[:-1]] == [0, 5, 10, 15] and warm[-1] == exp.LAYCA
+    assert all(c.train["lr"] == pytest.approx(1 / 3) and c.train["weight_decay"] == 2e-3 for c in warm[:-1])
+    assert all(c.train["warmup_start"] == 0.1 and c.train["momentum"] == 0.0 for c in warm[:-1])
+    assert warm[0].label == "SGD + weight decay, lr 3^-1, warm-up 0"
+    model = models.build(resnet.model, (3, 32, 32), 10, **resnet.model_options)
+    weighted = [
+        m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and m.weight.shape[-1] != 1
+    ]
+    assert len(weighted) == 110, "ResNet-110: 109 3x3 convolutions and the classifier (1x1 shortcuts aside)"
+    wrn = exp.study_configs("weight-decay", exp.TASKS["C100-WRN"])
+    assert wrn[0].train == {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "lr": 3.0**-2}
+    assert wrn[1].train["weight_decay"] == 1e-3
+    adaptive = exp.study_configs("adaptive", exp.TASKS["C10-CNN2"])
+    assert [c.label for c in adaptive] == ["rmsprop", "rmsprop + Layca", "SGD + weight decay"]
+    assert adaptive[0].train == {"optimizer": "rmsprop", "lr": 3e-4, "weight_decay": 1e-3}
+    assert adaptive[0].record == ("second_moments",) and adaptive[1].train["lr"] == 3.0**-3
+    assert exp.study_configs("adaptive", exp.TASKS["C100-resnet"])[1].train["lr"] == 3.0**-5  # Adam + Layca
+    with pytest.raises(UserError, match="unknown study 'momentum'"):
+        exp.study_configs("momentum", resnet)
+
+
+@pytest.mark.slow
+def test_the_warm_up_study_runs_on_resnet_110_from_the_cifar_archives(cifar10_root, tmp_path, capsys):
+    from clusterprior.cli import main
+
+    out = tmp_path / "warmup"
+    args = ["--study", "warmup", "--task", "C10-resnet", "--epochs", "1", "--data-dir", str(cifar10_root)]
+    assert main(["experiment", "layer-rotation", *args, "--out", str(out), "--device", "cpu"]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["warmup_epochs"].dropna()) == [0, 5, 10, 15] and len(table) == 5
+    assert (out / "verdicts.csv").is_file() and "ResNet-110" in capsys.readouterr().out

@@ -20,7 +20,9 @@ def experiment_layer_rotation(
         None, help="A study of SPEC 4.5: lr, weight-decay, warmup or adaptive (default: the Fig. 4.1 exploration)."
     ),
     task: str = typer.Option(
-        "cpu", help="cpu (minutes on a laptop), or a thesis task for a GPU: C10-CNN1, C100-resnet, C10-CNN2, C100-WRN."
+        "cpu",
+        help="cpu (minutes on a laptop), or a thesis task for a GPU and the CIFAR archives: C10-CNN1, C100-resnet, "
+        "C10-CNN2, C100-WRN, C10-resnet (ResNet-110, the warm-up study's).",
     ),
     out: Path = typer.Option(Path("layer-rotation"), help="Output folder."),
     epochs: int | None = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
@@ -35,7 +37,7 @@ def experiment_layer_rotation(
     if study is not None and study not in lr_exp.STUDIES:
         raise UserError(f"unknown --study {study!r}; available: {', '.join(lr_exp.STUDIES)}")
     chosen = _task(task, epochs)
-    configs = lr_exp.STUDIES[study] if study else lr_exp.exploration()
+    configs = lr_exp.study_configs(study, chosen) if study else lr_exp.exploration()
     print(f"task {task}: {chosen.note}; {len(configs)} configurations, {chosen.epochs} epochs each")
     options: dict[str, Any] = {
         "seed": seed,
@@ -54,7 +56,8 @@ def experiment_layer_rotation(
         table = lr_exp.train_configs(chosen, out, configs, **options)
         best = table.loc[table["test_acc"].idxmax()]
         print(f"best: {best['config']}, test acc {best['test_acc']:.4f}")
-    print(f"wrote {out}/results.csv, rotation_curves.png, loss_curves.png" + (", verdicts.csv" if study else ""))
+    pictures = ", ".join(sorted(p.name for p in out.glob("*.png")))
+    print(f"wrote {out}/results.csv, curves.json, {pictures}" + (", verdicts.csv" if study else ""))
 
 
 def _task(name: str, epochs: int | None) -> Any:

@@ -22,50 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
-from clusterprior import data, models, train
 from clusterprior.errors import UserError
-from clusterprior.experiments.layer_rotation import Task
-from clusterprior.probe.rotation import RotationMonitor, StepRates
+from clusterprior.experiments.layer_rotation import LAYCA_RATES, Task, final_rotation, load_splits, train_one
 from clusterprior.train.layca import Layca
 
-# method: (its learning rate on the CPU task, the base optimizer of its copy)
-METHODS = {"adam": (1e-3, "sgd-amom"), "rmsprop": (1e-3, "sgd"), "adagrad": (1e-2, "sgd")}
+# method: the base optimizer of its copy
+METHODS = {"adam": "sgd-amom", "rmsprop": "sgd", "adagrad": "sgd"}
 COPY_LR = 3.0**-3  # the group rate of the copy's non-kernel parameters (BatchNorm); the kernels follow the record
 CLAIMS = {
     "generalization": "the copy's test accuracy is within 1 point of the adaptive method's",
     "speed": "the copy's training loss stays within a factor 2 of the adaptive method's (median over epochs)",
 }
-
-
-def _fit(
-    task: Task,
-    splits: tuple[data.Split, data.Split],
-    seed: int,
-    device: str,
-    config: dict[str, Any],
-    optimizer: Callable[[torch.nn.Module], Any] | None = None,
-    rates: bool = False,
-) -> tuple[train.TrainResult, RotationMonitor, StepRates | None]:
-    """One run from the shared initialisation, with its rotation recorded every epoch (and
-    every step's rates when ``rates``)."""
-    train_split, test_split = splits
-    torch.manual_seed(seed)
-    model = models.build(task.model, train_split.input_shape, train_split.n_classes, **task.model_options)
-    monitor = RotationMonitor(model)
-    steps = StepRates(model) if rates else None
-    options = {"epochs": task.epochs, "batch_size": task.batch_size, "seed": seed, "device": device, **config}
-    result = train.fit(
-        model,
-        train_split,
-        test_split,
-        train.TrainConfig(**options),
-        callbacks=[monitor],
-        step_callbacks=[steps] if steps else [],
-        optimizer=optimizer(model) if optimizer else None,
-    )
-    return result, monitor, steps
 
 
 def replay(recorded: Sequence[Sequence[float]], group_lr: float) -> Callable[[int], list[float]]:
@@ -91,29 +59,30 @@ def run(
 
     if method not in METHODS:
         raise UserError(f"unknown adaptive method {method!r}; available: {', '.join(METHODS)}")
-    lr, copy_base = METHODS[method]
+    if method not in task.adaptive:
+        raise UserError(f"the task runs no {method} (SPEC.md 4.4); its adaptive methods: {', '.join(task.adaptive)}")
+    copy_base = METHODS[method]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    options = {**task.data_options, **(data_options or {})}
-    splits = (data.load(task.data, "train", **options), data.load(task.data, "test", **options))
-    schedule = {"milestones": task.milestones, "gamma": task.gamma, "augment": task.augment}
-    runs: dict[str, tuple[train.TrainResult, RotationMonitor]] = {}
-    adaptive, monitor, steps = _fit(task, splits, seed, device, {"optimizer": method, "lr": lr, **schedule}, rates=True)
-    assert steps is not None
-    runs[method] = (adaptive, monitor)
-    copy_config = {"optimizer": f"{copy_base}-layca", "lr": COPY_LR, "augment": task.augment}
-    runs[f"AdaptCopy ({copy_base} + Layca)"] = _fit(
+    splits = load_splits(task, data_options)
+    decay = {"weight_decay": task.adaptive_weight_decay} if task.adaptive_weight_decay else {}
+    adaptive = train_one(
+        task, splits, {"optimizer": method, "lr": task.adaptive[method], **decay}, seed, device, ("rates",)
+    )
+    rates = adaptive.recorders["rates"].rates
+    copy = train_one(
         task,
         splits,
+        {"optimizer": f"{copy_base}-layca", "lr": COPY_LR, "milestones": ()},  # the record holds the schedule
         seed,
         device,
-        copy_config,
-        optimizer=lambda m: Layca(m, copy_base, COPY_LR, schedule=replay(steps.rates, COPY_LR)),
-    )[:2]
-    runs["sgd + Layca"] = _fit(task, splits, seed, device, {"optimizer": "sgd-layca", "lr": 3.0**-3, **schedule})[:2]
+        optimizer=lambda m: Layca(m, copy_base, COPY_LR, schedule=replay(rates, COPY_LR)),
+    )
+    reference = train_one(task, splits, {"optimizer": "sgd-layca", "lr": LAYCA_RATES["sgd"]}, seed, device)
+    runs = {method: adaptive, f"AdaptCopy ({copy_base} + Layca)": copy, "sgd + Layca": reference}
     rows = []
-    for name, (result, rotation) in runs.items():
-        final = [v for k, v in rotation.history[-1].items() if k not in ("epoch", "step")]
+    for name, run in runs.items():
+        result, final = run.result, final_rotation(run.rotation)
         row = {
             "run": name,
             "status": result.status,
@@ -128,7 +97,7 @@ def run(
             on_result(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
-    curves = {name: {"history": r.history, "rotation": m.history} for name, (r, m) in runs.items()}
+    curves = {name: {"history": r.result.history, "rotation": r.rotation.history} for name, r in runs.items()}
     (out / "curves.json").write_text(json.dumps(curves))
     figures.adapt_copy(curves, f"AdaptCopy of {method} (thesis Fig. 4.9)").savefig(out / "adapt_copy.png", dpi=80)
     verdicts(out).to_csv(out / "verdicts.csv", index=False)

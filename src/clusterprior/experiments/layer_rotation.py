@@ -16,20 +16,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from clusterprior import data, models, train
 from clusterprior.errors import UserError
-from clusterprior.probe.rotation import RotationMonitor
+from clusterprior.probe.rotation import IterationRotation, RotationMonitor, SecondMoments, StepRates
 
 # (alpha, rho(0)): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
 EXPLORATION = [(a, 3.0**-3) for a in (-0.6, -0.3, 0.0, 0.3, 0.6)] + [(0.0, 3.0**-k) for k in (2, 4, 5)]
 
 
+# the thesis's default Layca rates (SPEC.md 4.2, S3's get_optimized_training_schedule)
+LAYCA_RATES = {"sgd": 3.0**-3, "rmsprop": 3.0**-3, "adagrad": 3.0**-3, "adam": 3.0**-5, "sgd-amom": 3.0**-5}
+# the adaptive methods' own rates on the CPU task (PyTorch's usual defaults; Adagrad's is 1e-2)
+ADAPTIVE_LR = {"adam": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
+
+
 @dataclass(frozen=True)
 class Task:
-    """A data set, a model and the Layca training schedule of one exploration."""
+    """A data set, a model and its training schedule, with the settings of the thesis's
+    studies on it (SPEC.md 4.4): ``sgd``, its best "vanilla" SGD (no momentum, except
+    Nesterov on C100-WRN); ``weight_decay`` (PyTorch's, 2 x Keras's l2); ``warmup_lr`` and
+    ``warmup_epochs``, the warm-up study's rate and lengths; ``adaptive``, each adaptive
+    method's rate (``adaptive_weight_decay`` for the thesis's "+L2" runs)."""
 
     data: str
     model: str
@@ -41,10 +53,24 @@ class Task:
     data_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    sgd: dict[str, Any] = field(default_factory=lambda: {"optimizer": "sgd", "momentum": 0.0, "lr": 3.0**-1})
+    weight_decay: float = 2e-3
+    warmup_lr: float = 3.0**-1
+    warmup_epochs: tuple[int, ...] = (0, 5, 10, 15)
+    adaptive: dict[str, float] = field(default_factory=lambda: dict(ADAPTIVE_LR))
+    adaptive_weight_decay: float = 0.0
 
 
 TASKS: dict[str, Task] = {
-    "cpu": Task("mnist1d-hier", "cnn", 30, (20, 27), note="2 CPU cores, minutes: a small 1-D CNN on MNIST-1D"),
+    "cpu": Task(
+        "mnist1d-hier",
+        "cnn",
+        30,
+        (20, 27),
+        note="2 CPU cores, minutes: a small 1-D CNN on MNIST-1D",
+        warmup_lr=3.0,  # 3^-1 needs no warm-up on this task; 3^1 is the large rate that does
+        warmup_epochs=(0, 2, 5),
+    ),
     # SPEC.md 4.4, for a GPU with the CIFAR archives; our zoo's closest architectures:
     "C10-CNN1": Task(
         "cifar10",
@@ -53,6 +79,7 @@ TASKS: dict[str, Task] = {
         (80, 90, 97),
         model_options={"stages": [32, 64, 128, 256], "convs": 6},
         note="25-layer VGG-style CNN (ours: BN before ReLU; the thesis: Conv-ReLU-BN)",
+        adaptive={"rmsprop": 3.0**-6},
     ),
     "C100-resnet": Task(
         "cifar100",
@@ -62,6 +89,7 @@ TASKS: dict[str, Task] = {
         gamma=0.1,
         model_options={"stages": [16, 32, 64], "blocks": 5},
         note="ResNet-32 (ours: pre-activation blocks)",
+        adaptive={"adam": 3.0**-5},
     ),
     "C10-CNN2": Task(
         "cifar10",
@@ -71,6 +99,9 @@ TASKS: dict[str, Task] = {
         augment=True,
         model_options={"stages": [64, 128, 256, 512, 512], "convs": 3},
         note="VGG-16-like torch-blog CNN without dropout (ours: 3 convs in every stage, no dense head)",
+        weight_decay=1e-3,
+        adaptive={"rmsprop": 3e-4},
+        adaptive_weight_decay=1e-3,
     ),
     "C100-WRN": Task(
         "cifar100",
@@ -80,6 +111,20 @@ TASKS: dict[str, Task] = {
         augment=True,
         model_options={"stages": [160, 320, 640], "blocks": 4},
         note="WRN-28-10 (the thesis adds dropout 0.3)",
+        sgd={"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "lr": 3.0**-2},
+        weight_decay=1e-3,
+        adaptive={"adam": 3e-4},
+        adaptive_weight_decay=1e-3,
+    ),
+    "C10-resnet": Task(
+        "cifar10",
+        "wrn",
+        200,
+        (60, 120, 160),
+        augment=True,
+        model_options={"stages": [16, 32, 64], "blocks": 18},
+        note="ResNet-110, the warm-up study's task (ours: pre-activation blocks)",
+        adaptive={"adam": 3.0**-5},
     ),
 }
 
@@ -88,11 +133,13 @@ TASKS: dict[str, Task] = {
 class Config:
     """One training configuration of a layer-rotation experiment: ``train``, the
     :class:`~clusterprior.train.TrainConfig` fields it sets (over the task's schedule);
-    ``columns``, what its row of ``results.csv`` says besides the results."""
+    ``columns``, what its row of ``results.csv`` says besides the results; ``record``, the
+    :data:`RECORDERS` that watch its training besides the epoch-wise rotation."""
 
     label: str
     train: dict[str, Any]
     columns: dict[str, Any] = field(default_factory=dict)
+    record: tuple[str, ...] = ()
 
 
 def exploration() -> list[Config]:
@@ -110,6 +157,86 @@ def exploration() -> list[Config]:
     return configs
 
 
+def moment_epochs(epochs: int) -> tuple[int, ...]:
+    """The epochs at whose end Fig. 4.7 reads the second moments: 1, 10, 50 and the last."""
+    return tuple(sorted({e for e in (1, 10, 50) if e <= epochs} | {epochs}))
+
+
+# name: (the recorder built on the model and the task, whether it is a step callback)
+RECORDERS: dict[str, tuple[Callable[[nn.Module, Task], Any], bool]] = {
+    "rates": (lambda model, task: StepRates(model), True),  # every step's tan(theta): AdaptCopy
+    "iterations": (lambda model, task: IterationRotation(model), True),  # the first epoch: Fig. 4.4
+    "second_moments": (lambda model, task: SecondMoments(model, moment_epochs(task.epochs)), False),  # Fig. 4.7
+}
+
+
+@dataclass
+class Trained:
+    """One finished run: its result, its epoch-wise rotation and its :data:`RECORDERS`."""
+
+    result: train.TrainResult
+    rotation: RotationMonitor
+    recorders: dict[str, Any]
+
+
+def load_splits(task: Task, data_options: dict[str, Any] | None = None) -> tuple[data.Split, data.Split]:
+    """The task's training and test splits (``data_options`` over the task's own)."""
+    options = {**task.data_options, **(data_options or {})}
+    return data.load(task.data, "train", **options), data.load(task.data, "test", **options)
+
+
+def train_one(
+    task: Task,
+    splits: tuple[data.Split, data.Split],
+    settings: dict[str, Any],
+    seed: int = 0,
+    device: str = "cpu",
+    record: tuple[str, ...] = (),
+    optimizer: Callable[[nn.Module], Any] | None = None,
+) -> Trained:
+    """Train the task's model from the shared initialisation (``seed``) with the task's
+    schedule and ``settings`` over it, recording every kernel's rotation each epoch and what
+    ``record`` names; ``optimizer`` builds one for the model instead of ``settings``'."""
+    unknown = set(record) - set(RECORDERS)
+    if unknown:
+        raise UserError(f"unknown recorder(s) {', '.join(sorted(unknown))}; available: {', '.join(RECORDERS)}")
+    train_split, test_split = splits
+    torch.manual_seed(seed)  # the same initialisation for every configuration
+    model = models.build(task.model, train_split.input_shape, train_split.n_classes, **task.model_options)
+    monitor = RotationMonitor(model)
+    recorders = {name: RECORDERS[name][0](model, task) for name in record}
+    schedule = {"milestones": task.milestones, "gamma": task.gamma, "augment": task.augment}
+    config = train.TrainConfig(
+        epochs=task.epochs, batch_size=task.batch_size, seed=seed, device=device, **{**schedule, **settings}
+    )
+    result = train.fit(
+        model,
+        train_split,
+        test_split,
+        config,
+        callbacks=[monitor, *(r for n, r in recorders.items() if not RECORDERS[n][1])],
+        step_callbacks=[r for n, r in recorders.items() if RECORDERS[n][1]],
+        optimizer=optimizer(model) if optimizer else None,
+    )
+    return Trained(result, monitor, recorders)
+
+
+def final_rotation(monitor: RotationMonitor) -> list[float]:
+    """Every kernel's cosine distance from its initial value at the end of training."""
+    return [v for k, v in monitor.history[-1].items() if k not in ("epoch", "step")]
+
+
+def moment_spread(history: dict[int, dict[str, list[float]]]) -> tuple[float, float]:
+    """(across, within) at the last epoch of a :class:`SecondMoments` history: the range over
+    layers of log10 of each layer's median second moment, and the median over layers of
+    log10(p90 / p10) within a layer (thesis Fig. 4.7: the first is much larger)."""
+    last = history[max(history)]
+    p10, p50, p90 = (
+        np.log10(np.maximum(np.asarray(v), np.finfo(float).tiny)) for v in zip(*last.values(), strict=True)
+    )
+    return float(p50.max() - p50.min()), float(np.median(p90 - p10))
+
+
 def train_configs(
     task: Task,
     out: str | Path,
@@ -119,29 +246,20 @@ def train_configs(
     data_options: dict[str, Any] | None = None,
     on_result: Callable[[dict], None] | None = None,
 ) -> pd.DataFrame:
-    """Train one model per configuration from one shared initialisation, record layer
-    rotation every epoch, and write ``results.csv`` (one row per configuration: its columns,
-    status, accuracies, first and last training loss, mean and minimum final rotation,
-    ``delta_eta`` = test accuracy minus the best), ``curves.json``, ``rotation_curves.png``
-    and ``loss_curves.png`` to ``out``."""
-    from clusterprior.report import figures
-
+    """Train one model per configuration from one shared initialisation (:func:`train_one`)
+    and write ``results.csv`` (one row per configuration: its columns, status, accuracies,
+    first and last training loss, mean and minimum final rotation, ``delta_eta`` = test
+    accuracy minus the best; with second moments recorded, ``moments_across`` and
+    ``moments_within`` of :func:`moment_spread`), ``curves.json`` (per configuration its
+    rotation and history, and what its recorders saw) and the figures
+    (:func:`save_figures`) to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    options = {**task.data_options, **(data_options or {})}
-    train_split, test_split = data.load(task.data, "train", **options), data.load(task.data, "test", **options)
+    splits = load_splits(task, data_options)
     rows, curves = [], {}
     for c in configs:
-        torch.manual_seed(seed)  # the same initialisation for every configuration
-        model = models.build(task.model, train_split.input_shape, train_split.n_classes, **task.model_options)
-        monitor = RotationMonitor(model)
-        schedule = {"milestones": task.milestones, "gamma": task.gamma, "augment": task.augment}
-        config = train.TrainConfig(
-            epochs=task.epochs, batch_size=task.batch_size, seed=seed, device=device, **{**schedule, **c.train}
-        )
-        result = train.fit(model, train_split, test_split, config, callbacks=[monitor])
-        final = monitor.history[-1]
-        rotation = [v for k, v in final.items() if k not in ("epoch", "step")]
+        run = train_one(task, splits, c.train, seed, device, c.record)
+        result, rotation = run.result, final_rotation(run.rotation)
         row = {
             "config": c.label,
             **c.columns,
@@ -153,19 +271,29 @@ def train_configs(
             "rotation_mean": sum(rotation) / len(rotation),
             "rotation_min": min(rotation),
         }
+        curves[c.label] = {"rotation": run.rotation.history, "history": result.history}
+        if "iterations" in run.recorders:
+            curves[c.label]["iterations"] = run.recorders["iterations"].rows
+        if "second_moments" in run.recorders and run.recorders["second_moments"].history:
+            moments = run.recorders["second_moments"].history
+            curves[c.label]["second_moments"] = moments
+            row["moments_across"], row["moments_within"] = moment_spread(moments)
         rows.append(row)
-        curves[c.label] = {"rotation": monitor.history, "history": result.history}
         if on_result:
             on_result(row)
     table = pd.DataFrame(rows)
     table["delta_eta"] = table["test_acc"] - table["test_acc"].max()
     table.to_csv(out / "results.csv", index=False)
     (out / "curves.json").write_text(json.dumps(curves))
-    _save_figures(curves, out, figures)
+    save_figures(curves, out)
     return table
 
 
-def _save_figures(curves: dict[str, dict], out: Path, figures: Any) -> None:
+def save_figures(curves: dict[str, dict], out: Path) -> None:
+    """``rotation_curves.png`` (Fig. 4.1's panels, one per configuration), ``loss_curves.png``
+    (Fig. 4.2) and, where recorded, ``first_epoch.png`` (Fig. 4.4) and ``second_moments.png`` (Fig. 4.7)."""
+    from clusterprior.report import figures
+
     fig, flat = figures.panels(len(curves), columns=4, size=(4.0, 3.2))
     for ax, (label, curve) in zip(flat, curves.items(), strict=True):
         figures.rotation_curves(curve["rotation"], label, ax=ax)
@@ -176,35 +304,75 @@ def _save_figures(curves: dict[str, dict], out: Path, figures: Any) -> None:
         {k: c["history"] for k, c in curves.items()}, "Training loss across configurations (Fig. 4.2)"
     )
     fig.savefig(out / "loss_curves.png", dpi=80)
+    iterations = {k: c["iterations"] for k, c in curves.items() if "iterations" in c}
+    if iterations:
+        figures.first_epoch(iterations, "Layer rotation and batch accuracy, every step of epoch 1 (Fig. 4.4)").savefig(
+            out / "first_epoch.png", dpi=80
+        )
+    for label, curve in curves.items():
+        if "second_moments" in curve:
+            title = f"{label}: second-moment estimates per layer, 10th/50th/90th percentiles (Fig. 4.7)"
+            figures.second_moments(curve["second_moments"], title).savefig(out / "second_moments.png", dpi=80)
 
 
 # ---- the thesis's studies (SPEC.md 4.5, Figs. 4.3-4.8) on a task's schedule ------------------------
 
-SGD = {"optimizer": "sgd", "momentum": 0.0}  # "vanilla SGD": no momentum
-WEIGHT_DECAY = 2e-3  # PyTorch's weight_decay = 2 x Keras's l2(1e-3) (SPEC.md 4.4)
-LAYCA = Config("SGD + Layca (3^-3)", {"optimizer": "sgd-layca", "lr": 3.0**-3})
-ADAPTIVE = {"adam": (1e-3, 3.0**-5), "rmsprop": (1e-3, 3.0**-3), "adagrad": (1e-2, 3.0**-3)}  # lr alone, with Layca
+LAYCA = Config("SGD + Layca (3^-3)", {"optimizer": "sgd-layca", "lr": LAYCA_RATES["sgd"]})
+PLAIN, DECAYED = "SGD", "SGD + weight decay"
 
-STUDIES: dict[str, list[Config]] = {
-    "lr": [Config(f"SGD lr 3^{k}", {**SGD, "lr": 3.0**k}, {"log3_lr": k}) for k in (-4, -3, -2, -1, 0)] + [LAYCA],
-    "weight-decay": [
-        Config("SGD", {**SGD, "lr": 3.0**-1}),
-        Config("SGD + weight decay", {**SGD, "lr": 3.0**-1, "weight_decay": WEIGHT_DECAY}),
-        LAYCA,
-    ],
-    "warmup": [
-        Config(
-            f"SGD + weight decay, lr 3^1, warm-up {w}",
-            {**SGD, "lr": 3.0, "weight_decay": WEIGHT_DECAY, "warmup_epochs": w, "warmup_start": 0.1},
-            {"warmup_epochs": w},
-        )
-        for w in (0, 2, 5)
-    ]
-    + [LAYCA],
-    "adaptive": [Config(m, {"optimizer": m, "lr": lr}) for m, (lr, _) in ADAPTIVE.items()]
-    + [Config(f"{m} + Layca", {"optimizer": f"{m}-layca", "lr": rate}) for m, (_, rate) in ADAPTIVE.items()]
-    + [Config("SGD + weight decay", {**SGD, "lr": 3.0**-1, "weight_decay": WEIGHT_DECAY})],
-}
+
+def _log3(x: float) -> str:
+    return f"{round(math.log(x, 3), 2):g}"
+
+
+def study_configs(study: str, task: Task) -> list[Config]:
+    """The configurations of one study of SPEC.md 4.5 on ``task``:
+
+    - ``lr`` (Fig. 4.3-4.4): the task's vanilla SGD at 3^-4 ... 3^0, each recording its
+      first epoch step by step, and SGD + Layca;
+    - ``weight-decay`` (Fig. 4.5): the task's SGD without and with weight decay, SGD + Layca;
+    - ``warmup`` (Fig. 4.6): SGD + weight decay at the task's warm-up rate, warmed up linearly
+      from a 10x smaller rate over each of the task's warm-up lengths, and SGD + Layca
+      without warm-up;
+    - ``adaptive`` (Figs. 4.7-4.8): each of the task's adaptive methods alone (the first
+      recording its second moments) and with Layca at the thesis's default rate, and SGD +
+      weight decay.
+    """
+    sgd = task.sgd
+    decayed = Config(DECAYED, {**sgd, "weight_decay": task.weight_decay})
+    if study == "lr":
+        rates = [
+            Config(f"SGD lr 3^{k}", {**sgd, "lr": 3.0**k}, {"log3_lr": k}, record=("iterations",))
+            for k in (-4, -3, -2, -1, 0)
+        ]
+        return [*rates, LAYCA]
+    if study == "weight-decay":
+        return [Config(PLAIN, sgd), decayed, LAYCA]
+    if study == "warmup":
+        warm = {**sgd, "lr": task.warmup_lr, "weight_decay": task.weight_decay, "warmup_start": 0.1}
+        runs = [
+            Config(
+                f"SGD + weight decay, lr 3^{_log3(task.warmup_lr)}, warm-up {w}",
+                {**warm, "warmup_epochs": w},
+                {"warmup_epochs": w},
+            )
+            for w in task.warmup_epochs
+        ]
+        return [*runs, LAYCA]
+    if study == "adaptive":
+        decay = {"weight_decay": task.adaptive_weight_decay} if task.adaptive_weight_decay else {}
+        alone = [
+            Config(m, {"optimizer": m, "lr": lr, **decay}, record=("second_moments",) if i == 0 else ())
+            for i, (m, lr) in enumerate(task.adaptive.items())
+        ]
+        layca = [
+            Config(f"{m} + Layca", {"optimizer": f"{m}-layca", "lr": LAYCA_RATES[m], **decay}) for m in task.adaptive
+        ]
+        return [*alone, *layca, decayed]
+    raise UserError(f"unknown study {study!r}; available: {', '.join(STUDIES)}")
+
+
+STUDIES = ("lr", "weight-decay", "warmup", "adaptive")
 
 
 def _row(table: pd.DataFrame, label: str) -> pd.Series:
@@ -234,7 +402,7 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
             )
         )
     elif study == "weight-decay":
-        plain, decay, layca = (_row(table, c.label) for c in STUDIES["weight-decay"])
+        plain, decay, layca = (_row(table, label) for label in (PLAIN, DECAYED, LAYCA.label))
         rows.append(
             _claim(
                 "weight decay acts through rotation: with it, SGD's layers rotate further and it generalizes better",
@@ -270,23 +438,35 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
             )
         )
     elif study == "adaptive":
-        sgd = _row(table, "SGD + weight decay")
-        less = [m for m in ADAPTIVE if _row(table, m)["rotation_mean"] < sgd["rotation_mean"]]
-        better = [m for m in ADAPTIVE if _row(table, f"{m} + Layca")["test_acc"] > _row(table, m)["test_acc"]]
+        sgd = _row(table, DECAYED)
+        methods = [m for m in table["config"] if f"{m} + Layca" in set(table["config"])]
+        less = [m for m in methods if _row(table, m)["rotation_mean"] < sgd["rotation_mean"]]
+        better = [m for m in methods if _row(table, f"{m} + Layca")["test_acc"] > _row(table, m)["test_acc"]]
         rows.append(
             _claim(
                 "adaptive methods rotate less than SGD + weight decay (final mean rotation, each method)",
-                f"{len(less)} of {len(ADAPTIVE)} ({', '.join(less) or 'none'})",
-                len(less) == len(ADAPTIVE),
+                f"{len(less)} of {len(methods)} ({', '.join(less) or 'none'})",
+                len(less) == len(methods),
             )
         )
         rows.append(
             _claim(
                 "Layca on top of an adaptive method improves its test accuracy (each method)",
-                f"{len(better)} of {len(ADAPTIVE)} ({', '.join(better) or 'none'})",
-                len(better) == len(ADAPTIVE),
+                f"{len(better)} of {len(methods)} ({', '.join(better) or 'none'})",
+                len(better) == len(methods),
             )
         )
+        if "moments_across" in table and pd.notna(_row(table, methods[0])["moments_across"]):
+            first = _row(table, methods[0])
+            rows.append(
+                _claim(
+                    f"{methods[0]}'s second-moment estimates vary much more across layers than within one (Fig. 4.7): "
+                    "at the last epoch, the range over layers of log10 of each layer's median exceeds the median "
+                    "over layers of log10(p90 / p10)",
+                    f"{first['moments_across']:.2f} across, {first['moments_within']:.2f} within (decades)",
+                    first["moments_across"] > first["moments_within"],
+                )
+            )
     else:
         raise UserError(f"unknown study {study!r}; available: {', '.join(STUDIES)}")
     return pd.DataFrame(rows)
@@ -301,10 +481,8 @@ def run_study(
     data_options: dict[str, Any] | None = None,
     on_result: Callable[[dict], None] | None = None,
 ) -> pd.DataFrame:
-    """One of :data:`STUDIES` with :func:`train_configs`, and its ``verdicts.csv``."""
-    if study not in STUDIES:
-        raise UserError(f"unknown study {study!r}; available: {', '.join(STUDIES)}")
-    table = train_configs(task, out, STUDIES[study], seed, device, data_options, on_result)
+    """One of :data:`STUDIES` (:func:`study_configs`) with :func:`train_configs`, and its ``verdicts.csv``."""
+    table = train_configs(task, out, study_configs(study, task), seed, device, data_options, on_result)
     result = verdicts(study, table)
     result.to_csv(Path(out) / "verdicts.csv", index=False)
     return result

@@ -1,12 +1,15 @@
-"""Recording layer rotation during training (thesis Chapter 4, SPEC.md 4.1)."""
+"""Recording layer rotation, and what an adaptive optimizer keeps per layer, during training
+(thesis Chapter 4, SPEC.md 4.1 and 4.5)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from torch import nn
 
-from clusterprior.models.structure import kernel_rotation, snapshot, step_tangent
+from clusterprior.models.structure import kernel_rotation, kernels, snapshot, step_tangent
 
 
 class RotationMonitor:
@@ -49,3 +52,56 @@ class StepRates:
         current = snapshot(state.model)
         self.rates.append([step_tangent(self.previous[k], current[k]) for k in self.names])
         self.previous = current
+
+
+class IterationRotation:
+    """Step callback recording, at every step of the first ``epochs`` epochs, each kernel's
+    rotation from initialisation and the batch's mean loss and accuracy (thesis Fig. 4.4:
+    very high rates rotate layers abruptly, sometimes in one iteration, with no loss
+    improvement). ``rows[i]`` = ``{"step", "loss", "acc", "rotation": {kernel: cosine distance}}``."""
+
+    def __init__(self, model: nn.Module, epochs: int = 1):
+        self.initial = snapshot(model)
+        self.epochs = epochs
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, state: Any) -> None:
+        if state.epoch <= self.epochs:
+            self.rows.append(
+                {
+                    "step": state.step,
+                    "loss": float(state.losses.mean()),
+                    "acc": float(state.correct.float().mean()),
+                    "rotation": kernel_rotation(self.initial, snapshot(state.model)),
+                }
+            )
+
+
+# the optimizer state holding each method's running second moment of the gradient
+SECOND_MOMENT_KEYS = ("exp_avg_sq", "square_avg", "sum")  # Adam, RMSprop, Adagrad
+
+
+class SecondMoments:
+    """Epoch callback recording, at the end of each epoch in ``epochs``, the 10th, 50th and
+    90th percentiles over each kernel's entries of the optimizer's second-moment estimate
+    (Adam's ``v_t = beta2 v_{t-1} + (1 - beta2) g_t^2``; RMSprop's and Adagrad's
+    counterparts), thesis Fig. 4.7. ``history[epoch][kernel] = [p10, p50, p90]``."""
+
+    PERCENTILES = (10, 50, 90)
+
+    def __init__(self, model: nn.Module, epochs: Sequence[int] = (1, 10, 50)):
+        self.params = kernels(model)
+        self.epochs = set(epochs)
+        self.history: dict[int, dict[str, list[float]]] = {}
+
+    def __call__(self, state: Any) -> None:
+        if state.epoch not in self.epochs:
+            return
+        row = {}
+        for name, param in self.params.items():
+            stored = state.optimizer.state.get(param, {})
+            key = next((k for k in SECOND_MOMENT_KEYS if k in stored), None)
+            if key is not None:
+                values = stored[key].detach().float().cpu().numpy().ravel()
+                row[name] = [float(v) for v in np.percentile(values, self.PERCENTILES)]
+        self.history[state.epoch] = row

@@ -201,6 +201,48 @@ def loss_curves(histories: dict[str, list[dict[str, float]]], title: str) -> Fig
     return fig
 
 
+def first_epoch(runs: dict[str, list[dict]], title: str) -> Figure:
+    """Thesis Fig. 4.4, one panel per configuration: every layer's rotation (cosine distance to
+    initialisation, coloured by depth as in :func:`rotation_curves`) at every step of the
+    first epoch, and the batch's training accuracy (black, right axis). ``runs``: label ->
+    :class:`~clusterprior.probe.IterationRotation` rows."""
+    fig, flat = panels(len(runs), columns=3, size=(4.0, 3.0))
+    for ax, (label, rows) in zip(flat, runs.items(), strict=True):
+        steps = [r["step"] for r in rows]
+        layers = list(rows[0]["rotation"]) if rows else []
+        for i, layer in enumerate(layers):
+            colour = colormaps["viridis"](i / max(1, len(layers) - 1))
+            ax.plot(steps, [r["rotation"][layer] for r in rows], color=colour)
+        ax.set_ylim(0, 1)
+        _label(ax, "iteration", "cosine distance to initialisation", label, legend=False)
+        acc = ax.twinx()
+        acc.plot(steps, [r["acc"] for r in rows], color="black", linewidth=0.8)
+        acc.set_ylim(0, 1)
+        acc.set_ylabel("batch accuracy", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def second_moments(history: dict, title: str) -> Figure:
+    """Thesis Fig. 4.7, one panel per recorded epoch: each layer's 10th-90th percentile band
+    and median of the optimizer's second-moment estimates, log scale, layers in depth order.
+    ``history``: epoch -> layer -> [p10, p50, p90] (:class:`~clusterprior.probe.SecondMoments`;
+    epochs may be strings, as read back from JSON)."""
+    epochs = sorted(history, key=int)
+    fig, flat = panels(len(epochs), columns=3, size=(4.0, 3.0))
+    for ax, epoch in zip(flat, epochs, strict=True):
+        p10, p50, p90 = zip(*history[epoch].values(), strict=True)
+        depth = range(len(p50))
+        ax.fill_between(depth, p10, p90, alpha=0.3, label="10th-90th percentile")
+        ax.plot(depth, p50, marker="o", markersize=3, label="median")
+        ax.set_yscale("log")
+        _label(ax, "layer (input to output)", "second-moment estimate", f"end of epoch {epoch}")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 CLASS_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:orange")
 
 

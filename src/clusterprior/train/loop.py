@@ -43,13 +43,15 @@ class EpochState:
 @dataclass
 class StepState:
     """What a step callback sees after every optimisation step: the batch's sample
-    indices into the training split and the loss of each of its examples."""
+    indices into the training split, the loss of each of its examples and whether each
+    was classified correctly."""
 
     model: nn.Module
     epoch: int
     step: int  # global step count, 1-based
     index: torch.Tensor
     losses: torch.Tensor  # per example, detached, float32
+    correct: torch.Tensor  # per example, bool
 
 
 Callback = Callable[[EpochState], "bool | None"]  # return True to stop training
@@ -250,10 +252,11 @@ def fit(
             loss.backward()
             optimizer.step()
             total_steps += 1
+            hits = predict(out.detach(), config.loss) == yb
             for hook in step_callbacks:
-                hook(StepState(model, epoch, total_steps, idx, losses.detach()))
+                hook(StepState(model, epoch, total_steps, idx, losses.detach(), hits))
             loss_sum.add_(loss.detach(), alpha=len(idx))
-            correct.add_((predict(out.detach(), config.loss) == yb).sum())
+            correct.add_(hits.sum())
             seen += len(idx)
         row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
         if not math.isfinite(row["train_loss"]):
