@@ -3,6 +3,7 @@ command writes its files, and the verdicts follow the results by their stated ru
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def test_the_command_writes_its_files_and_refuses_bad_values(tmp_path, capsys):
     assert main(["experiment", "adapt-copy", "--epochs", "1", "--out", str(out), "--device", "cpu"]) == 0
     for name in ("results.csv", "curves.json", "adapt_copy.png", "verdicts.csv"):
         assert (out / name).is_file(), name
-    assert list(pd.read_csv(out / "results.csv")["run"]) == ["adam", "AdaptCopy (sgd-amom + Layca)", "sgd + Layca"]
+    results = pd.read_csv(out / "results.csv")
+    assert list(results["run"]) == ["adam", "AdaptCopy (sgd-amom + Layca)", "sgd + Layca"]
+    assert results["classifier_norm"][1:].tolist() == pytest.approx([1.0, 1.0], abs=1e-5), "Layca keeps the norm"
+    assert results["classifier_norm"][0] != pytest.approx(1.0, abs=1e-3)
     capsys.readouterr()
     for args, fragment in (
         (["--method", "sgd"], "unknown --method 'sgd'"),
@@ -78,3 +82,9 @@ def test_the_verdicts_follow_the_results(tmp_path):
         assert fresh.loc[0, "verdict"] == verdict
         fresh.to_csv(folder / "verdicts.csv", index=False)
         assert f"**{verdict}**: {adapt_copy.CLAIMS['generalization']}" in experiment_block(folder, "x")
+    curves = json.loads((folder / "curves.json").read_text())
+    assert adapt_copy.verdicts(folder).loc[2, "verdict"] == "agrees"
+    for row in curves[results.loc[1, "run"]]["history"]:
+        row["train_acc"] -= 0.02  # the copy two points behind at every epoch
+    (folder / "curves.json").write_text(json.dumps(curves))
+    assert adapt_copy.verdicts(folder).loc[2, "verdict"] == "disagrees"

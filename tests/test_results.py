@@ -15,9 +15,14 @@ from clusterprior.report import readme
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-BLOCKS = {"demo", "chapter2", "chapter2-fashion", "chapter2-h200-partial", "chapter4/adapt-copy"} | {
-    f"chapter4/layer-rotation-{s}" for s in ("lr", "weight-decay", "warmup", "adaptive")
-}
+BLOCKS = {
+    "demo",
+    "chapter2",
+    "chapter2-fashion",
+    "chapter2-h200-partial",
+    "chapter4/adapt-copy",
+    "chapter4/features",
+} | {f"chapter4/layer-rotation-{s}" for s in ("lr", "weight-decay", "warmup", "adaptive")}
 COMPARED = ("models.csv", "granulated_kendall.csv", "granulated_kendall_ci.csv", "totals.csv", "cmi.csv")
 
 

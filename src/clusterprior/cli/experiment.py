@@ -112,6 +112,44 @@ def experiment_adapt_copy(
     print(f"wrote {out}/results.csv, curves.json, adapt_copy.png, verdicts.csv")
 
 
+@experiment_app.command("features")
+def experiment_features(
+    out: Path = typer.Option(Path("features"), help="Output folder."),
+    data_dir: str | None = typer.Option(
+        None,
+        help="Folder with the four MNIST idx files (default: Fashion-MNIST from Debian's dataset-fashion-mnist "
+        "when installed, else the 8x8 digits).",
+    ),
+    epochs: int | None = typer.Option(None, help="Shorten every run to this many epochs (milestones scaled)."),
+    neurons: int = typer.Option(5, help="Neurons drawn as images."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, help="Seed of the shared initialisation and of the neurons drawn."),
+) -> None:
+    """What layer rotation does to the features (thesis Fig. 4.10): a 784-unit MLP trained with
+    SGD + Layca at four rates from one initialisation, its first-layer weights drawn as images."""
+    from clusterprior.experiments import features
+    from clusterprior.train import resolve_device
+
+    if not 1 <= neurons <= features.HIDDEN:
+        raise UserError(f"--neurons must be in 1..{features.HIDDEN}")
+    table = features.run(
+        out,
+        data_dir=data_dir,
+        epochs=epochs,
+        neurons=neurons,
+        seed=seed,
+        device=str(resolve_device(device)),
+        on_result=lambda r: print(
+            f"{r['label']:<10} test acc {r['test_acc']:.4f}  train acc {r['train_acc']:.4f}  first-layer rotation "
+            f"{r['rotation_first']:.3f}  ({r['data']})",
+            flush=True,
+        ),
+    )
+    for row in features.verdicts(out).itertuples():
+        print(f"{row.verdict:<10} {row.claim} ({row.value})")
+    print(f"{len(table)} runs; wrote {out}/results.csv, features.npz, features.png, verdicts.csv")
+
+
 @experiment_app.command("winner-take-most")
 def experiment_winner_take_most(
     setting: str = typer.Option(

@@ -23,6 +23,7 @@ from torch import nn
 
 from clusterprior import data, models, train
 from clusterprior.errors import UserError
+from clusterprior.experiments.claims import claim
 from clusterprior.probe.rotation import IterationRotation, RotationMonitor, SecondMoments, StepRates
 
 # (alpha, rho(0)): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
@@ -172,8 +173,9 @@ RECORDERS: dict[str, tuple[Callable[[nn.Module, Task], Any], bool]] = {
 
 @dataclass
 class Trained:
-    """One finished run: its result, its epoch-wise rotation and its :data:`RECORDERS`."""
+    """One finished run: its model, result, epoch-wise rotation and :data:`RECORDERS`."""
 
+    model: nn.Module
     result: train.TrainResult
     rotation: RotationMonitor
     recorders: dict[str, Any]
@@ -218,7 +220,7 @@ def train_one(
         step_callbacks=[r for n, r in recorders.items() if RECORDERS[n][1]],
         optimizer=optimizer(model) if optimizer else None,
     )
-    return Trained(result, monitor, recorders)
+    return Trained(model, result, monitor, recorders)
 
 
 def final_rotation(monitor: RotationMonitor) -> list[float]:
@@ -379,10 +381,6 @@ def _row(table: pd.DataFrame, label: str) -> pd.Series:
     return table[table["config"] == label].iloc[0]
 
 
-def _claim(claim: str, value: str, ok: bool) -> dict[str, str]:
-    return {"claim": claim, "value": value, "verdict": "agrees" if ok else "disagrees"}
-
-
 def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
     """The thesis's claims of ``study`` (SPEC.md 4.5), each with the numbers it reads and
     its verdict by the rule stated in the claim, from ``results.csv``'s ``table``."""
@@ -394,7 +392,7 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
         sgd = table[table["config"].str.startswith("SGD lr") & (table["last_loss"] < table["first_loss"] / 2)]
         tau = float(kendalltau(sgd["rotation_mean"], sgd["test_acc"]).statistic) if len(sgd) > 1 else math.nan
         rows.append(
-            _claim(
+            claim(
                 "larger rotation is better, provided the loss improves: Kendall tau of final mean rotation and "
                 "test accuracy over the SGD rates whose loss at least halved is positive",
                 f"tau {tau:.2f} over {len(sgd)} rates",
@@ -404,7 +402,7 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
     elif study == "weight-decay":
         plain, decay, layca = (_row(table, label) for label in (PLAIN, DECAYED, LAYCA.label))
         rows.append(
-            _claim(
+            claim(
                 "weight decay acts through rotation: with it, SGD's layers rotate further and it generalizes better",
                 f"rotation {plain['rotation_mean']:.2f} -> {decay['rotation_mean']:.2f}, "
                 f"test acc {plain['test_acc']:.4f} -> {decay['test_acc']:.4f}",
@@ -412,7 +410,7 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
             )
         )
         rows.append(
-            _claim(
+            claim(
                 "so Layca can replace it: SGD + Layca within 1 point of SGD + weight decay",
                 f"{100 * abs(layca['test_acc'] - decay['test_acc']):.2f} points",
                 abs(layca["test_acc"] - decay["test_acc"]) <= 0.01,
@@ -424,14 +422,14 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
         warm = runs[runs["warmup_epochs"] > 0]["test_acc"].max()
         layca = _row(table, LAYCA.label)
         rows.append(
-            _claim(
+            claim(
                 "warm-up tames a large rate: the best warm-up beats none",
                 f"test acc {cold['test_acc']:.4f} without, {warm:.4f} with",
                 warm > cold["test_acc"],
             )
         )
         rows.append(
-            _claim(
+            claim(
                 "Layca needs no warm-up: SGD + Layca without it beats SGD without it",
                 f"test acc {layca['test_acc']:.4f} against {cold['test_acc']:.4f}",
                 layca["test_acc"] > cold["test_acc"],
@@ -443,14 +441,14 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
         less = [m for m in methods if _row(table, m)["rotation_mean"] < sgd["rotation_mean"]]
         better = [m for m in methods if _row(table, f"{m} + Layca")["test_acc"] > _row(table, m)["test_acc"]]
         rows.append(
-            _claim(
+            claim(
                 "adaptive methods rotate less than SGD + weight decay (final mean rotation, each method)",
                 f"{len(less)} of {len(methods)} ({', '.join(less) or 'none'})",
                 len(less) == len(methods),
             )
         )
         rows.append(
-            _claim(
+            claim(
                 "Layca on top of an adaptive method improves its test accuracy (each method)",
                 f"{len(better)} of {len(methods)} ({', '.join(better) or 'none'})",
                 len(better) == len(methods),
@@ -459,7 +457,7 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
         if "moments_across" in table and pd.notna(_row(table, methods[0])["moments_across"]):
             first = _row(table, methods[0])
             rows.append(
-                _claim(
+                claim(
                     f"{methods[0]}'s second-moment estimates vary much more across layers than within one (Fig. 4.7): "
                     "at the last epoch, the range over layers of log10 of each layer's median exceeds the median "
                     "over layers of log10(p90 / p10)",

@@ -332,3 +332,33 @@ def adapt_copy(curves: dict[str, dict[str, list[dict[str, float]]]], title: str)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def feature_images(
+    initial: np.ndarray,
+    finals: list[np.ndarray],
+    labels: list[str],
+    side: int,
+    neurons: list[int],
+    title: str,
+) -> Figure:
+    """Thesis Fig. 4.10: the first-layer weights of a few neurons as ``side`` x ``side``
+    images, the initial ones (``initial``: [neurons, side^2]) in the first row and one row per
+    run (``finals[i]``, labelled ``labels[i]``) below; each row has its own symmetric colour
+    scale (seismic: red positive, blue negative, white 0) and colour bar."""
+    rows = [("initialisation", initial)] + list(zip(labels, finals, strict=True))
+    fig = Figure(figsize=(1.5 * len(neurons) + 0.7, 1.5 * len(rows) + 0.9), layout="constrained")
+    grid = fig.subplots(len(rows), len(neurons), squeeze=False)
+    for r, (label, weights) in enumerate(rows):
+        scale = float(np.abs(weights).max()) or 1.0
+        for c, neuron in enumerate(neurons):
+            ax = grid[r][c]
+            image = ax.imshow(weights[c].reshape(side, side), cmap="seismic", vmin=-scale, vmax=scale)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"neuron {neuron}", fontsize=8)
+        grid[r][0].set_ylabel(label, fontsize=8)
+        fig.colorbar(image, ax=list(grid[r]), shrink=0.9).ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
+    return fig
