@@ -53,8 +53,8 @@ def test_the_command_writes_its_files_and_refuses_bad_values(tmp_path, capsys):
     for name in ("results.csv", "curves.json", "adapt_copy.png", "verdicts.csv"):
         assert (out / name).is_file(), name
     results = pd.read_csv(out / "results.csv")
-    assert list(results["run"]) == ["adam", "AdaptCopy (sgd-amom + Layca)", "sgd + Layca"]
-    assert results["classifier_norm"][1:].tolist() == pytest.approx([1.0, 1.0], abs=1e-5), "Layca keeps the norm"
+    assert list(results["run"]) == ["adam", "AdaptCopy (sgd-amom + Layca)", "SGD + weight decay"]
+    assert results["classifier_norm"][1] == pytest.approx(1.0, abs=1e-5), "Layca keeps the norm"
     assert results["classifier_norm"][0] != pytest.approx(1.0, abs=1e-3)
     capsys.readouterr()
     for args, fragment in (
@@ -88,3 +88,8 @@ def test_the_verdicts_follow_the_results(tmp_path):
         row["train_acc"] -= 0.02  # the copy two points behind at every epoch
     (folder / "curves.json").write_text(json.dumps(curves))
     assert adapt_copy.verdicts(folder).loc[2, "verdict"] == "disagrees"
+    faster = adapt_copy.verdicts(folder).loc[3, "verdict"]
+    for row in curves[results.loc[1, "run"]]["history"]:
+        row["train_loss"] /= 100.0  # the copy now far faster than SGD + weight decay
+    (folder / "curves.json").write_text(json.dumps(curves))
+    assert (faster, adapt_copy.verdicts(folder).loc[3, "verdict"]) == ("disagrees", "agrees")

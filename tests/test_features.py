@@ -133,13 +133,19 @@ def test_each_verdict_flips_with_the_number_it_reads(tmp_path):
     flipped = final.copy()
     flipped[3] = initial - direction  # the smallest rotation learns the opposite features
     for rot, test, weights, which in (
-        (rotation, acc, flipped, 0),
-        ([0.9, 0.3, 0.4, 0.1], acc, final, 1),  # the second rate rotates less than the third
-        (rotation, [np.nan, *acc[1:]], final, 2),  # the largest rotation diverged: accuracy 0
+        (rotation, acc, flipped, {0}),
+        ([0.9, 0.3, 0.4, 0.1], acc, final, {1}),  # the second rate rotates less than the third
+        (rotation, acc[::-1], final, {2}),  # the larger the rotation, the worse
+        ([np.nan, *rotation[1:]], [np.nan, *acc[1:]], final, {1, 2}),  # the largest rate diverged
     ):
         _write_results(tmp_path, rot, test, weights.astype(np.float32), initial)
         verdicts = list(features.verdicts(tmp_path)["verdict"])
-        assert verdicts == ["disagrees" if i == which else "agrees" for i in range(3)], which
+        assert verdicts == ["disagrees" if i in which else "agrees" for i in range(3)], which
+
+
+def test_the_committed_verdicts_are_the_rule_s():
+    committed = Path(__file__).resolve().parents[1] / "results" / "chapter4" / "features"
+    pd.testing.assert_frame_equal(features.verdicts(committed), pd.read_csv(committed / "verdicts.csv"))
 
 
 def test_the_change_similarity_of_an_unmoved_neuron_is_zero():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -237,8 +238,10 @@ def test_each_study_s_verdicts_follow_their_rule():
     assert verdict("adaptive", adaptive) == ["agrees", "agrees", "agrees"]
     adaptive[0]["rotation_mean"], adaptive[3]["test_acc"], adaptive[0]["moments_within"] = 0.6, 0.8, 4.0
     assert verdict("adaptive", adaptive) == ["disagrees", "disagrees", "disagrees"]
-    one = [adaptive[0], adaptive[3], adaptive[-1]]  # a thesis task runs one method
-    assert len(verdict("adaptive", one)) == 3
+    one = [adaptive[1], adaptive[4], adaptive[-1]]  # a thesis task runs one method: rmsprop, agreeing
+    assert verdict("adaptive", one) == ["agrees", "agrees"]
+    with pytest.raises(UserError, match="no adaptive method"):
+        verdict("adaptive", [adaptive[-1]])
 
 
 def test_a_study_writes_its_results_and_verdicts(tmp_path, capsys):
@@ -296,6 +299,10 @@ def test_the_recorders_see_every_first_epoch_step_and_the_second_moments():
         want = np.percentile(seen[-1].state[param]["exp_avg_sq"].numpy().ravel(), (10, 50, 90))
         assert moments.history[3][name] == pytest.approx(list(want), rel=1e-6)
         assert moments.history[1][name] != moments.history[3][name]
+    for optimizer, kept in (("adam-layca", set(kernels(model))), ("sgd", set())):  # a wrapper's base; none
+        moments = SecondMoments(model, epochs=(1,))
+        train.fit(model, split, None, train.TrainConfig(epochs=1, optimizer=optimizer, lr=0.01), callbacks=[moments])
+        assert set(moments.history[1]) == kept
 
 
 def test_moment_spread_reads_the_last_epoch_in_decades():
@@ -303,7 +310,10 @@ def test_moment_spread_reads_the_last_epoch_in_decades():
 
     history = {1: {"a": [1.0, 1.0, 1.0]}, 5: {"a": [1e-8, 1e-7, 1e-6], "b": [1e-4, 1e-3, 1e-1]}}
     across, within = moment_spread(history)
-    assert across == pytest.approx(4.0) and within == pytest.approx(2.5)  # log10 medians -7, -3; widths 2, 3
+    # log10 medians -7 and -3: their 10th and 90th percentiles -6.6 and -3.4; widths 2 and 3
+    assert across == pytest.approx(3.2) and within == pytest.approx(2.5)
+    with pytest.raises(UserError, match="no second moments"):
+        moment_spread({3: {}})
 
 
 def test_the_thesis_tasks_carry_their_study_settings():
@@ -332,9 +342,15 @@ def test_the_thesis_tasks_carry_their_study_settings():
     assert exp.study_configs("adaptive", exp.TASKS["C100-resnet"])[1].train["lr"] == 3.0**-5  # Adam + Layca
     with pytest.raises(UserError, match="unknown study 'momentum'"):
         exp.study_configs("momentum", resnet)
+    with pytest.raises(UserError, match="runs no adaptive method"):
+        exp.study_configs("adaptive", resnet)
+    cnn2 = exp.TASKS["C10-CNN2"]
+    decayed = exp.study_configs("weight-decay", cnn2)[1].train  # the thesis's own schedule for SGD + L2
+    assert decayed["lr"] == 0.5 and decayed["gamma"] == 0.5 and decayed["milestones"][:2] == (25, 50)
+    short = cnn2.with_epochs(60)
+    assert short.milestones == () and short.decay_schedule["milestones"] == (25, 50)
 
 
-@pytest.mark.slow
 def test_the_warm_up_study_runs_on_resnet_110_from_the_cifar_archives(cifar10_root, tmp_path, capsys):
     from clusterprior.cli import main
 
@@ -344,3 +360,21 @@ def test_the_warm_up_study_runs_on_resnet_110_from_the_cifar_archives(cifar10_ro
     table = pd.read_csv(out / "results.csv")
     assert list(table["warmup_epochs"].dropna()) == [0, 5, 10, 15] and len(table) == 5
     assert (out / "verdicts.csv").is_file() and "ResNet-110" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("study, figure", [("lr", "first_epoch.png"), ("adaptive", "second_moments.png")])
+def test_the_lr_and_adaptive_studies_draw_figs_4_4_and_4_7(tmp_path, study, figure):
+    from dataclasses import replace
+
+    from clusterprior.experiments import layer_rotation as exp
+
+    task = replace(exp.TASKS["cpu"], epochs=2, milestones=(), data_options={"n_train": 300, "n_test": 100})
+    verdicts = exp.run_study(study, task, tmp_path)
+    assert (tmp_path / figure).is_file()
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    if study == "lr":
+        assert all(len(curves[f"SGD lr 3^{k}"]["iterations"]) == 3 for k in (-4, 0))  # 300 samples, batches of 128
+    else:
+        table = pd.read_csv(tmp_path / "results.csv")
+        assert table["moments_across"].notna().tolist() == [True] + [False] * 6
+        assert set(curves["adam"]["second_moments"]) == {"1", "2"} and len(verdicts) == 3

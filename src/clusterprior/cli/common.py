@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -64,3 +65,20 @@ def epoch_bar(progress: Progress, total: int, label: str) -> Any:
         progress.update(task, advance=1, info=info)
 
     return callback
+
+
+def one_bar_per_run(progress: Progress) -> Callable[[str, int], list]:
+    """``(label, epochs) -> [callback]``: a bar for the run about to start, the previous
+    run's bar removed (one bar at a time: the training in progress)."""
+
+    def per_run(label: str, epochs: int) -> list:
+        for task in list(progress.task_ids):
+            progress.remove_task(task)
+        return [epoch_bar(progress, epochs, label)]
+
+    return per_run
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """``value`` to ``digits`` decimals, or "nan" for a run that produced none (diverged)."""
+    return "nan" if value is None or value != value else f"{value:.{digits}f}"

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from clusterprior.cli.common import epoch_bar, epoch_progress
+from clusterprior.cli.common import epoch_progress, number, one_bar_per_run
 from clusterprior.errors import UserError
 
 experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", rich_markup_mode=None)
@@ -29,6 +29,7 @@ def experiment_layer_rotation(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
     seed: int = typer.Option(0, help="Seed of the shared initialisation."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca, or one of its studies (--study)."""
     from clusterprior.experiments import layer_rotation as lr_exp
@@ -39,21 +40,26 @@ def experiment_layer_rotation(
     chosen = _task(task, epochs)
     configs = lr_exp.study_configs(study, chosen) if study else lr_exp.exploration()
     print(f"task {task}: {chosen.note}; {len(configs)} configurations, {chosen.epochs} epochs each")
+    progress = epoch_progress(Console(quiet=quiet))
     options: dict[str, Any] = {
         "seed": seed,
         "device": str(resolve_device(device)),
         "data_options": {"root": data_dir} if data_dir else None,
         "on_result": lambda r: print(
-            f"{r['config']:<42} test acc {r['test_acc'] or float('nan'):.4f}  train acc "
-            f"{r['train_acc'] or float('nan'):.4f}  rotation mean {r['rotation_mean']:.3f} min {r['rotation_min']:.3f}",
+            f"{r['config']:<42} test acc {number(r['test_acc'])}  train acc {number(r['train_acc'])}  "
+            f"rotation mean {number(r['rotation_mean'], 3)} min {number(r['rotation_min'], 3)}",
             flush=True,
         ),
+        "progress": one_bar_per_run(progress),
     }
+    with progress:
+        if study:
+            verdicts = lr_exp.run_study(study, chosen, out, **options)
+        else:
+            table = lr_exp.train_configs(chosen, out, configs, **options)
     if study:
-        for row in lr_exp.run_study(study, chosen, out, **options).itertuples():
-            print(f"{row.verdict:<10} {row.claim} ({row.value})")
+        _print_verdicts(verdicts)
     else:
-        table = lr_exp.train_configs(chosen, out, configs, **options)
         best = table.loc[table["test_acc"].idxmax()]
         print(f"best: {best['config']}, test acc {best['test_acc']:.4f}")
     pictures = ", ".join(sorted(p.name for p in out.glob("*.png")))
@@ -62,53 +68,60 @@ def experiment_layer_rotation(
 
 def _task(name: str, epochs: int | None) -> Any:
     """A layer-rotation task by name, its epochs overridden (milestones kept below them)."""
-    from dataclasses import replace
-
     from clusterprior.experiments import layer_rotation as lr_exp
 
     if name not in lr_exp.TASKS:
         raise UserError(f"unknown task {name!r}; available: {', '.join(lr_exp.TASKS)}")
     chosen = lr_exp.TASKS[name]
-    if epochs is None:
-        return chosen
-    if epochs < 1:
+    if epochs is not None and epochs < 1:
         raise UserError("--epochs must be >= 1")
-    return replace(chosen, epochs=epochs, milestones=tuple(m for m in chosen.milestones if m < epochs))
+    return chosen if epochs is None else chosen.with_epochs(epochs)
+
+
+def _print_verdicts(verdicts: Any) -> None:
+    """Each row of a verdicts table: its verdict, claim and the numbers it read."""
+    for row in verdicts.itertuples():
+        print(f"{row.verdict:<10} {row.claim} ({row.value})")
 
 
 @experiment_app.command("adapt-copy")
 def experiment_adapt_copy(
-    method: str = typer.Option("adam", help="The adaptive method copied: adam, rmsprop or adagrad."),
+    method: str | None = typer.Option(
+        None, help="The adaptive method copied: adam, rmsprop or adagrad (default: the task's; adam on cpu)."
+    ),
     task: str = typer.Option("cpu", help="cpu (minutes on a laptop), or a thesis task for a GPU (see layer-rotation)."),
     out: Path = typer.Option(Path("adapt-copy"), help="Output folder."),
     epochs: int | None = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
     seed: int = typer.Option(0, help="Seed of the shared initialisation."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """AdaptCopy (thesis Fig. 4.9): an adaptive method's per-step layer rotation replayed by Layca over SGD."""
     from clusterprior.experiments import adapt_copy
     from clusterprior.train import resolve_device
 
-    if method not in adapt_copy.METHODS:
+    if method is not None and method not in adapt_copy.METHODS:
         raise UserError(f"unknown --method {method!r}; available: {', '.join(adapt_copy.METHODS)}")
     chosen = _task(task, epochs)
-    print(f"task {task}: {chosen.note}; {method}, its AdaptCopy and SGD + Layca, {chosen.epochs} epochs each")
-    adapt_copy.run(
-        chosen,
-        out,
-        method,
-        seed=seed,
-        device=str(resolve_device(device)),
-        data_options={"root": data_dir} if data_dir else None,
-        on_result=lambda r: print(
-            f"{r['run']:<28} test acc {r['test_acc']:.4f}  train acc {r['train_acc']:.4f}  "
-            f"rotation mean {r['rotation_mean']:.3f} min {r['rotation_min']:.3f}",
-            flush=True,
-        ),
-    )
-    for row in adapt_copy.verdicts(out).itertuples():
-        print(f"{row.verdict:<10} {row.claim} ({row.value})")
+    print(f"task {task}: {chosen.note}; the adaptive run, its AdaptCopy and SGD + weight decay, {chosen.epochs} epochs")
+    progress = epoch_progress(Console(quiet=quiet))
+    with progress:
+        adapt_copy.run(
+            chosen,
+            out,
+            method,
+            seed=seed,
+            device=str(resolve_device(device)),
+            data_options={"root": data_dir} if data_dir else None,
+            on_result=lambda r: print(
+                f"{r['run']:<28} test acc {number(r['test_acc'])}  train acc {number(r['train_acc'])}  "
+                f"rotation mean {number(r['rotation_mean'], 3)} min {number(r['rotation_min'], 3)}",
+                flush=True,
+            ),
+            progress=one_bar_per_run(progress),
+        )
+    _print_verdicts(adapt_copy.verdicts(out))
     print(f"wrote {out}/results.csv, curves.json, adapt_copy.png, verdicts.csv")
 
 
@@ -124,6 +137,7 @@ def experiment_features(
     neurons: int = typer.Option(5, help="Neurons drawn as images."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, help="Seed of the shared initialisation and of the neurons drawn."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """What layer rotation does to the features (thesis Fig. 4.10): a 784-unit MLP trained with
     SGD + Layca at four rates from one initialisation, its first-layer weights drawn as images."""
@@ -132,21 +146,23 @@ def experiment_features(
 
     if not 1 <= neurons <= features.HIDDEN:
         raise UserError(f"--neurons must be in 1..{features.HIDDEN}")
-    table = features.run(
-        out,
-        data_dir=data_dir,
-        epochs=epochs,
-        neurons=neurons,
-        seed=seed,
-        device=str(resolve_device(device)),
-        on_result=lambda r: print(
-            f"{r['label']:<10} test acc {r['test_acc']:.4f}  train acc {r['train_acc']:.4f}  first-layer rotation "
-            f"{r['rotation_first']:.3f}  ({r['data']})",
-            flush=True,
-        ),
-    )
-    for row in features.verdicts(out).itertuples():
-        print(f"{row.verdict:<10} {row.claim} ({row.value})")
+    progress = epoch_progress(Console(quiet=quiet))
+    with progress:
+        table = features.run(
+            out,
+            data_dir=data_dir,
+            epochs=epochs,
+            neurons=neurons,
+            seed=seed,
+            device=str(resolve_device(device)),
+            on_result=lambda r: print(
+                f"{r['label']:<10} test acc {number(r['test_acc'])}  train acc {number(r['train_acc'])}  "
+                f"first-layer rotation {number(r['rotation_first'], 3)}  ({r['data']})",
+                flush=True,
+            ),
+            progress=one_bar_per_run(progress),
+        )
+    _print_verdicts(features.verdicts(out))
     print(f"{len(table)} runs; wrote {out}/results.csv, features.npz, features.png, verdicts.csv")
 
 
@@ -196,12 +212,6 @@ def experiment_winner_take_most(
         )
 
     progress = epoch_progress(Console(quiet=quiet))
-
-    def progress_for(label: str, epochs: int) -> list:
-        for task in list(progress.task_ids):  # one bar at a time: the training in progress
-            progress.remove_task(task)
-        return [epoch_bar(progress, epochs, label)]
-
     with progress:
         _, summary = wtm.run(
             names,
@@ -211,7 +221,7 @@ def experiment_winner_take_most(
             device=resolved,
             data_dir=data_dir,
             on_result=show,
-            callbacks_for=progress_for,
+            callbacks_for=one_bar_per_run(progress),
         )
     if scale not in (None, 1.0):
         print(f"scale {scale}: widths and epochs reduced, so the thesis's numbers are not shown beside these")

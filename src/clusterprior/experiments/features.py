@@ -26,18 +26,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clusterprior import data, models, train
+from clusterprior import data
 from clusterprior.data import Split
 from clusterprior.data import fashion_mnist as fashion
 from clusterprior.data.mnist import locate
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
+from clusterprior.experiments.layer_rotation import Progress, Task, final_rotation, log3_of, train_one
+from clusterprior.models.structure import kernels
 
 PER_CLASS = 1000  # the thesis's "reduced MNIST": 1,000 training samples per class
 SUBSET_SEED = 0  # the reduced training split is the same whatever the run's seed
 HIDDEN = 784
-BATCH_SIZE = 2048
-GAMMA = 0.2  # "divided by 5"
+# the model and training of every run: Dense(784) -> BN -> ReLU -> Dense, He-uniform kernels (SPEC.md 3.1:
+# Layca keeps their norm), SGD + Layca (over plain SGD, as the layer-rotation exploration) at batch 2048,
+# the rate divided by 5 at each milestone; the test split once, at the end. Its data come from feature_data.
+TASK = Task(
+    "mnist",
+    "mlp",
+    100,
+    (),
+    gamma=0.2,
+    batch_size=2048,
+    model_options={"hidden": (HIDDEN,), "batchnorm": True},
+    init="he_uniform",
+)
+LAYCA = {"optimizer": "sgd-layca", "test_every": 0}
 
 
 @dataclass(frozen=True)
@@ -49,10 +63,6 @@ class Run:
     lr: float
     epochs: int
     milestones: tuple[int, ...]
-
-    @property
-    def log3_lr(self) -> float:
-        return round(math.log(self.lr, 3), 2)
 
     def scaled(self, epochs: int | None) -> Run:
         """The run shortened (or lengthened) to ``epochs``: each milestone m becomes
@@ -83,7 +93,7 @@ CLAIMS = {
     "rate": "larger rates rotate the first layer further: the Kendall tau of learning rate and first-layer "
     "rotation is 1",
     "generalization": "larger rotation generalizes better (thesis: 96.75, 96.6, 96.54, 95.81% test): the Kendall "
-    "tau of first-layer rotation and test accuracy is positive (a diverged run counts as accuracy 0)",
+    "tau of first-layer rotation and test accuracy is positive (a diverged run leaves no rotation: it disagrees)",
 }
 
 
@@ -131,14 +141,6 @@ def feature_data(data_dir: str | None) -> tuple[Split, Split, str]:
     return train_split, test_split, sentence
 
 
-def _model(split: Split, seed: int) -> torch.nn.Module:
-    """Dense(784) -> BN -> ReLU -> Dense, He-uniform kernels (SPEC.md 3.1: Layca keeps their
-    norm), the same for every call with the same ``seed``."""
-    torch.manual_seed(seed)
-    model = models.build("mlp", split.input_shape, split.n_classes, hidden=(HIDDEN,), batchnorm=True)
-    return models.he_uniform_(model)
-
-
 def run(
     out: str | Path,
     data_dir: str | None = None,
@@ -147,12 +149,14 @@ def run(
     seed: int = 0,
     device: str = "cpu",
     on_result: Callable[[dict], None] | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The four runs of :data:`RUNS` (``epochs``: each shortened as :meth:`Run.scaled` says)
-    from one initialisation (``seed``), on :func:`feature_data`'s data. Writes to ``out``:
-    ``results.csv`` (one row per run), ``features.npz`` (see below), ``features.png`` (the
-    initial and final first-layer weights of ``neurons`` random neurons as images) and
-    ``verdicts.csv`` (:func:`verdicts`); calls ``on_result(row)`` after each run.
+    from one initialisation (``seed``), on :func:`feature_data`'s data, with the model of
+    :data:`TASK`. Writes to ``out``: ``results.csv`` (one row per run), ``features.npz`` (see
+    below), ``features.png`` (the initial and final first-layer weights of ``neurons`` random
+    neurons as images) and ``verdicts.csv`` (:func:`verdicts`); calls ``on_result(row)`` after
+    each run; ``progress`` as in :func:`~clusterprior.experiments.layer_rotation.train_configs`.
 
     ``features.npz`` (loads with ``allow_pickle=False``): ``side`` (image side), ``neurons``
     (their indices), ``labels`` and ``lr`` of the runs (the order of ``results.csv``),
@@ -163,47 +167,35 @@ def run(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    train_split, test_split, sentence = feature_data(data_dir)
-    side = train_split.input_shape[-1]
+    splits = feature_data(data_dir)
+    sentence, side = splits[2], splits[0].input_shape[-1]
     chosen = np.sort(np.random.default_rng(seed).choice(HIDDEN, size=min(neurons, HIDDEN), replace=False))
     rows, finals, runs = [], [], [r.scaled(epochs) for r in RUNS]
-    initial = None
+    initial = np.empty(0)
     for r in runs:
-        model = _model(train_split, seed)
-        start = models.snapshot(model)
-        config = train.TrainConfig(
-            epochs=r.epochs,
-            batch_size=BATCH_SIZE,
-            optimizer="sgd-layca",  # Layca over plain SGD, as the layer-rotation exploration
-            lr=r.lr,
-            milestones=r.milestones,
-            gamma=GAMMA,
-            seed=seed,
-            device=device,
-            test_every=0,  # the test split once, at the end
+        settings = {**LAYCA, "lr": r.lr, "epochs": r.epochs, "milestones": r.milestones}
+        trained = train_one(
+            TASK, splits[:2], settings, seed, device, callbacks=progress(r.label, r.epochs) if progress else ()
         )
-        result = train.fit(model, train_split, test_split, config)
-        end = models.snapshot(model)
-        rotation = models.kernel_rotation(start, end)
-        first = next(iter(rotation))
-        initial = start[first].cpu().numpy()
-        finals.append(end[first].cpu().numpy())
+        first = next(iter(trained.rotation.initial))
+        initial = trained.rotation.initial[first].numpy()
+        finals.append(kernels(trained.model)[first].detach().cpu().numpy())
+        rotation = final_rotation(trained.rotation)
         row = {
             "label": r.label,
             "lr": r.lr,
-            "log3_lr": r.log3_lr,
+            "log3_lr": log3_of(r.lr),
             "epochs": r.epochs,
-            "status": result.status,
-            "train_acc": result.final.get("train_acc"),
-            "test_acc": result.final.get("test_acc"),
-            "rotation_first": rotation[first],
-            "rotation_mean": sum(rotation.values()) / len(rotation),
+            "status": trained.result.status,
+            "train_acc": trained.result.final.get("train_acc"),
+            "test_acc": trained.result.final.get("test_acc"),
+            "rotation_first": rotation[0],
+            "rotation_mean": sum(rotation) / len(rotation),
             "data": sentence,
         }
         rows.append(row)
         if on_result:
             on_result(row)
-    assert initial is not None
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
     full = np.stack(finals)
@@ -248,7 +240,7 @@ def verdicts(folder: str | Path) -> pd.DataFrame:
     from scipy.stats import kendalltau
 
     folder = Path(folder)
-    table = pd.read_csv(folder / "results.csv").fillna({"test_acc": 0.0})  # a diverged run: no better than nothing
+    table = pd.read_csv(folder / "results.csv")
     with np.load(folder / "features.npz", allow_pickle=False) as npz:
         similarity = npz["similarity"]
     if len(similarity) != len(table):

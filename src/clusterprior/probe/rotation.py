@@ -85,7 +85,8 @@ class SecondMoments:
     """Epoch callback recording, at the end of each epoch in ``epochs``, the 10th, 50th and
     90th percentiles over each kernel's entries of the optimizer's second-moment estimate
     (Adam's ``v_t = beta2 v_{t-1} + (1 - beta2) g_t^2``; RMSprop's and Adagrad's
-    counterparts), thesis Fig. 4.7. ``history[epoch][kernel] = [p10, p50, p90]``."""
+    counterparts), thesis Fig. 4.7. ``history[epoch][kernel] = [p10, p50, p90]``; empty for
+    an optimizer that keeps no such estimate (SGD)."""
 
     PERCENTILES = (10, 50, 90)
 
@@ -97,9 +98,10 @@ class SecondMoments:
     def __call__(self, state: Any) -> None:
         if state.epoch not in self.epochs:
             return
+        optimizer = getattr(state.optimizer, "base", state.optimizer)  # a Layca wrapper keeps its base's state
         row = {}
         for name, param in self.params.items():
-            stored = state.optimizer.state.get(param, {})
+            stored = optimizer.state.get(param, {})
             key = next((k for k in SECOND_MOMENT_KEYS if k in stored), None)
             if key is not None:
                 values = stored[key].detach().float().cpu().numpy().ravel()
