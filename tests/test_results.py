@@ -22,7 +22,7 @@ BLOCKS = {
     "chapter2-h200-partial",
     "chapter4/adapt-copy",
     "chapter4/features",
-} | {f"chapter4/layer-rotation-{s}" for s in ("lr", "weight-decay", "warmup", "adaptive")}
+} | {f"chapter4/layer-rotation-{s}" for s in ("exploration", "lr", "weight-decay", "warmup", "adaptive")}
 COMPARED = ("models.csv", "granulated_kendall.csv", "granulated_kendall_ci.csv", "totals.csv", "cmi.csv")
 
 

@@ -205,6 +205,20 @@ def test_each_study_s_verdicts_follow_their_rule():
     def verdict(study, rows):
         return list(exp.verdicts(study, _table(rows))["verdict"])
 
+    configs = exp.exploration()
+    explored = [
+        {**c.columns, "config": c.label, "rotation_mean": 0.4 - abs(c.columns["alpha"]) / 2, "test_acc": 0.95}
+        for c in configs
+    ]
+    for row in explored:  # accuracy follows rotation; rho(0) = 3^-3 and alpha = 0 best
+        row["test_acc"] = 0.9 + row["rotation_mean"] / 10 - abs(row["log3_rho0"] + 3) / 100
+        row["rotation_mean"] -= abs(row["log3_rho0"] + 3) / 10
+    assert verdict("exploration", explored) == ["agrees", "agrees", "agrees"]
+    explored[0]["test_acc"] = explored[5]["test_acc"] = 0.999  # alpha = -0.6 and rho(0) = 3^-2 win
+    for row in explored[1:5] + explored[6:]:
+        row["rotation_mean"] = 1.0 - row["rotation_mean"]  # and the rotations no longer follow accuracy
+    assert verdict("exploration", explored) == ["disagrees", "disagrees", "disagrees"]
+
     lr = [
         {"config": f"SGD lr 3^{k}", "rotation_mean": r, "test_acc": a, "first_loss": 1.0, "last_loss": loss}
         for k, r, a, loss in ((-2, 0.1, 0.90, 0.1), (-1, 0.3, 0.95, 0.1), (0, 0.9, 0.50, 0.9))  # 3^0: no progress
@@ -259,18 +273,19 @@ def test_a_study_writes_its_results_and_verdicts(tmp_path, capsys):
     assert "unknown --study 'momentum'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("study", ["lr", "weight-decay", "warmup", "adaptive"])
+@pytest.mark.parametrize("study", ["exploration", "lr", "weight-decay", "warmup", "adaptive"])
 def test_the_committed_verdicts_are_the_rule_s(study):
-    """verdicts.csv (what the README shows) is the rule applied to the committed results.csv."""
+    """summary.csv and verdicts.csv (what the README shows) are the summary of the committed
+    results.csv over its seeds and the rule applied to it."""
     from pathlib import Path
-
-    import pandas as pd
 
     from clusterprior.experiments import layer_rotation as exp
 
     folder = Path(__file__).resolve().parents[1] / "results" / "chapter4" / f"layer-rotation-{study}"
-    expected = exp.verdicts(study, pd.read_csv(folder / "results.csv"))
-    pd.testing.assert_frame_equal(expected, pd.read_csv(folder / "verdicts.csv"))
+    summary = exp.summarize(pd.read_csv(folder / "results.csv"))
+    pd.testing.assert_frame_equal(summary, pd.read_csv(folder / "summary.csv"), check_dtype=False)
+    pd.testing.assert_frame_equal(exp.verdicts(study, summary), pd.read_csv(folder / "verdicts.csv"))
+    assert (summary["seeds"] == 3).all(), "the committed studies ran 3 seeds"
 
 
 def test_the_recorders_see_every_first_epoch_step_and_the_second_moments():
@@ -378,3 +393,55 @@ def test_the_lr_and_adaptive_studies_draw_figs_4_4_and_4_7(tmp_path, study, figu
         table = pd.read_csv(tmp_path / "results.csv")
         assert table["moments_across"].notna().tolist() == [True] + [False] * 6
         assert set(curves["adam"]["second_moments"]) == {"1", "2"} and len(verdicts) == 3
+
+
+def test_runs_resume_add_seeds_and_refuse_another_experiment(tmp_path):
+    """Each finished run is kept: a run lost from results.csv (a kill) is trained again alone,
+    more seeds add to those there, and a folder holding another experiment is refused."""
+    from dataclasses import replace
+
+    from clusterprior.experiments import layer_rotation as exp
+
+    task = replace(exp.TASKS["cpu"], epochs=1, milestones=(), data_options={"n_train": 300, "n_test": 100})
+    configs = [exp.exploration()[2], exp.LAYCA]
+    trained: list[str] = []
+
+    def run(seeds, chosen=configs):
+        return exp.train_configs(
+            task, tmp_path, chosen, progress=lambda label, _: trained.append(label) or [], seeds=seeds
+        )
+
+    first = run(1)
+    assert len(trained) == 2 and list(first["seed"]) == [0, 0]
+    results = pd.read_csv(tmp_path / "results.csv")
+    results.iloc[:1].to_csv(tmp_path / "results.csv", index=False)  # the second run was lost
+    again = run(1)
+    assert trained[2:] == [exp.LAYCA.label] and again["test_acc"].tolist() == first["test_acc"].tolist()
+    more = run(2)
+    assert len(trained) == 5 and list(more["seed"]) == [0, 0, 1, 1] and (tmp_path / "curves-seed-1.json").is_file()
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary["seeds"].tolist() == [2, 2] and summary["config"].tolist() == [c.label for c in configs]
+    assert summary["test_acc"].tolist() == pytest.approx(more.groupby("config", sort=False)["test_acc"].mean().tolist())
+    with pytest.raises(UserError, match="another experiment"):
+        run(1, [exp.LAYCA])
+
+
+def test_summaries_count_a_diverged_run_as_no_accuracy():
+    from clusterprior.experiments import layer_rotation as exp
+
+    table = _table(
+        [
+            {"seed": s, "config": c, "status": st, "test_acc": a, "rotation_mean": 0.5}
+            for s, c, st, a in (
+                (0, "a", "done", 0.9),
+                (1, "a", "diverged", None),
+                (0, "b", "done", 0.8),
+                (1, "b", "done", 0.6),
+            )
+        ]
+    )
+    summary = exp.summarize(table)
+    assert summary["config"].tolist() == ["a", "b"] and summary["seeds"].tolist() == [2, 2]
+    assert summary["test_acc"].tolist() == pytest.approx([0.45, 0.7]) and summary["diverged"].tolist() == [1, 0]
+    assert summary["test_acc_sd"].tolist() == pytest.approx([0.9 / 2**0.5, 0.2 / 2**0.5])
+    assert summary["delta_eta"].tolist() == pytest.approx([-0.25, 0.0])

@@ -28,42 +28,41 @@ def experiment_layer_rotation(
     epochs: int | None = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
-    seed: int = typer.Option(0, help="Seed of the shared initialisation."),
+    seed: int = typer.Option(0, help="Seed of the shared initialisation (the first, with --seeds)."),
+    seeds: int = typer.Option(1, help="Seeds per configuration: the verdicts read their means."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca, or one of its studies (--study)."""
+    """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca, or one of its studies (--study).
+    Finished runs in --out are kept: a killed run resumes, and more --seeds add to the ones there."""
     from clusterprior.experiments import layer_rotation as lr_exp
     from clusterprior.train import resolve_device
 
     if study is not None and study not in lr_exp.STUDIES:
         raise UserError(f"unknown --study {study!r}; available: {', '.join(lr_exp.STUDIES)}")
+    if seeds < 1:
+        raise UserError("--seeds must be >= 1")
     chosen = _task(task, epochs)
-    configs = lr_exp.study_configs(study, chosen) if study else lr_exp.exploration()
-    print(f"task {task}: {chosen.note}; {len(configs)} configurations, {chosen.epochs} epochs each")
+    configs = lr_exp.study_configs(study or "exploration", chosen)
+    print(f"task {task}: {chosen.note}; {len(configs)} configurations x {seeds} seed(s), {chosen.epochs} epochs each")
     progress = epoch_progress(Console(quiet=quiet))
     options: dict[str, Any] = {
         "seed": seed,
         "device": str(resolve_device(device)),
         "data_options": {"root": data_dir} if data_dir else None,
         "on_result": lambda r: print(
-            f"{r['config']:<42} test acc {number(r['test_acc'])}  train acc {number(r['train_acc'])}  "
-            f"rotation mean {number(r['rotation_mean'], 3)} min {number(r['rotation_min'], 3)}",
+            f"{r['config']:<42} seed {r['seed']}  test acc {number(r['test_acc'])}  "
+            f"train acc {number(r['train_acc'])}  rotation mean {number(r['rotation_mean'], 3)} "
+            f"min {number(r['rotation_min'], 3)}",
             flush=True,
         ),
         "progress": one_bar_per_run(progress),
+        "seeds": seeds,
     }
     with progress:
-        if study:
-            verdicts = lr_exp.run_study(study, chosen, out, **options)
-        else:
-            table = lr_exp.train_configs(chosen, out, configs, **options)
-    if study:
-        _print_verdicts(verdicts)
-    else:
-        best = table.loc[table["test_acc"].idxmax()]
-        print(f"best: {best['config']}, test acc {best['test_acc']:.4f}")
+        verdicts = lr_exp.run_study(study or "exploration", chosen, out, **options)
+    _print_verdicts(verdicts)
     pictures = ", ".join(sorted(p.name for p in out.glob("*.png")))
-    print(f"wrote {out}/results.csv, curves.json, {pictures}" + (", verdicts.csv" if study else ""))
+    print(f"wrote {out}/results.csv, summary.csv, curves.json, {pictures}, verdicts.csv")
 
 
 def _task(name: str, epochs: int | None) -> Any:

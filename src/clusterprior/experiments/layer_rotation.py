@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +277,35 @@ def moment_spread(history: dict[int, dict[str, list[float]]]) -> tuple[float, fl
     return float(hi - lo), float(np.median(p90 - p10))
 
 
+def _curves_file(out: Path, seed: int, first: int) -> Path:
+    """Where the curves of ``seed``'s runs go: ``curves.json`` for the first seed (the figures'),
+    ``curves-seed-<seed>.json`` for the others."""
+    return out / ("curves.json" if seed == first else f"curves-seed-{seed}.json")
+
+
+def _identity(task: Task, configs: list[Config], seed: int, data_options: dict[str, Any] | None) -> dict:
+    """What makes two runs of :func:`train_configs` the same experiment (their seed counts aside)."""
+    return json.loads(
+        json.dumps({"task": asdict(task), "configs": [asdict(c) for c in configs], "seed": seed, "data": data_options})
+    )
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration of a ``results.csv`` (in its order): the mean over seeds of
+    every number (a diverged run's test accuracy counted as 0), ``test_acc_sd`` (the standard
+    deviation over seeds), ``seeds``, ``diverged`` (runs that did not finish) and ``delta_eta``
+    = mean test accuracy minus the best mean. What the verdicts and the README read."""
+    table = table.fillna({"test_acc": 0.0})
+    numbers = [c for c in table.columns if c not in ("config", "status", "seed", "delta_eta")]
+    groups = table.groupby("config", sort=False)
+    summary = groups[numbers].mean(numeric_only=True)
+    summary["test_acc_sd"] = groups["test_acc"].std(ddof=1).fillna(0.0)  # one seed: 0
+    summary["seeds"] = groups.size()
+    summary["diverged"] = groups["status"].apply(lambda s: int((s != "done").sum()))
+    summary["delta_eta"] = summary["test_acc"] - summary["test_acc"].max()
+    return summary.reset_index()
+
+
 def train_configs(
     task: Task,
     out: str | Path,
@@ -286,52 +315,83 @@ def train_configs(
     data_options: dict[str, Any] | None = None,
     on_result: Callable[[dict], None] | None = None,
     progress: Progress | None = None,
+    seeds: int = 1,
 ) -> pd.DataFrame:
-    """Train one model per configuration from one shared initialisation (:func:`train_one`;
-    ``progress(label, epochs)`` gives each run's epoch callbacks, e.g. a progress bar)
-    and write ``results.csv`` (one row per configuration: its columns, status, accuracies,
-    first and last training loss, mean and minimum final rotation, ``delta_eta`` = test
-    accuracy minus the best; with second moments recorded, ``moments_across`` and
-    ``moments_within`` of :func:`moment_spread`), ``curves.json`` (per configuration its
-    rotation and history, and what its recorders saw) and the figures
-    (:func:`save_figures`) to ``out``."""
+    """Train one model per configuration and seed (``seed``, ``seed + 1``, ... ``seeds`` of
+    them; every configuration of a seed starts from that seed's initialisation) with
+    :func:`train_one` (``progress(label, epochs)`` gives each run's epoch callbacks, e.g. a
+    progress bar), and write to ``out``:
+
+    - ``results.csv``: one row per run: seed, the configuration's columns, status,
+      accuracies, first and last training loss, mean and minimum final rotation,
+      ``delta_eta`` = test accuracy minus the best of its seed; with second moments
+      recorded, ``moments_across`` and ``moments_within`` of :func:`moment_spread`;
+    - ``summary.csv``: :func:`summarize`;
+    - ``curves.json`` (the first seed) and ``curves-seed-<s>.json``: per configuration its
+      rotation and history, and what its recorders saw;
+    - the figures of the first seed (:func:`save_figures`); ``experiment.json``: what ran.
+
+    Each finished run is written at once, and a run already in ``out`` (killed midway, or
+    fewer seeds before) is not trained again; ``out`` holding another experiment is refused.
+    Returns ``results.csv``'s table."""
+    if seeds < 1:
+        raise UserError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    identity, stamp = _identity(task, configs, seed, data_options), out / "experiment.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != identity:
+        raise UserError(f"{out} holds the results of another experiment: choose another folder or empty it")
+    stamp.write_text(json.dumps(identity, indent=1))
+    done = pd.read_csv(out / "results.csv").to_dict("records") if (out / "results.csv").is_file() else []
+    rows = [r for r in done if r.get("seed") in range(seed, seed + seeds)]
+    finished = {(r["seed"], r["config"]) for r in rows}
     splits = load_splits(task, data_options)
-    rows: list[dict[str, Any]] = []
-    curves: dict[str, dict[str, Any]] = {}
-    for c in configs:
-        epochs = c.train.get("epochs", task.epochs)
-        run = train_one(
-            task, splits, c.train, seed, device, c.record, callbacks=progress(c.label, epochs) if progress else ()
-        )
-        result, rotation = run.result, final_rotation(run.rotation)
-        row = {
-            "config": c.label,
-            **c.columns,
-            "status": result.status,
-            "train_acc": result.final.get("train_acc"),
-            "test_acc": result.final.get("test_acc"),
-            "first_loss": result.history[0]["train_loss"],
-            "last_loss": result.history[-1]["train_loss"],
-            "rotation_mean": sum(rotation) / len(rotation),
-            "rotation_min": min(rotation),
-        }
-        curves[c.label] = {"rotation": run.rotation.history, "history": result.history}
-        if "iterations" in run.recorders:
-            curves[c.label]["iterations"] = run.recorders["iterations"].rows
-        moments = run.recorders["second_moments"].history if "second_moments" in run.recorders else {}
-        if any(moments.values()):
-            curves[c.label]["second_moments"] = moments
-            row["moments_across"], row["moments_within"] = moment_spread(moments)
-        rows.append(row)
-        if on_result:
-            on_result(row)
-    table = pd.DataFrame(rows)
-    table["delta_eta"] = table["test_acc"] - table["test_acc"].max()
+    for s in range(seed, seed + seeds):
+        path = _curves_file(out, s, seed)
+        curves: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
+        for c in configs:
+            if (s, c.label) in finished and c.label in curves:
+                continue
+            epochs = c.train.get("epochs", task.epochs)
+            bars = progress(c.label if seeds == 1 else f"{c.label} (seed {s})", epochs) if progress else ()
+            run = train_one(task, splits, c.train, s, device, c.record, callbacks=bars)
+            result, rotation = run.result, final_rotation(run.rotation)
+            row = {
+                "seed": s,
+                "config": c.label,
+                **c.columns,
+                "status": result.status,
+                "train_acc": result.final.get("train_acc"),
+                "test_acc": result.final.get("test_acc"),
+                "first_loss": result.history[0]["train_loss"],
+                "last_loss": result.history[-1]["train_loss"],
+                "rotation_mean": sum(rotation) / len(rotation),
+                "rotation_min": min(rotation),
+            }
+            curves[c.label] = {"rotation": run.rotation.history, "history": result.history}
+            if "iterations" in run.recorders:
+                curves[c.label]["iterations"] = run.recorders["iterations"].rows
+            moments = run.recorders["second_moments"].history if "second_moments" in run.recorders else {}
+            if any(moments.values()):
+                curves[c.label]["second_moments"] = moments
+                row["moments_across"], row["moments_within"] = moment_spread(moments)
+            rows = [r for r in rows if (r["seed"], r["config"]) != (s, c.label)] + [row]
+            path.write_text(json.dumps(curves))
+            _write_results(rows, configs, out)
+            if on_result:
+                on_result(row)
+    table = _write_results(rows, configs, out)
+    save_figures(json.loads(_curves_file(out, seed, seed).read_text()), out)
+    return table
+
+
+def _write_results(rows: list[dict[str, Any]], configs: list[Config], out: Path) -> pd.DataFrame:
+    """``results.csv`` (rows by seed, then in ``configs``' order) and ``summary.csv``."""
+    order = {c.label: i for i, c in enumerate(configs)}
+    table = pd.DataFrame(sorted(rows, key=lambda r: (r["seed"], order[r["config"]])))
+    table["delta_eta"] = table["test_acc"] - table.groupby("seed")["test_acc"].transform("max")
     table.to_csv(out / "results.csv", index=False)
-    (out / "curves.json").write_text(json.dumps(curves))
-    save_figures(curves, out)
+    summarize(table).to_csv(out / "summary.csv", index=False)
     return table
 
 
@@ -376,6 +436,7 @@ def sgd_decay(task: Task) -> Config:
 def study_configs(study: str, task: Task) -> list[Config]:
     """The configurations of one study of SPEC.md 4.5 on ``task``:
 
+    - ``exploration`` (Figs. 4.1-4.2): :func:`exploration`;
     - ``lr`` (Fig. 4.3-4.4): the task's vanilla SGD at 3^-4 ... 3^0, each recording its
       first epoch step by step, and SGD + Layca;
     - ``weight-decay`` (Fig. 4.5): the task's SGD without and with weight decay (with the
@@ -408,6 +469,8 @@ def study_configs(study: str, task: Task) -> list[Config]:
             for w in task.warmup_epochs
         ]
         return [*runs, LAYCA]
+    if study == "exploration":
+        return exploration()
     if study == "adaptive":
         if not task.adaptive:
             raise UserError("the thesis runs no adaptive method on this task; the adaptive study needs one")
@@ -421,7 +484,7 @@ def study_configs(study: str, task: Task) -> list[Config]:
     raise UserError(f"unknown study {study!r}; available: {', '.join(STUDIES)}")
 
 
-STUDIES = ("lr", "weight-decay", "warmup", "adaptive")
+STUDIES = ("lr", "weight-decay", "warmup", "adaptive")  # --study; without it, "exploration"
 
 
 def _row(table: pd.DataFrame, label: str) -> pd.Series:
@@ -430,12 +493,44 @@ def _row(table: pd.DataFrame, label: str) -> pd.Series:
 
 def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
     """The thesis's claims of ``study`` (SPEC.md 4.5), each with the numbers it reads and
-    its verdict by the rule stated in the claim, from ``results.csv``'s ``table``."""
+    its verdict by the rule stated in the claim, from ``table``: one row per configuration
+    (``summary.csv``: the means over seeds)."""
     from scipy.stats import kendalltau
 
     table = table.fillna({"test_acc": 0.0})  # a diverged run: no better than nothing
     rows = []
-    if study == "lr":
+    if study == "exploration":
+        profiles = table[table["rho0"] == LAYCA_RATES["sgd"]]
+        uniform = table[table["alpha"] == 0.0]
+        best_alpha = profiles.loc[profiles["test_acc"].idxmax()]
+        best_rate = uniform.loc[uniform["test_acc"].idxmax()]
+        reference = _row(table, exploration()[EXPLORATION.index((0.0, LAYCA_RATES["sgd"]))].label)["test_acc"]
+        tau = float(kendalltau(table["rotation_mean"], table["test_acc"]).statistic)
+        rows.append(
+            claim(
+                "uniform rotation rates are best: among the alpha profiles at rho(0) = 3^-3, alpha = 0 has the "
+                "highest test accuracy (ties count)",
+                f"alpha = 0 {reference:.4f}, best alpha {best_alpha['alpha']:g} {best_alpha['test_acc']:.4f}",
+                reference >= profiles["test_acc"].max(),
+            )
+        )
+        rows.append(
+            claim(
+                "the best initial rate is rho(0) = 3^-3 (on all five of the thesis's tasks): it has the highest "
+                "test accuracy among the rates at alpha = 0 (ties count)",
+                f"3^-3 {reference:.4f}, best rho(0) 3^{best_rate['log3_rho0']:g} {best_rate['test_acc']:.4f}",
+                reference >= uniform["test_acc"].max(),
+            )
+        )
+        rows.append(
+            claim(
+                "the larger the layer rotations, the better the generalization: Kendall tau of final mean rotation "
+                "and test accuracy over all configurations is positive",
+                f"tau {tau:.2f} over {len(table)} configurations",
+                tau > 0,
+            )
+        )
+    elif study == "lr":
         sgd = table[table["config"].str.startswith("SGD lr") & (table["last_loss"] < table["first_loss"] / 2)]
         tau = float(kendalltau(sgd["rotation_mean"], sgd["test_acc"]).statistic) if len(sgd) > 1 else math.nan
         rows.append(
@@ -530,9 +625,12 @@ def run_study(
     data_options: dict[str, Any] | None = None,
     on_result: Callable[[dict], None] | None = None,
     progress: Progress | None = None,
+    seeds: int = 1,
 ) -> pd.DataFrame:
-    """One of :data:`STUDIES` (:func:`study_configs`) with :func:`train_configs`, and its ``verdicts.csv``."""
-    table = train_configs(task, out, study_configs(study, task), seed, device, data_options, on_result, progress)
-    result = verdicts(study, table)
+    """One study (:func:`study_configs`) with :func:`train_configs`, and its ``verdicts.csv``
+    (:func:`verdicts` of the summary over seeds)."""
+    configs = study_configs(study, task)
+    table = train_configs(task, out, configs, seed, device, data_options, on_result, progress, seeds)
+    result = verdicts(study, summarize(table))
     result.to_csv(Path(out) / "verdicts.csv", index=False)
     return result

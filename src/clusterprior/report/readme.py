@@ -147,13 +147,15 @@ def _cell(value: object) -> str:
 
 
 def experiment_block(folder: str | Path, cite: str) -> str:
-    """Markdown for one experiment: its ``results.csv`` as a table, then each claim of
-    ``verdicts.csv`` with the number it rests on and its verdict."""
+    """Markdown for one experiment: its ``summary.csv`` (the means over seeds), else its
+    ``results.csv``, as a table, then each claim of ``verdicts.csv`` with the number it
+    rests on and its verdict."""
     folder = Path(folder)
-    results = _read(folder, "results.csv")
+    table = "summary.csv" if (folder / "summary.csv").is_file() else "results.csv"
+    results = _read(folder, table)
     verdicts = _read(folder, "verdicts.csv")
     lines = [
-        f"`{cite}/results.csv`:",
+        f"`{cite}/{table}`:",
         "",
         "| " + " | ".join(results.columns) + " |",
         "|---|" + "---:|" * (len(results.columns) - 1),
