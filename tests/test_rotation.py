@@ -422,6 +422,7 @@ def test_runs_resume_add_seeds_and_refuse_another_experiment(tmp_path):
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert summary["seeds"].tolist() == [2, 2] and summary["config"].tolist() == [c.label for c in configs]
     assert summary["test_acc"].tolist() == pytest.approx(more.groupby("config", sort=False)["test_acc"].mean().tolist())
+    assert list(run(1)["seed"]) == [0, 0, 1, 1] and len(trained) == 5, "fewer seeds asked: nothing lost"
     with pytest.raises(UserError, match="another experiment"):
         run(1, [exp.LAYCA])
 

@@ -332,7 +332,8 @@ def train_configs(
     - the figures of the first seed (:func:`save_figures`); ``experiment.json``: what ran.
 
     Each finished run is written at once, and a run already in ``out`` (killed midway, or
-    fewer seeds before) is not trained again; ``out`` holding another experiment is refused.
+    fewer seeds before) is not trained again; runs of more seeds than asked stay in the
+    tables; ``out`` holding another experiment is refused.
     Returns ``results.csv``'s table."""
     if seeds < 1:
         raise UserError(f"seeds must be >= 1, got {seeds}")
@@ -343,7 +344,7 @@ def train_configs(
         raise UserError(f"{out} holds the results of another experiment: choose another folder or empty it")
     stamp.write_text(json.dumps(identity, indent=1))
     done = pd.read_csv(out / "results.csv").to_dict("records") if (out / "results.csv").is_file() else []
-    rows = [r for r in done if r.get("seed") in range(seed, seed + seeds)]
+    rows = [r for r in done if pd.notna(r.get("seed"))]  # every run of this experiment, whatever --seeds asks now
     finished = {(r["seed"], r["config"]) for r in rows}
     splits = load_splits(task, data_options)
     for s in range(seed, seed + seeds):
