@@ -14,7 +14,9 @@ from clusterprior.errors import UserError
 experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", rich_markup_mode=None)
 
 
-@experiment_app.command("layer-rotation")
+@experiment_app.command(
+    "layer-rotation", short_help="Layer rotation: the Fig 4.1 exploration, or a study of Figs 4.3-4.8."
+)
 def experiment_layer_rotation(
     study: str | None = typer.Option(
         None, help="A study of SPEC 4.5: lr, weight-decay, warmup or adaptive (default: the Fig. 4.1 exploration)."
@@ -83,7 +85,7 @@ def _print_verdicts(verdicts: Any) -> None:
         print(f"{row.verdict:<10} {row.claim} ({row.value})")
 
 
-@experiment_app.command("adapt-copy")
+@experiment_app.command("adapt-copy", short_help="AdaptCopy (Fig 4.9): an adaptive run's rotation replayed by Layca.")
 def experiment_adapt_copy(
     method: str | None = typer.Option(
         None, help="The adaptive method copied: adam, rmsprop or adagrad (default: the task's; adam on cpu)."
@@ -124,7 +126,7 @@ def experiment_adapt_copy(
     print(f"wrote {out}/results.csv, curves.json, adapt_copy.png, verdicts.csv")
 
 
-@experiment_app.command("features")
+@experiment_app.command("features", short_help="What layer rotation does to first-layer features (Fig 4.10).")
 def experiment_features(
     out: Path = typer.Option(Path("features"), help="Output folder."),
     data_dir: str | None = typer.Option(
@@ -165,7 +167,7 @@ def experiment_features(
     print(f"{len(table)} runs; wrote {out}/results.csv, features.npz, features.png, verdicts.csv")
 
 
-@experiment_app.command("winner-take-most")
+@experiment_app.command("winner-take-most", short_help="Neuron-level dynamics on SynthClust (Chapter 3).")
 def experiment_winner_take_most(
     setting: str = typer.Option(
         "base", help="A setting, a comma-separated list, or 'all' (every SynthClust setting; mnist only by name)."
@@ -228,7 +230,7 @@ def experiment_winner_take_most(
     print(f"wrote {out}/results.csv, summary.csv and, per setting, seed0/dynamics.png, loss_shares.png")
 
 
-@experiment_app.command("plot-dynamics")
+@experiment_app.command("plot-dynamics", short_help="Figs 3.2-3.5 of a saved dynamics recording.")
 def experiment_plot_dynamics(
     recording: Path = typer.Argument(..., help="A dynamics.npz written by winner-take-most or DynamicsRecorder."),
     out: Path | None = typer.Option(None, help="Output folder (default: the recording's folder)."),
@@ -248,7 +250,7 @@ def experiment_plot_dynamics(
     print(f"wrote {folder}/dynamics.png, loss_shares.png")
 
 
-@experiment_app.command("toy")
+@experiment_app.command("toy", short_help="The 2-D toy of Fig 2.1: heat maps of linear to deep nets.")
 def experiment_toy(
     out: Path = typer.Option(Path("toy"), help="Output folder."),
     inits: int = typer.Option(50, help="Initialisations per depth."),
