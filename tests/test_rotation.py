@@ -214,10 +214,18 @@ def test_each_study_s_verdicts_follow_their_rule():
         row["test_acc"] = 0.9 + row["rotation_mean"] / 10 - abs(row["log3_rho0"] + 3) / 100
         row["rotation_mean"] -= abs(row["log3_rho0"] + 3) / 10
     assert verdict("exploration", explored) == ["agrees", "agrees", "agrees"]
-    explored[0]["test_acc"] = explored[5]["test_acc"] = 0.999  # alpha = -0.6 and rho(0) = 3^-2 win
-    for row in explored[1:5] + explored[6:]:
-        row["rotation_mean"] = 1.0 - row["rotation_mean"]  # and the rotations no longer follow accuracy
-    assert verdict("exploration", explored) == ["disagrees", "disagrees", "disagrees"]
+    tie = [dict(r) for r in explored]
+    tie[0]["test_acc"] = tie[2]["test_acc"]  # alpha = -0.6 as good as alpha = 0: a tie counts
+    assert verdict("exploration", tie) == ["agrees", "agrees", "agrees"]
+    alpha = [dict(r) for r in explored]
+    alpha[0]["test_acc"] = 0.999  # alpha = -0.6 wins at 3^-3; the rates at alpha = 0 are unchanged
+    assert verdict("exploration", alpha)[:2] == ["disagrees", "agrees"]
+    rate = [dict(r) for r in explored]
+    rate[5]["test_acc"] = 0.999  # rho(0) = 3^-2 wins at alpha = 0; the alpha profiles are unchanged
+    assert verdict("exploration", rate)[:2] == ["agrees", "disagrees"]
+    for row in explored:
+        row["rotation_mean"] = -row["rotation_mean"]  # the rotations now run against accuracy
+    assert verdict("exploration", explored) == ["agrees", "agrees", "disagrees"]
 
     lr = [
         {"config": f"SGD lr 3^{k}", "rotation_mean": r, "test_acc": a, "first_loss": 1.0, "last_loss": loss}
@@ -425,6 +433,21 @@ def test_runs_resume_add_seeds_and_refuse_another_experiment(tmp_path):
     assert list(run(1)["seed"]) == [0, 0, 1, 1] and len(trained) == 5, "fewer seeds asked: nothing lost"
     with pytest.raises(UserError, match="another experiment"):
         run(1, [exp.LAYCA])
+    (tmp_path / "experiment.json").unlink()  # results of unknown origin (an older version's, say)
+    with pytest.raises(UserError, match="another experiment"):
+        run(1)
+
+
+def test_a_failed_start_leaves_the_folder_free(tmp_path):
+    from dataclasses import replace
+
+    from clusterprior.experiments import layer_rotation as exp
+
+    task = replace(exp.TASKS["cpu"], epochs=1, milestones=(), data_options={"n_train": 300, "n_test": 100})
+    with pytest.raises(UserError):
+        exp.train_configs(task, tmp_path, [exp.LAYCA], data_options={"n_train": 1})
+    assert not (tmp_path / "experiment.json").exists()
+    assert len(exp.train_configs(task, tmp_path, [exp.LAYCA])) == 1
 
 
 def test_summaries_count_a_diverged_run_as_no_accuracy():
@@ -441,6 +464,10 @@ def test_summaries_count_a_diverged_run_as_no_accuracy():
             )
         ]
     )
+    everything_diverged = _table(
+        [{"seed": 0, "config": "a", "status": "diverged", "test_acc": None, "train_acc": None}]
+    )
+    assert exp.summarize(everything_diverged)[["test_acc", "diverged"]].values.tolist() == [[0.0, 1]]
     summary = exp.summarize(table)
     assert summary["config"].tolist() == ["a", "b"] and summary["seeds"].tolist() == [2, 2]
     assert summary["test_acc"].tolist() == pytest.approx([0.45, 0.7]) and summary["diverged"].tolist() == [1, 0]

@@ -30,8 +30,8 @@ def experiment_layer_rotation(
     epochs: int | None = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
-    seed: int = typer.Option(0, help="Seed of the shared initialisation (the first, with --seeds)."),
-    seeds: int = typer.Option(1, help="Seeds per configuration: the verdicts read their means."),
+    seed: int = typer.Option(0, help="Seed of the shared initialisation (the first, with --seeds; one per --out)."),
+    seeds: int = typer.Option(1, help="Seeds per configuration: the verdicts read the means over those in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca, or one of its studies (--study).
@@ -45,7 +45,10 @@ def experiment_layer_rotation(
         raise UserError("--seeds must be >= 1")
     chosen = _task(task, epochs)
     configs = lr_exp.study_configs(study or "exploration", chosen)
-    print(f"task {task}: {chosen.note}; {len(configs)} configurations x {seeds} seed(s), {chosen.epochs} epochs each")
+    print(
+        f"task {task}: {chosen.note}; {len(configs)} configurations, {chosen.epochs} epochs each, "
+        f"seeds {seed}..{seed + seeds - 1}"
+    )
     progress = epoch_progress(Console(quiet=quiet))
     options: dict[str, Any] = {
         "seed": seed,
@@ -64,7 +67,7 @@ def experiment_layer_rotation(
         verdicts = lr_exp.run_study(study or "exploration", chosen, out, **options)
     _print_verdicts(verdicts)
     pictures = ", ".join(sorted(p.name for p in out.glob("*.png")))
-    print(f"wrote {out}/results.csv, summary.csv, curves.json, {pictures}, verdicts.csv")
+    print(f"wrote {out}/results.csv, summary.csv, verdicts.csv, curves*.json, experiment.json, {pictures}")
 
 
 def _task(name: str, epochs: int | None) -> Any:

@@ -24,6 +24,7 @@ from torch import nn
 from clusterprior import data, models, train
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
+from clusterprior.files import atomic_path
 from clusterprior.probe.rotation import IterationRotation, RotationMonitor, SecondMoments, StepRates
 
 # (alpha, rho(0)): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
@@ -284,10 +285,17 @@ def _curves_file(out: Path, seed: int, first: int) -> Path:
 
 
 def _identity(task: Task, configs: list[Config], seed: int, data_options: dict[str, Any] | None) -> dict:
-    """What makes two runs of :func:`train_configs` the same experiment (their seed counts aside)."""
-    return json.loads(
-        json.dumps({"task": asdict(task), "configs": [asdict(c) for c in configs], "seed": seed, "data": data_options})
-    )
+    """What makes two runs of :func:`train_configs` the same experiment (their seed counts
+    and the task's note aside), as JSON reads it back."""
+    settings = {k: v for k, v in asdict(task).items() if k != "note"}
+    identity = {"task": settings, "configs": [asdict(c) for c in configs], "seed": seed, "data": data_options}
+    return json.loads(json.dumps(identity, default=str))
+
+
+def _write(path: Path, text: str) -> None:
+    """``text`` to ``path`` atomically: a kill never leaves half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -295,10 +303,11 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     every number (a diverged run's test accuracy counted as 0), ``test_acc_sd`` (the standard
     deviation over seeds), ``seeds``, ``diverged`` (runs that did not finish) and ``delta_eta``
     = mean test accuracy minus the best mean. What the verdicts and the README read."""
-    table = table.fillna({"test_acc": 0.0})
     numbers = [c for c in table.columns if c not in ("config", "status", "seed", "delta_eta")]
+    table = table.assign(**{c: pd.to_numeric(table[c], errors="coerce") for c in numbers})  # all-None: NaN
+    table["test_acc"] = table["test_acc"].fillna(0.0)
     groups = table.groupby("config", sort=False)
-    summary = groups[numbers].mean(numeric_only=True)
+    summary = groups[numbers].mean()
     summary["test_acc_sd"] = groups["test_acc"].std(ddof=1).fillna(0.0)  # one seed: 0
     summary["seeds"] = groups.size()
     summary["diverged"] = groups["status"].apply(lambda s: int((s != "done").sum()))
@@ -339,14 +348,18 @@ def train_configs(
         raise UserError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    identity, stamp = _identity(task, configs, seed, data_options), out / "experiment.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) != identity:
+    identity, stamp, results = (
+        _identity(task, configs, seed, data_options),
+        out / "experiment.json",
+        out / "results.csv",
+    )
+    held = results.is_file() or (out / "curves.json").is_file()
+    if held and (not stamp.is_file() or json.loads(stamp.read_text()) != identity):
         raise UserError(f"{out} holds the results of another experiment: choose another folder or empty it")
-    stamp.write_text(json.dumps(identity, indent=1))
-    done = pd.read_csv(out / "results.csv").to_dict("records") if (out / "results.csv").is_file() else []
-    rows = [r for r in done if pd.notna(r.get("seed"))]  # every run of this experiment, whatever --seeds asks now
+    splits = load_splits(task, data_options)  # bad data options fail before the folder is claimed
+    _write(stamp, json.dumps(identity, indent=1))
+    rows = pd.read_csv(results).to_dict("records") if results.is_file() else []  # whatever --seeds asks now
     finished = {(r["seed"], r["config"]) for r in rows}
-    splits = load_splits(task, data_options)
     for s in range(seed, seed + seeds):
         path = _curves_file(out, s, seed)
         curves: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
@@ -377,7 +390,7 @@ def train_configs(
                 curves[c.label]["second_moments"] = moments
                 row["moments_across"], row["moments_within"] = moment_spread(moments)
             rows = [r for r in rows if (r["seed"], r["config"]) != (s, c.label)] + [row]
-            path.write_text(json.dumps(curves))
+            _write(path, json.dumps(curves))  # the curves first: a run counts as finished once in results.csv
             _write_results(rows, configs, out)
             if on_result:
                 on_result(row)
@@ -390,9 +403,10 @@ def _write_results(rows: list[dict[str, Any]], configs: list[Config], out: Path)
     """``results.csv`` (rows by seed, then in ``configs``' order) and ``summary.csv``."""
     order = {c.label: i for i, c in enumerate(configs)}
     table = pd.DataFrame(sorted(rows, key=lambda r: (r["seed"], order[r["config"]])))
-    table["delta_eta"] = table["test_acc"] - table.groupby("seed")["test_acc"].transform("max")
-    table.to_csv(out / "results.csv", index=False)
-    summarize(table).to_csv(out / "summary.csv", index=False)
+    accuracy = pd.to_numeric(table["test_acc"]).fillna(0.0)  # a diverged run: no better than nothing
+    table["delta_eta"] = accuracy - accuracy.groupby(table["seed"]).transform("max")
+    for name, frame in (("results.csv", table), ("summary.csv", summarize(table))):
+        _write(out / name, frame.to_csv(index=False))
     return table
 
 
@@ -482,7 +496,7 @@ def study_configs(study: str, task: Task) -> list[Config]:
         ]
         layca = [Config(f"{m} + Layca", {"optimizer": f"{m}-layca", "lr": LAYCA_RATES[m]}) for m in task.adaptive]
         return [*alone, *layca, decayed]
-    raise UserError(f"unknown study {study!r}; available: {', '.join(STUDIES)}")
+    raise UserError(f"unknown study {study!r}; available: exploration, {', '.join(STUDIES)}")
 
 
 STUDIES = ("lr", "weight-decay", "warmup", "adaptive")  # --study; without it, "exploration"
@@ -501,26 +515,27 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
     table = table.fillna({"test_acc": 0.0})  # a diverged run: no better than nothing
     rows = []
     if study == "exploration":
-        profiles = table[table["rho0"] == LAYCA_RATES["sgd"]]
-        uniform = table[table["alpha"] == 0.0]
-        best_alpha = profiles.loc[profiles["test_acc"].idxmax()]
-        best_rate = uniform.loc[uniform["test_acc"].idxmax()]
-        reference = _row(table, exploration()[EXPLORATION.index((0.0, LAYCA_RATES["sgd"]))].label)["test_acc"]
+        at_3 = table["log3_rho0"] == -3
+        uniform = table["alpha"] == 0
+        reference = float(table[at_3 & uniform]["test_acc"].iloc[0])  # alpha = 0, rho(0) = 3^-3
+        other_alpha = table[at_3 & ~uniform].loc[lambda t: t["test_acc"].idxmax()]
+        other_rate = table[uniform & ~at_3].loc[lambda t: t["test_acc"].idxmax()]
         tau = float(kendalltau(table["rotation_mean"], table["test_acc"]).statistic)
         rows.append(
             claim(
                 "uniform rotation rates are best: among the alpha profiles at rho(0) = 3^-3, alpha = 0 has the "
                 "highest test accuracy (ties count)",
-                f"alpha = 0 {reference:.4f}, best alpha {best_alpha['alpha']:g} {best_alpha['test_acc']:.4f}",
-                reference >= profiles["test_acc"].max(),
+                f"alpha = 0 {reference:.4f}; the best other, alpha {other_alpha['alpha']:g}, "
+                f"{other_alpha['test_acc']:.4f}",
+                reference >= other_alpha["test_acc"],
             )
         )
         rows.append(
             claim(
-                "the best initial rate is rho(0) = 3^-3 (on all five of the thesis's tasks): it has the highest "
+                "the best initial rate is rho(0) = 3^-3, as on all five of the thesis's tasks: it has the highest "
                 "test accuracy among the rates at alpha = 0 (ties count)",
-                f"3^-3 {reference:.4f}, best rho(0) 3^{best_rate['log3_rho0']:g} {best_rate['test_acc']:.4f}",
-                reference >= uniform["test_acc"].max(),
+                f"3^-3 {reference:.4f}; the best other, 3^{other_rate['log3_rho0']:g}, {other_rate['test_acc']:.4f}",
+                reference >= other_rate["test_acc"],
             )
         )
         rows.append(
@@ -613,7 +628,7 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
                 )
             )
     else:
-        raise UserError(f"unknown study {study!r}; available: {', '.join(STUDIES)}")
+        raise UserError(f"unknown study {study!r}; available: exploration, {', '.join(STUDIES)}")
     return pd.DataFrame(rows)
 
 

@@ -4,9 +4,10 @@ Every number the README states about a study comes from a block between
 ``<!-- results: NAME -->`` and ``<!-- end results: NAME -->``, written by :func:`block`
 from ``results/NAME/report/`` (``models.csv``, ``granulated_kendall.csv``, ``totals.csv``,
 ``cmi.csv``), or, for an experiment, by :func:`experiment_block` from
-``results/NAME/results.csv`` and ``verdicts.csv`` (each claim's verdict, computed by the
-experiment's stated rule). ``clusterprior study readme`` rewrites every such block of
-README.md; ``--check`` (and the test suite) fails when a block and its files disagree.
+``results/NAME/summary.csv`` (the means over seeds; else ``results.csv``) and
+``verdicts.csv`` (each claim's verdict, computed by the experiment's stated rule).
+``clusterprior study readme`` rewrites every such block of README.md; ``--check`` (and
+the test suite) fails when a block and its files disagree.
 """
 
 from __future__ import annotations
