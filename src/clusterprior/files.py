@@ -25,6 +25,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """``text`` to ``path`` through :func:`atomic_path`: the old file or the new one, never half."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def fingerprint(value: Any) -> str:
     """16 hex digits of the SHA-256 of ``value`` as canonical JSON (sorted keys; values
     JSON cannot hold are written as ``str``)."""

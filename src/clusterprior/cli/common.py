@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -67,16 +68,20 @@ def epoch_bar(progress: Progress, total: int, label: str) -> Any:
     return callback
 
 
-def one_bar_per_run(progress: Progress) -> Callable[[str, int], list]:
-    """``(label, epochs) -> [callback]``: a bar for the run about to start, the previous
-    run's bar removed (one bar at a time: the training in progress)."""
+@contextmanager
+def bars_per_run(quiet: bool) -> Iterator[Callable[[str, int], list]]:
+    """A progress display (none when ``quiet``) open for the block, which gets
+    ``(label, epochs) -> [callback]``: a bar for the run about to start, the previous run's
+    bar removed (one bar at a time: the training in progress)."""
+    progress = epoch_progress(Console(quiet=quiet))
 
     def per_run(label: str, epochs: int) -> list:
         for task in list(progress.task_ids):
             progress.remove_task(task)
         return [epoch_bar(progress, epochs, label)]
 
-    return per_run
+    with progress:
+        yield per_run
 
 
 def number(value: float | None, digits: int = 4) -> str:

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-from clusterprior.cli.common import epoch_progress, number, one_bar_per_run
+from clusterprior.cli.common import bars_per_run, number
 from clusterprior.errors import UserError
 
 experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", rich_markup_mode=None)
@@ -49,7 +48,6 @@ def experiment_layer_rotation(
         f"task {task}: {chosen.note}; {len(configs)} configurations, {chosen.epochs} epochs each, "
         f"seeds {seed}..{seed + seeds - 1}"
     )
-    progress = epoch_progress(Console(quiet=quiet))
     options: dict[str, Any] = {
         "seed": seed,
         "device": str(resolve_device(device)),
@@ -60,11 +58,10 @@ def experiment_layer_rotation(
             f"min {number(r['rotation_min'], 3)}",
             flush=True,
         ),
-        "progress": one_bar_per_run(progress),
         "seeds": seeds,
     }
-    with progress:
-        verdicts = lr_exp.run_study(study or "exploration", chosen, out, **options)
+    with bars_per_run(quiet) as bars:
+        verdicts = lr_exp.run_study(study or "exploration", chosen, out, progress=bars, **options)
     _print_verdicts(verdicts)
     pictures = ", ".join(sorted(p.name for p in out.glob("*.png")))
     print(f"wrote {out}/results.csv, summary.csv, verdicts.csv, curves*.json, experiment.json, {pictures}")
@@ -109,8 +106,7 @@ def experiment_adapt_copy(
         raise UserError(f"unknown --method {method!r}; available: {', '.join(adapt_copy.METHODS)}")
     chosen = _task(task, epochs)
     print(f"task {task}: {chosen.note}; the adaptive run, its AdaptCopy and SGD + weight decay, {chosen.epochs} epochs")
-    progress = epoch_progress(Console(quiet=quiet))
-    with progress:
+    with bars_per_run(quiet) as bars:
         adapt_copy.run(
             chosen,
             out,
@@ -123,7 +119,7 @@ def experiment_adapt_copy(
                 f"rotation mean {number(r['rotation_mean'], 3)} min {number(r['rotation_min'], 3)}",
                 flush=True,
             ),
-            progress=one_bar_per_run(progress),
+            progress=bars,
         )
     _print_verdicts(adapt_copy.verdicts(out))
     print(f"wrote {out}/results.csv, curves.json, adapt_copy.png, verdicts.csv")
@@ -150,8 +146,7 @@ def experiment_features(
 
     if not 1 <= neurons <= features.HIDDEN:
         raise UserError(f"--neurons must be in 1..{features.HIDDEN}")
-    progress = epoch_progress(Console(quiet=quiet))
-    with progress:
+    with bars_per_run(quiet) as bars:
         table = features.run(
             out,
             data_dir=data_dir,
@@ -164,7 +159,7 @@ def experiment_features(
                 f"first-layer rotation {number(r['rotation_first'], 3)}  ({r['data']})",
                 flush=True,
             ),
-            progress=one_bar_per_run(progress),
+            progress=bars,
         )
     _print_verdicts(features.verdicts(out))
     print(f"{len(table)} runs; wrote {out}/results.csv, features.npz, features.png, verdicts.csv")
@@ -215,8 +210,7 @@ def experiment_winner_take_most(
             flush=True,
         )
 
-    progress = epoch_progress(Console(quiet=quiet))
-    with progress:
+    with bars_per_run(quiet) as bars:
         _, summary = wtm.run(
             names,
             out,
@@ -225,7 +219,7 @@ def experiment_winner_take_most(
             device=resolved,
             data_dir=data_dir,
             on_result=show,
-            callbacks_for=one_bar_per_run(progress),
+            callbacks_for=bars,
         )
     if scale not in (None, 1.0):
         print(f"scale {scale}: widths and epochs reduced, so the thesis's numbers are not shown beside these")

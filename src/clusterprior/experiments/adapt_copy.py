@@ -31,7 +31,6 @@ from clusterprior.experiments.layer_rotation import (
     Progress,
     Task,
     Trained,
-    final_rotation,
     load_splits,
     sgd_decay,
     train_one,
@@ -111,7 +110,7 @@ def run(
     runs = {names[0]: adaptive, names[1]: copy, names[2]: baseline}
     rows = []
     for name, run in runs.items():
-        result, final = run.result, final_rotation(run.rotation)
+        result, final = run.result, list(run.rotation.final.values())
         row = {
             "run": name,
             "status": result.status,
@@ -143,9 +142,9 @@ def verdicts(folder: str | Path) -> pd.DataFrame:
     adaptive, copy, reference = (table.iloc[i] for i in range(3))
     gap = abs(copy["test_acc"] - adaptive["test_acc"])
 
-    def pairs(key: str, other: pd.Series) -> list[tuple[float, float]]:
-        """(adaptive or reference, ``other``) of ``key`` at every epoch both ran."""
-        a, b = ([r[key] for r in curves[name]["history"]] for name in (adaptive["run"], other["run"]))
+    def pairs(key: str, other: pd.Series, base: pd.Series = adaptive) -> list[tuple[float, float]]:
+        """(``base``, ``other``) of ``key`` at every epoch both ran."""
+        a, b = ([r[key] for r in curves[name]["history"]] for name in (base["run"], other["run"]))
         return list(zip(a, b, strict=False))
 
     def median(values: list[float]) -> float:
@@ -154,8 +153,7 @@ def verdicts(folder: str | Path) -> pd.DataFrame:
     loss_factor = math.exp(median([abs(math.log(b / a)) for a, b in pairs("train_loss", copy) if a > 0 and b > 0]))
     acc_gap = median([abs(b - a) for a, b in pairs("train_acc", copy)])
     reference_gap = median([abs(b - a) for a, b in pairs("train_acc", reference)])
-    copy_loss, reference_loss = ([r["train_loss"] for r in curves[x["run"]]["history"]] for x in (copy, reference))
-    faster = median([math.log(c / r) for c, r in zip(copy_loss, reference_loss, strict=False) if c > 0 and r > 0])
+    faster = median([math.log(c / r) for r, c in pairs("train_loss", copy, reference) if c > 0 and r > 0])
     return pd.DataFrame(
         [
             claim(CLAIMS["generalization"], f"{100 * gap:.2f} points", gap <= 0.01),

@@ -32,7 +32,7 @@ from clusterprior.data import fashion_mnist as fashion
 from clusterprior.data.mnist import locate
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
-from clusterprior.experiments.layer_rotation import Progress, Task, final_rotation, log3_of, train_one
+from clusterprior.experiments.layer_rotation import Progress, Task, log3_of, train_one
 from clusterprior.models.structure import kernels
 
 PER_CLASS = 1000  # the thesis's "reduced MNIST": 1,000 training samples per class
@@ -180,7 +180,7 @@ def run(
         first = next(iter(trained.rotation.initial))
         initial = trained.rotation.initial[first].numpy()
         finals.append(kernels(trained.model)[first].detach().cpu().numpy())
-        rotation = final_rotation(trained.rotation)
+        rotation = list(trained.rotation.final.values())
         row = {
             "label": r.label,
             "lr": r.lr,

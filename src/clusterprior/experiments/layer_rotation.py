@@ -24,7 +24,7 @@ from torch import nn
 from clusterprior import data, models, train
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
-from clusterprior.files import atomic_path
+from clusterprior.files import write_text
 from clusterprior.probe.rotation import IterationRotation, RotationMonitor, SecondMoments, StepRates
 
 # (alpha, rho(0)): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
@@ -251,16 +251,11 @@ def train_one(
         train_split,
         test_split,
         config,
-        callbacks=[monitor, *(r for n, r in recorders.items() if not RECORDERS[n][1]), *(callbacks or ())],
+        callbacks=[monitor, *(r for n, r in recorders.items() if not RECORDERS[n][1]), *callbacks],
         step_callbacks=[r for n, r in recorders.items() if RECORDERS[n][1]],
         optimizer=optimizer(model) if optimizer else None,
     )
     return Trained(model, result, monitor, recorders)
-
-
-def final_rotation(monitor: RotationMonitor) -> list[float]:
-    """Every kernel's cosine distance from its initial value at the end of training."""
-    return [v for k, v in monitor.history[-1].items() if k not in ("epoch", "step")]
 
 
 def moment_spread(history: dict[int, dict[str, list[float]]]) -> tuple[float, float]:
@@ -290,12 +285,6 @@ def _identity(task: Task, configs: list[Config], seed: int, data_options: dict[s
     settings = {k: v for k, v in asdict(task).items() if k != "note"}
     identity = {"task": settings, "configs": [asdict(c) for c in configs], "seed": seed, "data": data_options}
     return json.loads(json.dumps(identity, default=str))
-
-
-def _write(path: Path, text: str) -> None:
-    """``text`` to ``path`` atomically: a kill never leaves half a file."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -357,7 +346,7 @@ def train_configs(
     if held and (not stamp.is_file() or json.loads(stamp.read_text()) != identity):
         raise UserError(f"{out} holds the results of another experiment: choose another folder or empty it")
     splits = load_splits(task, data_options)  # bad data options fail before the folder is claimed
-    _write(stamp, json.dumps(identity, indent=1))
+    write_text(stamp, json.dumps(identity, indent=1))
     rows = pd.read_csv(results).to_dict("records") if results.is_file() else []  # whatever --seeds asks now
     finished = {(r["seed"], r["config"]) for r in rows}
     for s in range(seed, seed + seeds):
@@ -369,7 +358,7 @@ def train_configs(
             epochs = c.train.get("epochs", task.epochs)
             bars = progress(c.label if seeds == 1 else f"{c.label} (seed {s})", epochs) if progress else ()
             run = train_one(task, splits, c.train, s, device, c.record, callbacks=bars)
-            result, rotation = run.result, final_rotation(run.rotation)
+            result, rotation = run.result, list(run.rotation.final.values())
             row = {
                 "seed": s,
                 "config": c.label,
@@ -390,7 +379,7 @@ def train_configs(
                 curves[c.label]["second_moments"] = moments
                 row["moments_across"], row["moments_within"] = moment_spread(moments)
             rows = [r for r in rows if (r["seed"], r["config"]) != (s, c.label)] + [row]
-            _write(path, json.dumps(curves))  # the curves first: a run counts as finished once in results.csv
+            write_text(path, json.dumps(curves))  # the curves first: a run counts as finished once in results.csv
             _write_results(rows, configs, out)
             if on_result:
                 on_result(row)
@@ -406,7 +395,7 @@ def _write_results(rows: list[dict[str, Any]], configs: list[Config], out: Path)
     accuracy = pd.to_numeric(table["test_acc"]).fillna(0.0)  # a diverged run: no better than nothing
     table["delta_eta"] = accuracy - accuracy.groupby(table["seed"]).transform("max")
     for name, frame in (("results.csv", table), ("summary.csv", summarize(table))):
-        _write(out / name, frame.to_csv(index=False))
+        write_text(out / name, frame.to_csv(index=False))
     return table
 
 

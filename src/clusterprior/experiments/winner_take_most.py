@@ -40,7 +40,7 @@ import torch
 from clusterprior import data, models, train
 from clusterprior.data import Split
 from clusterprior.errors import UserError
-from clusterprior.files import atomic_path, fingerprint
+from clusterprior.files import atomic_path, fingerprint, write_text
 from clusterprior.measures.dynamics import wtm_index, wtm_summary
 from clusterprior.models.layers import he_uniform_, scaled
 from clusterprior.probe import dynamics as recording_lib
@@ -275,7 +275,7 @@ def run_one(
         row["standard_test_acc"] = train.evaluate(
             model, st.x.to(config.device), st.y.to(config.device), loss="bce", amp=False
         )[1]
-    _write_json(folder / "result.json", {"config": _fingerprint(setting), "row": row})
+    write_text(folder / "result.json", json.dumps({"config": _fingerprint(setting), "row": row}))
     return row
 
 
@@ -287,12 +287,6 @@ def _prefixed(callbacks_for: CallbacksFor, prefix: str) -> CallbacksFor:
 def _fingerprint(setting: Setting) -> str:
     """What decides a run's result: the setting without its labels (``thesis``, ``note``)."""
     return fingerprint({k: v for k, v in dataclasses.asdict(setting).items() if k not in ("thesis", "note")})
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    """Atomic write: a crash leaves the old file or the new one, never half of one."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj))
 
 
 def _finished(setting: Setting, folder: Path) -> dict | None:

@@ -23,6 +23,11 @@ class RotationMonitor:
         self.steps = 0
         self.history: list[dict[str, float]] = [{"epoch": 0, "step": 0, **{k: 0.0 for k in self.initial}}]
 
+    @property
+    def final(self) -> dict[str, float]:
+        """Each kernel's cosine distance from its initial value at the last record."""
+        return {k: v for k, v in self.history[-1].items() if k not in ("epoch", "step")}
+
     def _record(self, model: nn.Module, epoch: int) -> None:
         self.history.append({"epoch": epoch, "step": self.steps, **kernel_rotation(self.initial, snapshot(model))})
 

@@ -162,10 +162,15 @@ def selective_neurons(recording: Preactivations, selectivity: tuple, title: str)
     return fig
 
 
+def _kernels(history: list[dict[str, float]]) -> list[str]:
+    """The kernels of a :class:`~clusterprior.probe.RotationMonitor` history (its rows' other keys)."""
+    return [k for k in history[0] if k not in ("epoch", "step")]
+
+
 def rotation_curves(history: list[dict[str, float]], title: str, ax=None) -> Figure | None:
     """Layer rotation curves (SPEC.md 4.1): cosine distance to the initial kernel over epochs,
     one line per layer coloured by depth (viridis: first layer dark, last yellow), y in [0, 1]."""
-    layers = [k for k in history[0] if k not in ("epoch", "step")]
+    layers = _kernels(history)
     fig = None
     if ax is None:
         fig = Figure(figsize=(4.2, 3.2))
@@ -318,7 +323,7 @@ def adapt_copy(curves: dict[str, dict[str, list[dict[str, float]]]], title: str)
         colour = TAB10(i % 10)
         history, rotation = curve["history"], curve["rotation"]
         loss_ax.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], label=name, color=colour)
-        layers = [k for k in rotation[0] if k not in ("epoch", "step")]
+        layers = _kernels(rotation)
         means = [sum(row[k] for k in layers) / len(layers) for row in rotation]
         mean_ax.plot([row["epoch"] for row in rotation], means, color=colour, label=name)
         layer_ax.bar(
