@@ -100,6 +100,32 @@ def test_stop_rule_reads_the_whole_training_split_in_eval_mode(small):
     assert "fit_loss" not in run(small, epochs=1).history[0]  # no stopping rule: no extra pass
 
 
+def test_running_rule_stops_on_the_running_objective_with_the_decay_penalty(small):
+    """The thesis's rule (Keras logs['loss']): the running mean of the epoch's batch losses
+    (augmentation and dropout on) plus the weight-decay penalty (wd / 2) * sum ||p||^2 taken
+    with the weights each batch's loss was computed with; not the clean loss."""
+    wd, threshold, steps = 1e-4, 1.0, 6  # 600 samples in batches of 100
+    torch.manual_seed(0)
+    model = models.build("mlp", small[0].input_shape, small[0].n_classes, dropout=0.1)
+    term = lambda: wd / 2 * sum(float(p.detach().double().pow(2).sum()) for p in model.parameters())  # noqa: E731
+    before_step = [term()]  # the penalty before step 1, then after each step (= before the next)
+    config = TrainConfig(
+        epochs=40, batch_size=100, lr=0.1, augment=True, weight_decay=wd, stop_loss=threshold, stop_rule="running"
+    )
+    result = train.fit(model, small[0], small[1], config, step_callbacks=[lambda state: before_step.append(term())])
+    history = result.history
+    for e, row in enumerate(history):
+        assert row["penalty"] == pytest.approx(sum(before_step[e * steps : (e + 1) * steps]) / steps, rel=1e-5)
+    objective = [row["train_loss"] + row["penalty"] for row in history]
+    assert result.stop_reason == "loss_threshold" and objective[-1] < threshold
+    assert all(o >= threshold for o in objective[:-1]), "it stops at the first epoch the objective is below"
+    clean = [row["fit_loss"] for row in history]  # the clean loss is still recorded beside it
+    assert min(clean[:-1]) < threshold, "the clean rule would have stopped earlier: this run shows the difference"
+    plain = run(small, epochs=2, stop_loss=threshold, stop_rule="running").history
+    assert [row["penalty"] for row in plain] == [0.0, 0.0], "no weight decay, no penalty"
+    assert all("fit_loss" in row for row in plain)
+
+
 def test_callbacks_run_every_epoch_and_can_stop(small):
     seen: list[int] = []
     torch.manual_seed(0)
@@ -137,6 +163,7 @@ def test_nan_loss_ends_the_run_as_diverged(small):
         ({"batch_size": 1}, "batch_size"),
         ({"epochs": 0}, "epochs"),
         ({"augment_options": {"rotate": 3}}, "augment"),
+        ({"stop_rule": "keras"}, "stop_rule must be one of clean, running"),
     ],
 )
 def test_config_validation(kwargs: dict, message: str):

@@ -19,7 +19,18 @@ def _history_table(history: list[dict[str, float]]) -> Table:
     table = Table(title="training history")
     cols = [
         c
-        for c in ("epoch", "lr", "train_loss", "train_acc", "fit_loss", "fit_acc", "test_loss", "test_acc", "seconds")
+        for c in (
+            "epoch",
+            "lr",
+            "train_loss",
+            "penalty",
+            "train_acc",
+            "fit_loss",
+            "fit_acc",
+            "test_loss",
+            "test_acc",
+            "seconds",
+        )
         if any(c in row for row in history)
     ]
     for c in cols:
@@ -57,6 +68,7 @@ def train(
     depth: float = typer.Option(1.0, help="Depth factor."),
     batchnorm: bool = typer.Option(True, "--batchnorm/--no-batchnorm", help="BatchNorm before every ReLU."),
     stop_loss: float | None = typer.Option(DEFAULT.stop_loss, help=HELP["stop_loss"]),
+    stop_rule: str = typer.Option(DEFAULT.stop_rule, help=HELP["stop_rule"]),
     seed: int = typer.Option(DEFAULT.seed, help="Seed of initialisation, data order, augmentation and dropout."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives or (Fashion-)MNIST idx files."),
@@ -80,6 +92,7 @@ def train(
         warmup_epochs=warmup,
         augment=augment,
         stop_loss=stop_loss,
+        stop_rule=stop_rule,
         seed=seed,
         device=str(train_lib.resolve_device(device)),
     )

@@ -11,6 +11,7 @@ from clusterprior.errors import UserError
 from clusterprior.train.augment import KEYS as AUGMENT_KEYS
 
 LOSSES = ("ce", "bce")
+STOP_RULES = ("clean", "running")
 OPTIMIZERS = (
     "sgd",
     "adam",
@@ -51,8 +52,18 @@ class TrainConfig:
     The learning rate at a step of epoch ``e`` (1-based) is
     ``lr * gamma ** #{m in milestones: m < e} * warm``, where ``warm`` rises
     linearly from ``warmup_start`` to 1 over the first ``warmup_epochs`` epochs
-    (per step). ``stop_loss`` ends training once the loss of the whole training
-    split (eval mode, no augmentation, checked after each epoch) falls below it.
+    (per step). ``stop_loss`` ends training once the loss that ``stop_rule`` names,
+    checked after each epoch, falls below it:
+
+    - ``clean``: the loss of the whole training split in eval mode, without augmentation;
+    - ``running``: the epoch's training objective as Keras logs it (``logs['loss']``, which
+      the thesis author's stopping callback reads): the running mean over the epoch's batches
+      of the batch loss (train mode, augmentation and dropout on) plus the weight-decay
+      penalty ``(weight_decay / 2) * sum ||p||^2`` over the parameters the optimizer decays.
+      ``weight_decay`` is PyTorch's (the gradient gains ``weight_decay * p``), i.e. Keras's
+      ``l2(lambda)`` with ``lambda = weight_decay / 2``; the optimizers here decay every
+      trainable parameter (kernels, biases and BatchNorm's scale and shift), where the
+      thesis's Keras models regularise kernels only, so the penalty counts them all.
     Each field's help and validity rule are in its metadata (:func:`option`).
     """
 
@@ -87,6 +98,12 @@ class TrainConfig:
         "train until the whole training split's loss (eval mode, no augmentation) is below this, or for "
         "`epochs` at most",
         ((lambda v: v is None or v > 0), "must be > 0"),
+    )
+    stop_rule: str = option(
+        "clean",
+        "the loss stop_loss reads: clean (the whole training split, eval mode, no augmentation) or running "
+        "(the epoch's running training objective with the weight-decay penalty, as Keras logs it: the thesis's rule)",
+        _one_of(STOP_RULES),
     )
     seed: int = option(0, "seed of data order, augmentation and dropout (seed the initialisation before building)")
     device: str = option("cpu", "cpu or cuda")

@@ -133,6 +133,17 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> Any:
     )
 
 
+def decay_penalty(optimizer: Any) -> torch.Tensor | None:
+    """The L2 term whose gradient the optimizer's weight decay adds, as Keras counts it:
+    ``sum over groups of (weight_decay / 2) * sum ||p||^2`` (None without weight decay)."""
+    terms = [
+        group["weight_decay"] / 2 * torch.nn.utils.get_total_norm([p.detach() for p in group["params"]]) ** 2
+        for group in optimizer.param_groups
+        if group.get("weight_decay", 0) > 0 and group["params"]
+    ]
+    return torch.stack(terms).sum() if terms else None
+
+
 def _memory_format(x: torch.Tensor, config: TrainConfig) -> torch.memory_format:
     return torch.channels_last if (config.channels_last and x.ndim == 4) else torch.contiguous_format
 
@@ -175,6 +186,11 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.
     return chunks[: steps_per_epoch(n, batch_size)]
 
 
+def stop_value(row: dict[str, float], rule: str) -> float:
+    """The loss that stopping rule ``rule`` reads in a history row (see :class:`TrainConfig`)."""
+    return row["train_loss"] + row["penalty"] if rule == "running" else row["fit_loss"]
+
+
 def fit(
     model: nn.Module,
     train: Split,
@@ -192,11 +208,13 @@ def fit(
     A NaN or infinite training loss ends the run with status "diverged". On CUDA, forward
     passes run under bf16 autocast (``config.amp``) and 4-D inputs in channels_last.
     History rows: epoch, lr, train_loss, train_acc (running means over the epoch's
-    augmented batches, train mode), test_loss, test_acc (every ``config.test_every`` epochs
-    and at the last), seconds; with ``config.stop_loss``
-    also fit_loss, fit_acc: the whole training split in eval mode without augmentation,
-    the loss the stopping rule reads (SPEC.md 2.5: train until the training loss is below
-    a threshold, so that test accuracy measures generalization alone).
+    augmented batches, train mode), penalty (running mean of the weight-decay term of
+    :func:`decay_penalty`, 0 without decay; ``train_loss + penalty`` is the objective the
+    ``running`` stopping rule reads), test_loss, test_acc (every ``config.test_every``
+    epochs and at the last), seconds; with ``config.stop_loss`` also fit_loss, fit_acc:
+    the whole training split in eval mode without augmentation, the loss the ``clean``
+    stopping rule reads (thesis Ch. 2: train until the training loss is below a
+    threshold, so that test accuracy measures generalization alone).
 
     ``optimizer``: one built for ``model`` already (e.g. Layca replaying recorded rotation
     rates), instead of ``config.optimizer``'s; the trainer still sets its groups' learning
@@ -234,6 +252,7 @@ def fit(
         model.train()
         batches = _batches(len(y), config.batch_size, order_gen, device)
         loss_sum = torch.zeros((), device=device)
+        penalty_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         for step, idx in enumerate(batches):
@@ -248,6 +267,9 @@ def fit(
                 _check_output(out, config.loss)
                 losses = per_example_loss(out, yb, config.loss)
                 loss = losses.mean()
+            penalty = decay_penalty(optimizer)  # the weights the batch's loss was computed with
+            if penalty is not None:
+                penalty_sum.add_(penalty, alpha=len(idx))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -258,13 +280,19 @@ def fit(
             loss_sum.add_(loss.detach(), alpha=len(idx))
             correct.add_(hits.sum())
             seen += len(idx)
-        row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+        row = {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": loss_sum.item() / seen,
+            "train_acc": correct.item() / seen,
+            "penalty": penalty_sum.item() / seen,
+        }
         if not math.isfinite(row["train_loss"]):
             history.append({**row, "seconds": time.perf_counter() - start})
             return TrainResult("diverged", "non-finite loss", history)
         if config.stop_loss is not None:
             row["fit_loss"], row["fit_acc"] = evaluate(model, x_fit, y, config.eval_batch_size, config.amp, config.loss)
-        reached = config.stop_loss is not None and row["fit_loss"] < config.stop_loss
+        reached = config.stop_loss is not None and stop_value(row, config.stop_rule) < config.stop_loss
         if reached or epoch == config.epochs or (config.test_every and epoch % config.test_every == 0):
             test_row(row)
         row["seconds"] = time.perf_counter() - start
