@@ -143,6 +143,18 @@ def test_fashion_mnist_hier_names_and_groups_the_garments(tmp_path: Path):
     assert train.meta.augment == {"shift": 2, "hflip": True}
 
 
+def test_flat_fashion_mnist_has_the_ten_garments_as_classes_and_no_subclasses(tmp_path: Path):
+    write_mnist(tmp_path)
+    flat = data.load("fashion-mnist", root=str(tmp_path), n_train=12, seed=3)
+    hier = data.load("fashion-mnist-hier", root=str(tmp_path), n_train=12, seed=3)
+    assert flat.sub is None and flat.meta.class_names == fashion_mnist.CLASS_NAMES and flat.n_classes == 10
+    assert torch.equal(flat.y, hier.sub) and torch.equal(flat.x, hier.x), "the same images, the garment as target"
+    assert flat.meta.augment == hier.meta.augment
+    from clusterprior import measures
+
+    assert measures.catalogue.select(None, has_subclasses=False) == ["c3", "c4"], "c3 and c4 on the flat set"
+
+
 def test_fashion_mnist_hier_subsets_are_fixed_and_sized(tmp_path: Path):
     write_mnist(tmp_path)
     a = data.load("fashion-mnist-hier", root=str(tmp_path), n_train=12, seed=3)

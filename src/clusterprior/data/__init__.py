@@ -1,8 +1,9 @@
 """Hierarchical data sets: ``load(name, split, **options) -> Split``.
 
 Registered: ``mnist1d-hier`` (default), ``digits-hier``, ``synthclust``,
-``cifar10``, ``cifar10-hier``, ``cifar100``, ``mnist`` (idx files), ``fashion-mnist-hier`` (Debian's
-dataset-fashion-mnist idx files), and any ``.npz`` file path. Image folders (not registered):
+``cifar10``, ``cifar10-hier``, ``cifar100``, ``mnist`` (idx files), ``fashion-mnist-hier``
+and the flat ``fashion-mnist`` (Debian's dataset-fashion-mnist idx files), and any ``.npz``
+file path. Image folders (not registered):
 :class:`ImageFolder` (streamed) and :func:`load_image_folder` (in memory).
 """
 

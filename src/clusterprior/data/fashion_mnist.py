@@ -1,4 +1,6 @@
-"""``fashion-mnist-hier``: Fashion-MNIST's real garment classes grouped into superclasses.
+"""``fashion-mnist-hier``: Fashion-MNIST's real garment classes grouped into superclasses;
+``fashion-mnist``: the same images with the 10 garment classes as the target and no
+subclasses (the flat counterpart, for c3 and c4, as thesis Table 2.3's CIFAR-10).
 
 Read from the four standard idx files (the same format and reader as MNIST,
 :mod:`clusterprior.data.mnist`). Debian ships them: ``apt-get install
@@ -52,24 +54,35 @@ def subset(part: Part, n: int | None, seed: int, name: str) -> Part:
     return Part(part.x[idx], part.y[idx], None if part.sub is None else part.sub[idx])
 
 
-@register("fashion-mnist-hier", cache=False)
-def fashion_mnist_hier(
-    root: str | None = None, n_train: int | None = None, n_test: int | None = None, seed: int = 0
-) -> Raw:
-    name = "fashion-mnist-hier"
+def _load(name: str, flat: bool, root: str | None, n_train: int | None, n_test: int | None, seed: int) -> Raw:
+    """Both splits: target = the garment's superclass and sub = the garment (``flat``: target
+    = the garment, no subclasses); the same subsets either way."""
     files = locate(root, name, SUBFOLDERS, DEBIAN_FOLDER, HINT)
     parts = []
     for split, n in (("train", n_train), ("test", n_test)):
         images, labels = read_split(files, split, name)
         labels = labels.astype(np.int64)
-        part = Part((images.astype(np.float32) / 255.0)[:, None], np.asarray(SUPERCLASS_OF, np.int64)[labels], labels)
+        x = (images.astype(np.float32) / 255.0)[:, None]
+        part = Part(x, labels, None) if flat else Part(x, np.asarray(SUPERCLASS_OF, np.int64)[labels], labels)
         parts.append(subset(part, n, seed, name))
-    meta = Meta(
-        name,
-        "image",
-        SUPERCLASS_NAMES,
-        subclass_names=CLASS_NAMES,
-        superclass_of=SUPERCLASS_OF,
-        augment={"shift": 2, "hflip": True},
+    augment = {"shift": 2, "hflip": True}
+    meta = (
+        Meta(name, "image", CLASS_NAMES, augment=augment)
+        if flat
+        else Meta(
+            name, "image", SUPERCLASS_NAMES, subclass_names=CLASS_NAMES, superclass_of=SUPERCLASS_OF, augment=augment
+        )
     )
     return Raw(parts[0], parts[1], meta, normalize="global")
+
+
+@register("fashion-mnist-hier", cache=False)
+def fashion_mnist_hier(
+    root: str | None = None, n_train: int | None = None, n_test: int | None = None, seed: int = 0
+) -> Raw:
+    return _load("fashion-mnist-hier", False, root, n_train, n_test, seed)
+
+
+@register("fashion-mnist", cache=False)
+def fashion_mnist(root: str | None = None, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Raw:
+    return _load("fashion-mnist", True, root, n_train, n_test, seed)
