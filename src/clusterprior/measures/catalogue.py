@@ -13,6 +13,8 @@ the top-k of the measure (``None`` for measures without one).
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -24,7 +26,7 @@ from torch import nn
 
 from clusterprior.data import Split
 from clusterprior.errors import UserError
-from clusterprior.measures import baselines, sharpness
+from clusterprior.measures import baselines, sharpness, spectral
 from clusterprior.measures import intraclass as ic
 from clusterprior.measures.distributed import Distributed, Local
 from clusterprior.measures.intraclass import Scores
@@ -109,6 +111,11 @@ class Inputs:
             tokens=self.probing.tokens,
         )
 
+    @cached_property
+    def spectrum(self) -> spectral.SpectralAnalysis:
+        """WeightWatcher's analysis of the model, run once for every ``ww_`` measure."""
+        return spectral.analyze(self.model)
+
     @property
     def in_memory(self) -> Split:
         assert self.split is not None  # measure() checks that streamed data asks only for streamed measures
@@ -146,7 +153,9 @@ class Measure:
     predict better generalization (SPEC.md 2.6), so a positive correlation is a correct
     prediction. ``reads``: a subset of :data:`READS`. ``k``: the :class:`Settings` field
     that sets its top-k (its per-layer values use ``layerwise_k`` for neuron-level
-    measures). ``sweep``: also computed at each k of a k-sweep (thesis Fig. 2.5)."""
+    measures). ``sweep``: also computed at each k of a k-sweep (thesis Fig. 2.5).
+    ``requires``: the optional package it needs and the extra of clusterprior that installs
+    it, ``(import name, extra)``; :func:`measure` skips it, with a warning, without it."""
 
     name: str
     family: Literal["intraclass", "baseline"]
@@ -157,6 +166,7 @@ class Measure:
     description: str
     k: Literal["k_neuron", "k_layer"] | None = None
     sweep: bool = False
+    requires: tuple[str, str] | None = None
 
     @property
     def needs_subclasses(self) -> bool:
@@ -239,6 +249,24 @@ def _sharpness(kind: Callable[..., sharpness.Sharpness], kernels_only: bool) -> 
         ).value
 
     return _model_value(value)
+
+
+def _weightwatcher(metric: str, description: str) -> Measure:
+    """``ww_<metric>``: a WeightWatcher metric (:mod:`.spectral`), the mean over the analysed
+    layers, with per-layer values. Orientation -1: smaller predicts better generalization
+    (WeightWatcher's documentation for alpha and alpha_weighted, Martin & Mahoney for the
+    norms; for the stable rank, undocumented there, as a capacity term of the spectral margin
+    bounds: see :mod:`.spectral`)."""
+    return Measure(
+        f"ww_{metric}",
+        "baseline",
+        "model",
+        -1,
+        ("weights",),
+        _model_value(lambda i: i.spectrum.value(metric), lambda i: i.spectrum.per_layer(metric)),
+        description,
+        requires=(spectral.PACKAGE, spectral.EXTRA),
+    )
 
 
 def _c0(inputs: Inputs) -> float:
@@ -419,6 +447,13 @@ def _entries() -> list[Measure]:
             _sharpness(sharpness.alpha_sharpness, True),
             "worst-case sharpness, kernels only",
         ),
+        _weightwatcher("alpha", "WeightWatcher: mean power-law exponent of the layers' eigenvalue tails"),
+        _weightwatcher("alpha_weighted", "WeightWatcher: mean alpha x log10(largest eigenvalue)"),
+        _weightwatcher("log_norm", "WeightWatcher: mean log10 squared Frobenius norm of the layers"),
+        _weightwatcher("log_spectral_norm", "WeightWatcher: mean log10 largest eigenvalue (squared spectral norm)"),
+        _weightwatcher(
+            "stable_rank", "WeightWatcher: mean stable rank ||W||_F^2 / ||W||_2^2 (smaller taken as better)"
+        ),
     ]
 
 
@@ -450,6 +485,25 @@ def select(names: Sequence[str] | None, has_subclasses: bool) -> list[str]:
         supported = [n for n in INTRACLASS if not CATALOGUE[n].needs_subclasses]
         raise UserError(f"{missing[0]} needs subclass labels and this data set has none; use {', '.join(supported)}")
     return list(names)
+
+
+def _installed(names: list[str]) -> list[str]:
+    """``names`` without the measures whose optional package is not installed, with one
+    warning per package."""
+    missing: dict[tuple[str, str], list[str]] = {}
+    for name in names:
+        need = CATALOGUE[name].requires
+        if need is not None and importlib.util.find_spec(need[0]) is None:
+            missing.setdefault(need, []).append(name)
+    for (package, extra), group in missing.items():
+        warnings.warn(
+            f"{package} is not installed (pip install 'clusterprior[{extra}]'): its measures {', '.join(group)} "
+            "are skipped",
+            UserWarning,
+            stacklevel=3,
+        )
+    skipped = {name for group in missing.values() for name in group}
+    return [n for n in names if n not in skipped]
 
 
 def _sweep_rows(inputs: Inputs, names: Sequence[str], k_sweep: Sequence[int]) -> list[dict[str, Any]]:
@@ -506,7 +560,8 @@ def measure(
     (otherwise they are captured once, if a measure reads them). ``probing``: which
     activations the probe reads. ``progress(label)``: called after each streamed batch.
     Per-layer rows follow the model-level ones, the probe's layers in forward order first;
-    layers without a live neuron are left out.
+    layers without a live neuron are left out. A measure whose optional package is not
+    installed (the ``ww_`` measures: WeightWatcher) is skipped, with one warning.
     """
     settings = settings or Settings()
     probing = probing or Probing()
@@ -517,7 +572,7 @@ def measure(
         else None
     )
     has_subclasses = data.sub is not None if isinstance(data, Split) else source is not None and source.has_subclasses()
-    names = select(measures, has_subclasses)
+    names = _installed(select(measures, has_subclasses))
     lacking = [n for n in names if "initial" in CATALOGUE[n].reads and initial is None]
     if lacking:
         raise UserError(f"{lacking[0]} needs the weights at initialisation (studies keep them; a checkpoint does not)")
