@@ -1,5 +1,6 @@
 """Generalization statistics: Kendall tau, granulated Kendall Psi, the conditional
-mutual-information score, and bootstrap confidence intervals (SPEC.md 2.6)."""
+mutual-information score, bootstrap confidence intervals (SPEC.md 2.6), and what the seeds
+of one configuration say: reliability, replicate agreement and the test-noise floor."""
 
 from clusterprior.stats.correlation import (
     conditional_mi_score,
@@ -8,5 +9,17 @@ from clusterprior.stats.correlation import (
     kendall,
     total_score,
 )
+from clusterprior.stats.replicates import Estimate, configurations, noise_floor, reliability, replicate_agreement
 
-__all__ = ["conditional_mi_score", "granulated_kendall", "granulated_kendall_ci", "kendall", "total_score"]
+__all__ = [
+    "Estimate",
+    "conditional_mi_score",
+    "configurations",
+    "granulated_kendall",
+    "granulated_kendall_ci",
+    "kendall",
+    "noise_floor",
+    "reliability",
+    "replicate_agreement",
+    "total_score",
+]
