@@ -66,8 +66,15 @@ def test_report_tables_and_files(finished: Path):
         "kendall_vs_k.png",
         "neurons.png",
         "report.html",
+        "reliability.csv",
+        "agreement.csv",
+        "noise_floor.csv",
     ):
         assert (built.folder / name).is_file(), name
+    seeds = built.analysis.seeds
+    assert seeds is not None and list(seeds.reliability.index) == [*table.index, "test_acc"]
+    assert list(seeds.agreement.index) == ["batch_size", "lr", "total"]
+    assert (seeds.reliability["configurations"] == 4).all(), "4 configurations of 2 seeds"
     csv = pd.read_csv(built.folder / "granulated_kendall.csv", index_col="measure")
     pd.testing.assert_frame_equal(csv, table, check_names=False)
     md = (built.folder / "report.md").read_text()
@@ -77,6 +84,7 @@ def test_report_tables_and_files(finished: Path):
     assert "src='http" not in page and "<table class='kendall'>" in page
     assert page.count("<svg class='figure'") == len(table), "Fig. 2.4: one figure per measure, drawn in the page"
     assert "<select id='scatter-hue'><option value='batch_size'>" in page
+    assert "Reliability: ICC(1)" in page and "Test-noise floor" in page and "# Seeds" in md
 
 
 def test_distance_from_init_is_oriented(finished: Path):
@@ -169,6 +177,10 @@ def test_terminal_table_fits_100_columns_with_intervals(finished: Path):
     c3 = next(line for line in lines if line.split() and line.split()[0] == "c3").split()
     lo, hi = analysis.totals.loc["c3", ["lo", "hi"]]
     assert f"[{lo:.2f}," in c3 and f"{hi:.2f}]" in c3 and f"{analysis.totals.loc['c3', 'half_width']:.2f}" in c3
+    assert c3[-1] == f"{analysis.seeds.reliability.loc['c3', 'value']:.2f}", "each measure's reliability (ICC)"
+    agreement = next(line for line in lines if line.split() and line.split()[0] == "replicate").split()
+    assert agreement[-1] == f"{analysis.seeds.reliability.loc['test_acc', 'value']:.2f}"
+    assert any("Test-noise floor" in line for line in lines)
 
 
 def test_layer_depths_follow_forward_order_even_when_names_differ(tmp_path: Path):

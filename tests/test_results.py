@@ -23,13 +23,73 @@ BLOCKS = {
     "chapter4/adapt-copy",
     "chapter4/features",
 } | {f"chapter4/layer-rotation-{s}" for s in ("exploration", "lr", "weight-decay", "warmup", "adaptive")}
-COMPARED = ("models.csv", "granulated_kendall.csv", "granulated_kendall_ci.csv", "totals.csv", "cmi.csv")
+COMPARED = (
+    "models.csv",
+    "granulated_kendall.csv",
+    "granulated_kendall_ci.csv",
+    "totals.csv",
+    "cmi.csv",
+    "reliability.csv",
+    "agreement.csv",
+    "noise_floor.csv",
+)
 
 
 def test_every_readme_results_block_is_generated_from_its_files():
     text = (ROOT / "README.md").read_text()
     assert {m.group("name") for m in readme.BLOCK.finditer(text)} == BLOCKS
     assert readme.render(text, RESULTS) == text, "stale README: run 'clusterprior study readme'"
+
+
+def test_the_readme_seeds_are_the_report_s():
+    """The README blocks recompute the seeds' statistics from models.csv with the report's own
+    function: they equal the report's files, and the demo shows them beside each total."""
+    folder = RESULTS / "demo" / "report"
+    models = pd.read_csv(folder / "models.csv")
+    kendall = pd.read_csv(folder / "granulated_kendall.csv", index_col="measure")
+    seeds = readme._seeds(models, [c for c in kendall.columns if c != "total"], list(kendall.index), folder)
+    assert seeds is not None
+    for name, table in (
+        ("reliability", seeds.reliability),
+        ("agreement", seeds.agreement),
+        ("noise_floor", seeds.noise),
+    ):
+        committed = pd.read_csv(folder / f"{name}.csv", index_col=0)
+        pd.testing.assert_frame_equal(table, committed, check_names=False, check_exact=False, rtol=1e-12)
+    assert {"ww_alpha", "ww_stable_rank"} <= set(kendall.index), "WeightWatcher's rows, non-empty on Conv1d"
+    assert models[["ww_alpha", "ww_stable_rank"]].notna().all().all()
+    text = (ROOT / "README.md").read_text()
+    assert "| replicate |" in text and "reliability [95 %]" in text and "Test-noise floor" in text
+
+
+def test_every_committed_run_id_is_found_from_its_spec():
+    """Options added since a study ran (the stopping rule, the measurement points) leave its
+    run ids as they were: expanding each committed spec finds every model it reports, so a
+    study resumes instead of retraining (the demo, regenerated since, sets them)."""
+    from clusterprior.study import expand, load_spec
+    from clusterprior.study.spec import FIRST_MEASURE_FIELDS, FIRST_TRAIN_FIELDS, MeasureSpec, TrainSpec
+
+    added = {"train": {"stop_rule"}, "measures": {"at", "fit_loss"}}
+    assert added["train"] <= set(TrainSpec.model_fields) - set(FIRST_TRAIN_FIELDS)
+    assert added["measures"] <= set(MeasureSpec.model_fields) - set(FIRST_MEASURE_FIELDS)
+    found = 0
+    for spec in sorted(RESULTS.glob("*/study.toml")):
+        runs = expand(load_spec(spec))
+        reported = set(pd.read_csv(spec.parent / "report" / "models.csv")["run_id"])
+        assert reported <= {r["id"] for r in runs}, f"{spec}: run ids moved"
+        if spec.parent.name != "demo":  # studies run before these fields existed: left out of their configs
+            assert not any(added[part] & set(r[part]) for r in runs for part in added), spec
+        found += len(reported)
+    assert found == 525
+
+
+def test_a_new_option_set_away_from_its_default_makes_a_new_run():
+    from clusterprior.study.spec import expand, parse
+
+    base = expand(parse((RESULTS / "chapter2" / "study.toml").read_text()))[0]["id"]
+    for section, line in (("train", 'stop_rule = "running"'), ("measures", 'at = ["init", "final"]')):
+        text = (RESULTS / "chapter2" / "study.toml").read_text().replace(f"[{section}]\n", f"[{section}]\n{line}\n")
+        assert expand(parse(text))[0]["id"] != base, line
 
 
 def test_a_changed_result_or_readme_number_is_caught(tmp_path: Path):

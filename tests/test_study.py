@@ -164,6 +164,79 @@ def test_run_resume_frame_and_status(tmp_path: Path, capsys):
         assert len(pd.read_parquet(tmp_path / "frame.parquet")) == 12
 
 
+POINTS = """
+name = "points"
+[data]
+name = "mnist1d-hier"
+options = { n_train = 300, n_test = 100 }
+[model]
+name = "mlp"
+width = 0.25
+[train]
+epochs = 4
+[measures]
+names = ["c1", "c3", "layer_rotation"]
+track_every = 2
+at = ["init", "fit", "final"]
+fit_loss = 1.3
+[grid.axes]
+batch_size = [30, 50, 100]
+seed = [0, 1]
+"""
+
+
+def test_measures_at_init_fit_and_final_and_reports_at_each_point(tmp_path: Path, capsys):
+    """A run is measured at epoch 0, at its first epoch whose clean training loss is below
+    fit_loss (a run that never gets there has no fit row and is flagged by fit_epoch = None),
+    and at its last; the report reads any of those points and says how many models it covers."""
+    from clusterprior import report
+    from clusterprior.report import readme
+
+    (tmp_path / "points.toml").write_text(POINTS)
+    out = tmp_path / "study"
+    assert main(["study", "run", str(tmp_path / "points.toml"), "--out", str(out), "--quiet"]) == 0
+    s = study.load(out)
+    runs, frame, values = s.runs(), s.frame(), s.model_values()
+    for run in runs.itertuples():
+        clean = frame[frame["run_id"] == run.id].dropna(subset=["fit_loss"])
+        below = clean[clean["fit_loss"] < 1.3]["epoch"]
+        assert (run.fit_epoch if run.fit_epoch == run.fit_epoch else None) == (below.min() if len(below) else None)
+        epochs = sorted(set(values[values["run_id"] == run.id]["epoch"]))
+        expected = {0, 2, 4} | ({int(run.fit_epoch)} if run.fit_epoch == run.fit_epoch else set())
+        assert epochs == sorted(expected), "init, every 2 epochs, fit and final"
+        assert run.n_test == 100
+    reached = runs["fit_epoch"].notna()
+    assert 0 < reached.sum() < len(runs), "the fit_loss splits the runs: the test covers both cases"
+    at_init = values[(values["epoch"] == 0) & (values["measure"] == "layer_rotation")]
+    assert at_init["value"].abs().max() < 1e-12 and len(at_init) == 6, "measured on the initial weights"
+
+    fit = report.build(out, n_boot=50, at="fit")
+    assert fit.folder == out / "report-fit"
+    models = pd.read_csv(fit.folder / "models.csv")
+    by_id = runs.set_index("id")["fit_epoch"]
+    assert models["measured_epoch"].equals(models["run_id"].map(by_id)), "read at each run's fit epoch"
+    assert models["c3"].isna().equals(models["measured_epoch"].isna()), "no fit row for a run that missed it"
+    totals = pd.read_csv(fit.folder / "totals.csv", index_col="measure")
+    assert (totals["models"] == reached.sum()).all(), "every total says how many models it covers"
+    note = f"{reached.sum()} of 6 finished models ({6 - reached.sum()} never reached it"
+    assert note in (fit.folder / "report.md").read_text()
+    assert f"{reached.sum()} of 6 models (the others never reached it)" in readme.block(fit.folder, "x")
+
+    change = report.build(out, n_boot=0, at="change").analysis.models.set_index("run_id")["c3"]
+    init = report.build(out, n_boot=0, at="init").analysis.models.set_index("run_id")["c3"]
+    final = report.build(out, n_boot=50).analysis
+    assert change.to_numpy() == pytest.approx((final.models.set_index("run_id")["c3"] - init).to_numpy())
+    assert (out / "report-init" / "models.csv").is_file() and (out / "report-change" / "models.csv").is_file()
+
+    assert final.seeds is not None, "two seeds: reliability, replicate agreement and the noise floor"
+    reliability = pd.read_csv(out / "report" / "reliability.csv", index_col="quantity")
+    assert list(reliability.index) == ["c1", "c3", "layer_rotation", "test_acc"]
+    assert set(pd.read_csv(out / "report" / "agreement.csv")["axis"]) == {"batch_size", "total"}
+    assert list(pd.read_csv(out / "report" / "noise_floor.csv")["quantity"]) == ["observed", "floor", "share"]
+    assert main(["study", "report", str(out), "--at", "halfway"]) == 2
+    assert "--at must be one of final, fit, init, change or an epoch number" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_failed_and_diverged_runs_are_recorded_and_the_study_goes_on(tmp_path: Path, capsys):
     spec = tiny(tmp_path, epochs=1, seeds="[0]", extra='model = ["mlp", "nope"]\n')

@@ -33,6 +33,7 @@ def demo(
     console = Console(width=max(100, Console().width))
     console.print(report.tables.terminal_table(built.analysis))
     console.print(report.capped_note(built.analysis))
+    console.print(report.coverage_note(built.analysis))
     print(f"report: {built.html}")
 
 
@@ -108,11 +109,16 @@ def study_run(
 def study_report(
     folder: Path = typer.Argument(..., help="Study directory."),
     target: str = typer.Option("test_acc", help="test_acc or gap (the generalization gap)."),
+    at: str = typer.Option(
+        "final",
+        help="Read the measures at: final, fit (first epoch below the clean fit_loss), init, change (final - init) "
+        "or an epoch number; other than final, the report goes to DIR/report-AT/.",
+    ),
 ) -> None:
     """Write DIR/report/: granulated-Kendall table (CSV, Markdown), CMI scores, figures, report.html."""
     from clusterprior import report
 
-    built = report.build(folder, target=target)
+    built = report.build(folder, target=target, at=at)
     print((built.folder / "report.md").read_text())
     print(f"report: {built.html}")
 

@@ -1,5 +1,7 @@
 """The study report: ``build(DIR)`` writes ``DIR/report/`` (tables as CSV and Markdown,
-figures as PNG, and one self-contained ``report.html``)."""
+figures as PNG, and one self-contained ``report.html``), with the measures read at the
+final epoch; ``build(DIR, at=POINT)`` reads them at another point of training and writes
+``DIR/report-POINT/`` (:func:`report_folder`)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,26 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from clusterprior.measures import INTRACLASS
 from clusterprior.measures.intraclass import subclass_selectivity
 from clusterprior.report import figures
 from clusterprior.report.html import page, scatter_section, table_html
-from clusterprior.report.tables import Analysis, analyse, k_sweep, markdown, totals_markdown
+from clusterprior.report.tables import (
+    AGREEMENT,
+    AGREEMENT_NOTE,
+    RELIABILITY,
+    Analysis,
+    analyse,
+    check_point,
+    k_sweep,
+    markdown,
+    noise_sentence,
+    point_label,
+    seeds_markdown,
+    totals_markdown,
+)
 from clusterprior.study import artifacts
 
 
@@ -45,23 +62,47 @@ def capped_note(analysis: Analysis) -> str:
     )
 
 
-def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> Report:
-    """Analyse the finished runs of study ``folder`` and write ``folder/report/``."""
+def report_folder(folder: str | Path, at: str = "final") -> Path:
+    """Where the report of study ``folder`` at point ``at`` goes: ``report/`` at the final
+    epoch, ``report-AT/`` elsewhere."""
+    return Path(folder) / ("report" if check_point(at) == "final" else f"report-{at}")
+
+
+def coverage_note(analysis: Analysis) -> str:
+    """One sentence on the point the measures were read at and how many models it covers."""
+    covered, finished = len(analysis.covered), len(analysis.models)
+    missing = (
+        "" if covered == finished else f" ({finished - covered} never reached it: measured_epoch empty in models.csv)"
+    )
+    return f"Measures read {point_label(analysis.point)}: {covered} of {finished} finished models{missing}."
+
+
+def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: str = "final") -> Report:
+    """Analyse the finished runs of study ``folder`` with their measures read at point ``at``
+    (final, fit, init, change or an epoch number) and write :func:`report_folder`."""
     folder = Path(folder)
-    analysis = analyse(folder, target, n_boot)
-    out = folder / "report"
+    analysis = analyse(folder, target, n_boot, at)
+    out = report_folder(folder, at)
     out.mkdir(exist_ok=True)
     analysis.kendall.to_csv(out / "granulated_kendall.csv", index_label="measure")
     analysis.intervals.to_csv(out / "granulated_kendall_ci.csv", index_label="measure")
     analysis.totals.to_csv(out / "totals.csv", index_label="measure")
     analysis.cmi.to_csv(out / "cmi.csv", index_label="measure")
     analysis.models.to_csv(out / "models.csv", index=False)
+    seeds = analysis.seeds
+    if seeds is not None:
+        seeds.reliability.to_csv(out / "reliability.csv", index_label="quantity")
+        seeds.agreement.to_csv(out / "agreement.csv", index_label="axis")
+        seeds.noise.to_csv(out / "noise_floor.csv", index_label="quantity")
     cmi_table = analysis.cmi.to_frame("CMI score")
     capped = capped_note(analysis)
+    coverage = coverage_note(analysis)
+    seeds_section = f"# Seeds\n\n{seeds_markdown(analysis)}\n\n" if seeds is not None else ""
     (out / "report.md").write_text(
-        f"# Granulated Kendall ({analysis.target}, {len(analysis.models)} models)\n\n{markdown(analysis.kendall)}\n\n"
+        f"# Granulated Kendall ({analysis.target}, {len(analysis.covered)} models)\n\n{coverage}\n\n"
+        f"{markdown(analysis.kendall)}\n\n"
         f"# Totals with their 95 % bootstrap intervals\n\n{totals_markdown(analysis)}\n\n{capped}\n\n"
-        f"# Conditional mutual information score\n\n{markdown(cmi_table, 3)}\n"
+        f"{seeds_section}# Conditional mutual information score\n\n{markdown(cmi_table, 3)}\n"
     )
     from clusterprior.study import load  # lazily: the figures alone need no study stack (pydantic)
 
@@ -73,7 +114,7 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
         study.close()
     made = [
         (
-            figures.scatter(analysis.models, analysis.measures, analysis.axes[0], target),
+            figures.scatter(analysis.covered, analysis.measures, analysis.axes[0], target),
             "scatter.png",
             f"Each measure against generalization, coloured by {analysis.axes[0]} (thesis Fig. 2.4; the interactive "
             "version above colours by any hyperparameter).",
@@ -89,8 +130,8 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
             "Measures during training for the worst, median and best tracked runs (thesis Fig. 2.7).",
         ),
     ]
-    sweep = k_sweep(swept, analysis.models, analysis.axes, analysis.replicates)
-    if not sweep.empty:
+    sweep = k_sweep(swept, analysis.models, analysis.axes, analysis.replicates) if at == "final" else None
+    if sweep is not None and not sweep.empty:
         made.append(
             (
                 figures.kendall_vs_k(sweep),
@@ -127,6 +168,7 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
     )
     intro = (
         f"{len(analysis.models)} finished models; varied hyperparameters: {', '.join(analysis.axes)}.{replicated} "
+        f"{markup.escape(coverage)} "
         f"Coefficients correlate each measure with {figures.TARGET_LABEL[target]}"
         " (positive: higher measure, better generalization; baselines oriented so that positive is a correct "
         "prediction). Bold: best of each column. Brackets: 95% bootstrap interval over groups."
@@ -139,9 +181,14 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
             f"<p>Half-width of the 95% interval of each total: {power.min():.2f} to {power.max():.2f}. "
             f"{markup.escape(capped)}</p>",
         ),
+        *(
+            [("Seeds: reliability, replicate agreement and the test-noise floor", seeds_html(analysis))]
+            if seeds
+            else []
+        ),
         (
             "Measures against generalization (thesis Fig. 2.4)",
-            scatter_section(analysis.models, analysis.measures, analysis.axes, figures.TARGET_LABEL[target]),
+            scatter_section(analysis.covered, analysis.measures, analysis.axes, figures.TARGET_LABEL[target]),
         ),
         (
             "Conditional mutual information score (min over conditioning sets of at most 2 hyperparameters)",
@@ -153,4 +200,27 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> R
     return Report(out, html_path, analysis)
 
 
-__all__ = ["Report", "build", "capped_note"]
+def _interval_cells(estimates: pd.DataFrame) -> pd.Series:
+    """``[lo, hi]`` of each estimate row ("" where undefined)."""
+    return pd.Series(
+        [f"[{r.lo:.2f}, {r.hi:.2f}]" if r.lo == r.lo else "" for r in estimates.itertuples()], index=estimates.index
+    )
+
+
+def seeds_html(analysis: Analysis) -> str:
+    """The seeds' section of the page: reliability of each measure and of the target, the
+    replicate agreement per axis and the test-noise floor."""
+    seeds = analysis.seeds
+    assert seeds is not None
+    reliability = seeds.reliability[["value"]].rename(columns={"value": "reliability"})
+    agreement = seeds.agreement[["value"]].T.rename(index={"value": AGREEMENT})
+    return (
+        f"<p>{markup.escape(RELIABILITY)}</p>"
+        + table_html(reliability, _interval_cells(seeds.reliability).to_frame("reliability"))
+        + f"<p>{markup.escape(AGREEMENT_NOTE)}</p>"
+        + table_html(agreement, _interval_cells(seeds.agreement).to_frame(AGREEMENT).T)
+        + f"<p>{markup.escape(noise_sentence(seeds.noise))}</p>"
+    )
+
+
+__all__ = ["Report", "build", "capped_note", "coverage_note", "report_folder"]

@@ -2,8 +2,10 @@
 
 Every number the README states about a study comes from a block between
 ``<!-- results: NAME -->`` and ``<!-- end results: NAME -->``, written by :func:`block`
-from ``results/NAME/report/`` (``models.csv``, ``granulated_kendall.csv``, ``totals.csv``,
-``cmi.csv``), or, for an experiment, by :func:`experiment_block` from
+from ``results/NAME/report/`` (or ``results/NAME/`` when NAME is a report folder itself,
+e.g. ``study/report-fit``: ``models.csv``, ``granulated_kendall.csv``, ``totals.csv``,
+``cmi.csv``; the seeds' reliability, replicate agreement and test-noise floor are computed
+from ``models.csv`` by the report's own function), or, for an experiment, by :func:`experiment_block` from
 ``results/NAME/summary.csv`` (the means over seeds; else ``results.csv``) and
 ``verdicts.csv`` (each claim's verdict, computed by the experiment's stated rule).
 ``clusterprior study readme`` rewrites every such block of README.md; ``--check`` (and
@@ -18,7 +20,16 @@ from pathlib import Path
 import pandas as pd
 
 from clusterprior.errors import UserError
-from clusterprior.report.tables import SHORT
+from clusterprior.report.tables import (
+    AGREEMENT,
+    REPLICATES,
+    SHORT,
+    Replicates,
+    estimate_text,
+    noise_sentence,
+    point_label,
+    replicate_statistics,
+)
 
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- end results: (?P=name) -->)", re.S)
 INTRACLASS = ("c0", "c1", "c2", "c3", "c4")
@@ -78,6 +89,34 @@ def _stopping(models: pd.DataFrame) -> str:
     )
 
 
+def _n_test(models: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """``models`` with the test split's size: its own ``n_test`` column, else (a study run
+    before it was recorded) the spec's ``n_test`` data option, else none."""
+    if "n_test" in models or not (folder.parent / "study.toml").is_file():
+        return models
+    from clusterprior.study import load_spec
+
+    n_test = load_spec(folder.parent / "study.toml").data.options.get("n_test")
+    return models.assign(n_test=n_test) if n_test else models
+
+
+def _seeds(models: pd.DataFrame, axes: list[str], measures: list[str], folder: Path) -> Replicates | None:
+    """The report's :class:`Replicates`, recomputed from ``models.csv``."""
+    replicates = [c for c in REPLICATES if c in models and models[c].nunique() > 1]
+    target = "test_acc" if models["target"].equals(models["test_acc"]) else "gap"
+    return replicate_statistics(_n_test(models, folder), axes, replicates, measures, target)
+
+
+def _point(models: pd.DataFrame) -> str:
+    """Which point of training the measures were read at, and how many models it covers."""
+    point = str(models["point"].iloc[0]) if "point" in models else "final"
+    covered = int(models["measured_epoch"].notna().sum()) if "measured_epoch" in models else len(models)
+    whom = (
+        "every model" if covered == len(models) else f"{covered} of {len(models)} models (the others never reached it)"
+    )
+    return f"Measures read {point_label(point)}: {whom}."
+
+
 def block(report_dir: str | Path, cite: str) -> str:
     """Markdown for one study: what was trained, the Table 2.1 layout with each total's
     interval, half-width and CMI, and the findings, each citing ``cite`` (the folder as the
@@ -92,9 +131,10 @@ def block(report_dir: str | Path, cite: str) -> str:
     acc = models["test_acc"]
     planned = _planned(folder)
     partial = planned is not None and len(models) < planned
+    seeds = _seeds(models, axes, list(kendall.index), folder)
     lines = [
         f"{len(models)} models (`{cite}/models.csv`): test accuracy {acc.min():.4f}-{acc.max():.4f} "
-        f"(spread {100 * (acc.max() - acc.min()):.1f} points); {_stopping(models)}.",
+        f"(spread {100 * (acc.max() - acc.min()):.1f} points); {_stopping(models)}. {_point(models)}",
         "",
     ]
     if partial:
@@ -103,9 +143,12 @@ def block(report_dir: str | Path, cite: str) -> str:
             "to finish under a time limit, not a sample of the grid (axes that do not vary among them are "
             "missing below); no findings are drawn from it. " + lines[0]
         )
+    reliability = " reliability [95 %] |" if seeds is not None else ""
     lines += [
-        "| measure | " + " | ".join(SHORT.get(a, a) for a in axes) + " | total [95 % interval] | ± | CMI |",
-        "|---|" + "---:|" * (len(axes) + 3),
+        "| measure | "
+        + " | ".join(SHORT.get(a, a) for a in axes)
+        + f" | total [95 % interval] | ± | CMI |{reliability}",
+        "|---|" + "---:|" * (len(axes) + 3 + (seeds is not None)),
     ]
     best = kendall.eq(kendall.max(axis=0), axis=1)
     for name, row in kendall.iterrows():
@@ -121,7 +164,22 @@ def block(report_dir: str | Path, cite: str) -> str:
             f"| {SHORT.get(name, name)} | "
             + " | ".join(cells)
             + f" | {total} | {totals.loc[name, 'half_width']:.2f} | {cmi[name]:.3f} |"
+            + (f" {estimate_text(seeds.reliability.loc[name])} |" if seeds is not None else "")
         )
+    if seeds is not None:
+        a = seeds.agreement
+        lines.append(
+            f"| {AGREEMENT} | "
+            + " | ".join(f"{a.loc[axis, 'value']:.2f}" for axis in axes)
+            + f" | {estimate_text(a.loc['total'])} | {(a.loc['total', 'hi'] - a.loc['total', 'lo']) / 2:.2f} | | "
+            + f"{estimate_text(seeds.reliability.iloc[-1])} |"
+        )
+        lines += [
+            "",
+            f"Seeds: reliability is ICC(1), the share of each quantity's variance that repeats across the seeds of "
+            f"one configuration (last row: test accuracy's). Row {AGREEMENT!r}: one seed's test accuracy as a "
+            "measure of another seed's, what knowing the configuration alone buys. " + noise_sentence(seeds.noise),
+        ]
     if partial:
         return "\n".join(lines) + "\n"
     intra = totals.loc[[m for m in INTRACLASS if m in totals.index]]
@@ -137,6 +195,14 @@ def block(report_dir: str | Path, cite: str) -> str:
         f"{_best(totals.drop(intra.index))}.",
         f"- The thesis's totals for comparison: {THESIS_TOTALS}.",
     ]
+    if seeds is not None:
+        rel = seeds.reliability
+        lines.append(
+            "- Seeds: reliability of "
+            + ", ".join(f"{m} {rel.loc[m, 'value']:.2f}" for m in intra.index)
+            + f" against {rel.iloc[-1]['value']:.2f} for test accuracy; the replicate agreement's total "
+            f"{estimate_text(seeds.agreement.loc['total'])} is what knowing the configuration alone reaches."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -177,6 +243,8 @@ def render(readme: str, root: str | Path) -> str:
         folder = root / name
         if (folder / "report").is_dir():
             body = block(folder / "report", f"results/{name}/report")
+        elif (folder / "models.csv").is_file():
+            body = block(folder, f"results/{name}")
         elif (folder / "verdicts.csv").is_file():
             body = experiment_block(folder, f"results/{name}")
         else:

@@ -19,6 +19,8 @@ from clusterprior.measures.catalogue import CATALOGUE, orientation
 
 TARGETS = ("test_acc", "gap")
 REPLICATES = ("seed",)  # keys that repeat a configuration: they split groups but are no Kendall axis
+POINTS = ("final", "fit", "init", "change")  # the named points a report reads measures at (or an epoch number)
+AGREEMENT = "replicate"  # the row of one seed's accuracy as a measure of another's (replicate agreement)
 SHORT = {  # labels of the terminal table (at most 10 characters; the CSV files keep the full names)
     "batch_size": "bs",
     "optimizer": "opt",
@@ -37,22 +39,47 @@ SHORT = {  # labels of the terminal table (at most 10 characters; the CSV files 
     "davies_bouldin": "DB",
     "nc1": "NC1",
     "layer_rotation": "rotation",
+    "ww_alpha": "ww-alpha",
+    "ww_alpha_weighted": "ww-alphaw",
+    "ww_log_norm": "ww-lognorm",
+    "ww_log_spectral_norm": "ww-logspec",
+    "ww_stable_rank": "ww-srank",
 }
+
+
+@dataclass
+class Replicates:
+    """What the seeds of one configuration say (a study with >= 2 seeds): how much of each
+    quantity repeats across them, how well one seed's accuracy predicts another's, and how
+    much of their accuracy difference the test set's size alone explains. Each table has
+    columns value, lo, hi (95 % bootstrap over configurations) and configurations (those
+    with >= 2 seeds that it rests on)."""
+
+    reliability: pd.DataFrame  # index: the measures, then the target ("test_acc" or "gap"): ICC(1)
+    agreement: pd.DataFrame  # index: the axes, then "total": the replicate agreement psi
+    noise: pd.DataFrame  # index: observed, floor, share (empty when the test set's size is unknown)
 
 
 @dataclass
 class Analysis:
     """What the report shows: one row per finished model, and the tables built from it."""
 
-    models: pd.DataFrame  # run_id, hyperparameters, train/test accuracy, target, reached_stop_loss, measures
+    models: pd.DataFrame  # run_id, hyperparameters, accuracies, target, reached_stop_loss, measured_epoch, measures
     axes: list[str]  # hyperparameters that vary (the Kendall axes)
     measures: list[str]
     kendall: pd.DataFrame  # rows measures, columns axes + "total"
     intervals: pd.DataFrame  # same shape, "[lo, hi]" text
     cmi: pd.Series  # per measure
     target: str
-    totals: pd.DataFrame  # per measure: total, lo, hi, half_width (the study's power), total_reached
+    totals: pd.DataFrame  # per measure: total, lo, hi, half_width (the study's power), total_reached, models
     replicates: list[str]  # varying keys that only split groups (seeds)
+    point: str = "final"  # where the measures were read: final, fit, init, change or an epoch number
+    seeds: Replicates | None = None  # None with fewer than 2 seeds of any configuration
+
+    @property
+    def covered(self) -> pd.DataFrame:
+        """The models measured at the report's point (at ``fit``: those that reached it)."""
+        return self.models[self.models["measured_epoch"].notna()]
 
     @property
     def capped(self) -> pd.DataFrame:
@@ -66,14 +93,52 @@ def _catalogue_order(name: str) -> tuple[int, str]:
     return (known.index(name) if name in known else len(known), name)
 
 
-def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Finished (done) runs of the study's current spec (``study.toml``) with their last
-    measured values; the generalization column
-    ``target`` is test accuracy, or minus the gap (training accuracy of the whole training
-    split in eval mode when the stopping rule measured it, else the running one, minus test
-    accuracy). ``reached_stop_loss``: False for a run that hit the epoch cap first, NaN
-    without a stopping rule. The axes returned are every varying hyperparameter, replicates
-    (seeds) included; :func:`analyse` separates them."""
+def point_label(at: str) -> str:
+    """How a report's point reads in a sentence."""
+    labels = {
+        "final": "at the final epoch",
+        "fit": "at the fit point (the first epoch whose clean training loss is below the study's fit_loss)",
+        "init": "at initialisation (epoch 0)",
+        "change": "as their change from initialisation to the final epoch",
+    }
+    return labels.get(at, f"at epoch {at}")
+
+
+def check_point(at: str) -> str:
+    """``at`` if it names a point (:data:`POINTS`) or an epoch number, else a :class:`UserError`."""
+    if at in POINTS or (at.isdigit() and int(at) >= 0):
+        return at
+    raise UserError(f"--at must be one of {', '.join(POINTS)} or an epoch number, got {at!r}")
+
+
+def point_values(runs: pd.DataFrame, values: pd.DataFrame, at: str) -> pd.DataFrame:
+    """run_id, epoch, measure, value of each run's model-level values at point ``at``:
+    ``final`` the run's last epoch, ``fit`` its ``fit_epoch``, ``init`` epoch 0, an epoch
+    number that epoch, and ``change`` the final value minus the initial one (epoch: the
+    final one). ``runs``: run_id, epochs, fit_epoch; a run measured nowhere at the point has
+    no rows."""
+    at = check_point(at)
+    if at == "change":
+        final, init = point_values(runs, values, "final"), point_values(runs, values, "init")
+        both = final.merge(init, on=["run_id", "measure"], suffixes=("", "_init"))
+        both["value"] = both["value"] - both["value_init"]
+        return both[["run_id", "epoch", "measure", "value"]]
+    if at in ("final", "fit"):
+        wanted = runs.set_index("run_id")["epochs" if at == "final" else "fit_epoch"].dropna()
+        epoch_of = values["run_id"].map(wanted)
+        return values[values["epoch"] == epoch_of].reset_index(drop=True)
+    return values[values["epoch"] == (0 if at == "init" else int(at))].reset_index(drop=True)
+
+
+def final_models(folder: str | Path, target: str, at: str = "final") -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Finished (done) runs of the study's current spec (``study.toml``) with their values at
+    point ``at`` (:func:`point_values`; ``measured_epoch`` is where they were read, missing
+    for a run measured nowhere at that point, whose measures are then missing too); the
+    generalization column ``target`` is test accuracy, or minus the gap (training accuracy
+    of the whole training split in eval mode when the stopping rule measured it, else the
+    running one, minus test accuracy). ``reached_stop_loss``: False for a run that hit the
+    epoch cap first, NaN without a stopping rule. The axes returned are every varying
+    hyperparameter, replicates (seeds) included; :func:`analyse` separates them."""
     if target not in TARGETS:
         raise UserError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     from clusterprior.study import expand, load, load_spec  # lazily: the figures alone need no pydantic
@@ -87,41 +152,54 @@ def final_models(folder: str | Path, target: str) -> tuple[pd.DataFrame, list[st
     if spec.is_file():  # the spec run last: runs of an earlier version of the spec stay out of the statistics
         runs = runs[runs["id"].isin({r["id"] for r in expand(load_spec(spec))})]
     done = runs[runs["status"] == "done"].rename(columns={"id": "run_id"})
-    last = values[values["epoch"] == values.groupby("run_id")["epoch"].transform("max")]
-    wide = last.pivot_table(index="run_id", columns="measure", values="value").reset_index()
-    models = done.merge(wide, on="run_id", how="inner")
-    if len(models) < 2:
+    measured = done[done["run_id"].isin(values["run_id"])]
+    if len(measured) < 2:
         raise UserError(f"{folder}: fewer than 2 finished runs with measures; nothing to correlate")
+    at_point = point_values(measured, values, at)
+    if at_point["run_id"].nunique() < 2:
+        raise UserError(f"{folder}: fewer than 2 finished runs were measured {point_label(at)}")
+    wide = at_point.pivot_table(index="run_id", columns="measure", values="value").reset_index()
+    wide.columns.name = None
+    wide.insert(1, "measured_epoch", wide["run_id"].map(at_point.groupby("run_id")["epoch"].first()))
+    models = measured.merge(wide, on="run_id", how="left")
+    models["point"] = at
     train_acc = models["fit_acc"].fillna(models["train_acc"]) if "fit_acc" in models else models["train_acc"]
     models["target"] = models["test_acc"] if target == "test_acc" else -(train_acc - models["test_acc"])
     models["reached_stop_loss"] = (models["stop_reason"] == "loss_threshold").where(models["rule_stop_loss"].notna())
     axes = [c for c in hp_cols if models[c].astype(str).nunique() > 1]
-    names = sorted((c for c in wide.columns if c != "run_id"), key=_catalogue_order)
+    names = sorted((c for c in wide.columns if c not in ("run_id", "measured_epoch")), key=_catalogue_order)
     return models, axes, names
 
 
 def _kendall_of(m: np.ndarray, t: np.ndarray, hp: list[dict], axes: list[str], n_boot: int) -> tuple[dict, dict, float]:
     """(psi per axis + total, bootstrap interval per axis + total, CMI) of one measure;
-    ``n_boot=0``: psi alone (empty intervals, NaN CMI)."""
+    ``n_boot=0``: psi alone (NaN intervals and CMI)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         psi = stats.granulated_kendall(m, t, hp, axes=axes)
         if not n_boot:
-            return {**psi, "total": stats.total_score(psi)}, {}, math.nan
+            return (
+                {**psi, "total": stats.total_score(psi)},
+                dict.fromkeys([*psi, "total"], (math.nan, math.nan)),
+                math.nan,
+            )
         ci = stats.granulated_kendall_ci(m, t, hp, n_boot=n_boot, axes=axes)
         cmi = stats.conditional_mi_score(m, t, [{a: h[a] for a in axes} for h in hp])
     return {**psi, "total": stats.total_score(psi)}, ci, cmi
 
 
-def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) -> Analysis:
-    """Granulated Kendall of every measure along every varying hyperparameter but the
-    replicates (:data:`REPLICATES`): a seed splits the groups, so each seed's models are
-    compared with each other only, and the seeds multiply the groups each psi averages.
+def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: str = "final") -> Analysis:
+    """Granulated Kendall of every measure, read at point ``at`` (:func:`point_values`),
+    along every varying hyperparameter but the replicates (:data:`REPLICATES`): a seed
+    splits the groups, so each seed's models are compared with each other only, and the
+    seeds multiply the groups each psi averages.
 
     ``totals`` holds each total with its 95 % bootstrap interval, the interval's half-width
-    (the study's power) and ``total_reached``, the total over the models that reached the
-    stop-loss alone (equal to the total when none hit the epoch cap)."""
-    models, varying, names = final_models(folder, target)
+    (the study's power), ``total_reached``, the total over the models that reached the
+    stop-loss alone (equal to the total when none hit the epoch cap), and ``models``, how
+    many models it rests on. With >= 2 seeds of a configuration, ``seeds`` holds what they
+    say (:func:`replicate_statistics`)."""
+    models, varying, names = final_models(folder, target, at)
     replicates = [c for c in varying if c in REPLICATES]
     axes = [c for c in varying if c not in REPLICATES]
     if not axes:
@@ -151,12 +229,75 @@ def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000) ->
             "hi": hi,
             "half_width": (hi - lo) / 2,
             "total_reached": only,
+            "models": int(ok.sum()),
         }
     kendall = pd.DataFrame(rows).T[axes + ["total"]]
     intervals = pd.DataFrame(spans).T[axes + ["total"]]
+    seeds = replicate_statistics(models, axes, replicates, names, target, n_boot)
     return Analysis(
-        models, axes, names, kendall, intervals, pd.Series(cmi, name="cmi"), target, pd.DataFrame(totals).T, replicates
+        models,
+        axes,
+        names,
+        kendall,
+        intervals,
+        pd.Series(cmi, name="cmi"),
+        target,
+        pd.DataFrame(totals).T.astype({"models": int}),
+        replicates,
+        at,
+        seeds,
     )
+
+
+def _estimates(estimates: dict[str, stats.Estimate]) -> pd.DataFrame:
+    """Estimates as a table: value, lo, hi, configurations."""
+    return pd.DataFrame(
+        {k: {"value": e.value, "lo": e.lo, "hi": e.hi, "configurations": e.n} for k, e in estimates.items()}
+    ).T.astype({"configurations": int})
+
+
+def replicate_statistics(
+    models: pd.DataFrame,
+    axes: Sequence[str],
+    replicates: Sequence[str],
+    measures: Sequence[str],
+    target: str = "test_acc",
+    n_boot: int = 1000,
+) -> Replicates | None:
+    """The :class:`Replicates` of a study (None unless some configuration has >= 2 seeds):
+
+    - reliability (ICC(1), :func:`clusterprior.stats.reliability`) of each measure over the
+      models measured at the report's point, and of the target over every finished model;
+    - replicate agreement (:func:`clusterprior.stats.replicate_agreement`): the psi per
+      axis and in total that one seed's target reaches as a measure of another seed's, the
+      most a measure gets from knowing the configuration alone;
+    - the test-noise floor (:func:`clusterprior.stats.noise_floor`) of test accuracy, when
+      ``models`` has the test split's size (``n_test``)."""
+    if not replicates:
+        return None
+    keys = [*axes, *replicates]
+    hparams = models[keys].to_dict("records")
+    configs = stats.configurations(hparams, replicates)
+    if np.bincount(configs).max() < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reliability = {
+            name: stats.reliability(models[name].to_numpy(dtype=float), hparams, replicates, n_boot)
+            for name in [*measures, "target"]
+        }
+        t = models["target"].to_numpy(dtype=float)
+        agreement = stats.replicate_agreement(t, hparams, list(axes), replicates, n_boot)
+        n_test = models["n_test"] if "n_test" in models else pd.Series(dtype=float)
+        noise = (
+            _estimates(
+                stats.noise_floor(models["test_acc"].to_numpy(float), hparams, n_test.to_numpy(int), replicates, n_boot)
+            )
+            if len(n_test) and n_test.notna().all()
+            else pd.DataFrame(columns=["value", "lo", "hi", "configurations"])
+        )
+    table = _estimates(reliability).rename(index={"target": target})
+    return Replicates(table, _estimates(agreement), noise)
 
 
 def k_sweep(sweep: pd.DataFrame, models: pd.DataFrame, axes: list[str], replicates: Sequence[str] = ()) -> pd.DataFrame:
@@ -195,29 +336,111 @@ def markdown(table: pd.DataFrame, digits: int = 2) -> str:
 
 
 def totals_markdown(analysis: Analysis) -> str:
-    """Each measure's total with its 95 % interval and the interval's half-width, as Markdown."""
-    lines = ["| measure | total | 95 % interval | half-width |", "|---|---:|---:|---:|"]
+    """Each measure's total with its 95 % interval, the interval's half-width and the models
+    it rests on, as Markdown; with seeds, each measure's reliability and the replicate
+    agreement's total beside them (:func:`seeds_markdown` has the rest)."""
+    seeds = analysis.seeds
+    extra = " reliability [95 %] |" if seeds is not None else ""
+    lines = [
+        f"| measure | total | 95 % interval | half-width | models |{extra}",
+        "|---|---:|---:|---:|---:|" + ("---:|" if seeds is not None else ""),
+    ]
     for name, row in analysis.totals.iterrows():
-        lines.append(f"| {name} | {row['total']:.2f} | [{row['lo']:.2f}, {row['hi']:.2f}] | {row['half_width']:.2f} |")
+        cell = f" {estimate_text(seeds.reliability.loc[name])} |" if seeds is not None else ""
+        lines.append(
+            f"| {name} | {row['total']:.2f} | [{row['lo']:.2f}, {row['hi']:.2f}] | {row['half_width']:.2f} | "
+            f"{row['models']} |{cell}"
+        )
+    if seeds is not None:
+        total = seeds.agreement.loc["total"]
+        lines.append(
+            f"| {AGREEMENT} | {total['value']:.2f} | [{total['lo']:.2f}, {total['hi']:.2f}] | "
+            f"{(total['hi'] - total['lo']) / 2:.2f} | {len(analysis.models)} | "
+            f"{estimate_text(seeds.reliability.loc[analysis.target])} |"
+        )
+    return "\n".join(lines)
+
+
+def estimate_text(row: pd.Series, digits: int = 2) -> str:
+    """``value [lo, hi]`` of an estimate row (value, lo, hi); ``undefined`` for NaN."""
+    if row["value"] != row["value"]:
+        return "undefined"
+    if row["lo"] != row["lo"]:
+        return f"{row['value']:.{digits}f}"
+    return f"{row['value']:.{digits}f} [{row['lo']:.{digits}f}, {row['hi']:.{digits}f}]"
+
+
+RELIABILITY = (
+    "Reliability: ICC(1), the share of a quantity's variance that repeats across the seeds of one "
+    "configuration (one-way random effects, configurations as groups; 1 = the seed does not matter, "
+    "0 = only the seed does)."
+)
+AGREEMENT_NOTE = (
+    f"Replicate agreement (row {AGREEMENT!r}): the granulated Kendall psi that one seed's accuracy reaches as a "
+    "measure of another seed's accuracy of the same configuration, what knowing the configuration alone buys "
+    "(not a ceiling: a measure read off a model can follow that model's own accuracy)."
+)
+
+
+def noise_sentence(noise: pd.DataFrame) -> str:
+    """The test-noise floor in one sentence (empty when it is unknown)."""
+    if noise.empty:
+        return "Test-noise floor: unknown (the test split's size was not recorded)."
+    o, f, share = noise.loc["observed"], noise.loc["floor"], noise.loc["share"]
+    return (
+        f"Test-noise floor: two seeds of one configuration differ in test accuracy by {100 * o['value']:.2f} "
+        f"points (RMS); the test set's size alone (binomial, as if each model had its own test set: an upper "
+        f"bound) would give {100 * f['value']:.2f} points, a share of {estimate_text(share)} of that variance."
+    )
+
+
+def seeds_markdown(analysis: Analysis) -> str:
+    """What the seeds say, as Markdown: the replicate agreement per axis, the reliability
+    note and the test-noise floor ("" without seeds)."""
+    seeds = analysis.seeds
+    if seeds is None:
+        return ""
+    agreement = seeds.agreement
+    lines = [
+        RELIABILITY,
+        "",
+        AGREEMENT_NOTE,
+        "",
+        "| | " + " | ".join(agreement.index) + " |",
+        "|---|" + "---:|" * len(agreement),
+        f"| {AGREEMENT} | " + " | ".join(estimate_text(row) for _, row in agreement.iterrows()) + " |",
+        "",
+        noise_sentence(seeds.noise),
+    ]
     return "\n".join(lines)
 
 
 def terminal_table(analysis: Analysis) -> Any:
     """The Table 2.1 layout for a terminal of 100 columns: short labels (:data:`SHORT`), each
-    total with its 95 % interval and half-width, and the CMI score; bold = best of a column."""
+    total with its 95 % interval and half-width, and the CMI score; bold = best of a column.
+    With seeds, each measure's reliability (ICC) and a last row, the replicate agreement."""
     from rich import box
     from rich.table import Table
 
     target = "test accuracy" if analysis.target == "test_acc" else "minus the gap"
+    seeds = analysis.seeds
+    caption = "bold: best of the column; interval: 95 % bootstrap over groups; ±: its half-width"
+    if seeds is not None:
+        caption += (
+            f"; ICC: reliability across seeds; {AGREEMENT}: one seed's accuracy as a measure of another's. "
+            + noise_sentence(seeds.noise)
+        )
     table = Table(
-        title=f"granulated Kendall with {target}, {len(analysis.models)} models",
+        title=f"granulated Kendall with {target}, {len(analysis.covered)} models, measures read "
+        + point_label(analysis.point),
         box=box.SIMPLE_HEAD,
         padding=(0, 0, 0, 1),
         pad_edge=False,
-        caption="bold: best of the column; interval: 95 % bootstrap over groups; ±: its half-width",
+        caption=caption,
     )
     table.add_column("measure", no_wrap=True)
-    for column in [*(SHORT.get(a, a)[:6] for a in analysis.axes), "total", "interval", "±", "CMI"]:
+    columns = [*(SHORT.get(a, a)[:6] for a in analysis.axes), "total", "interval", "±", "CMI"]
+    for column in columns + (["ICC"] if seeds is not None else []):
         table.add_column(column, justify="right", no_wrap=True)
     best = best_marks(analysis.kendall)
     for name, row in analysis.kendall.iterrows():
@@ -225,11 +448,23 @@ def terminal_table(analysis: Analysis) -> Any:
             "" if v != v else (f"[bold]{v:.2f}[/bold]" if best.loc[name, c] else f"{v:.2f}") for c, v in row.items()
         ]
         t = analysis.totals.loc[name]
+        reliability = [f"{seeds.reliability.loc[name, 'value']:.2f}"] if seeds is not None else []
         table.add_row(
             SHORT.get(name, name),
             *cells,
             f"[{t['lo']:.2f}, {t['hi']:.2f}]",
             f"{t['half_width']:.2f}",
             f"{analysis.cmi[name]:.3f}",
+            *reliability,
+        )
+    if seeds is not None:
+        a = seeds.agreement
+        table.add_row(
+            AGREEMENT,
+            *(f"{a.loc[axis, 'value']:.2f}" for axis in [*analysis.axes, "total"]),
+            f"[{a.loc['total', 'lo']:.2f}, {a.loc['total', 'hi']:.2f}]",
+            f"{(a.loc['total', 'hi'] - a.loc['total', 'lo']) / 2:.2f}",
+            "",
+            f"{seeds.reliability.loc[analysis.target, 'value']:.2f}",
         )
     return table

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from clusterprior.errors import UserError
-from clusterprior.study.store import FINAL_COLUMNS, Store, connect, is_current, readable
+from clusterprior.study.store import FINAL_COLUMNS, RUN_COLUMNS, Store, connect, is_current, readable
 
 
 class Study:
@@ -38,10 +38,15 @@ class Study:
         return pd.concat([runs, hparams], axis=1)
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: id, status, final metrics, error, ``rule_stop_loss`` (the run's
-        stopping threshold, NaN without one) and one column per hyperparameter."""
-        wanted = ("id", "status", "attempts", "seconds", "epochs", "stop_reason", *FINAL_COLUMNS, "error")
-        return self._with_hparams(", ".join(wanted) + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss")
+        """One row per run: id, status, final metrics, ``fit_epoch`` (the first epoch whose
+        clean training loss was below the measures' ``fit_loss``), ``n_test``, error,
+        ``rule_stop_loss`` (the run's stopping threshold, NaN without one), ``rule_stop_rule``
+        (the loss it reads: clean or running) and one column per hyperparameter."""
+        wanted = ("id", "status", "attempts", "seconds", "epochs", "stop_reason", *FINAL_COLUMNS, *RUN_COLUMNS, "error")
+        return self._with_hparams(
+            ", ".join(wanted) + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss, "
+            "coalesce(json_extract(config, '$.train.stop_rule'), 'clean') AS rule_stop_rule"
+        )
 
     def storage(self) -> Any:
         """The study's artifact storage (:class:`clusterprior.study.artifacts.Storage`): the

@@ -14,7 +14,7 @@ import json
 import sys
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -73,6 +73,11 @@ FIRST_TRAIN_FIELDS = (
     "augment",
     "stop_loss",
 )  # the first spec's options
+Point = Literal["init", "fit", "final"]  # the named points of a run at which its measures can be taken
+
+
+def _final_only() -> list[Point]:
+    return ["final"]
 
 
 def _train_field(f: dataclasses.Field) -> tuple[Any, Any]:
@@ -139,6 +144,20 @@ class MeasureSpec(_Strict):
     save_preactivations: bool = Field(
         False, description="keep the probe's pre-activations at each measured epoch (thesis Figs. 2.8-2.9)"
     )
+    at: list[Point] = Field(
+        default_factory=_final_only,
+        min_length=1,
+        description="named points to measure at: init (epoch 0), fit (the first epoch whose clean training loss "
+        "is below fit_loss) and final (the last epoch)",
+    )
+    fit_loss: float = Field(
+        0.02, gt=0, description="the fit point: the clean training loss (whole split, eval mode) to fall below"
+    )
+
+
+FIRST_MEASURE_FIELDS = tuple(
+    name for name in MeasureSpec.model_fields if name not in ("at", "fit_loss")
+)  # the first spec's measurement options
 
 
 HPARAMS = (
@@ -287,10 +306,9 @@ def resolve(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
         TrainSpec.model_validate(train)
     except ValidationError as e:
         raise UserError(_error_line(f"grid value {combo}", e)) from None
-    defaults = TrainSpec().model_dump()
-    for key in [k for k in train if k not in FIRST_TRAIN_FIELDS and k != "adam_lr_scale"]:
-        if train[key] == defaults[key]:  # options added after the first studies: left out at their default,
-            del train[key]  # so the run ids (hashes of the config) of those studies stay
+    _drop_new_defaults(train, (*FIRST_TRAIN_FIELDS, "adam_lr_scale"), TrainSpec().model_dump())
+    measures = spec.measures.model_dump()
+    _drop_new_defaults(measures, FIRST_MEASURE_FIELDS, MeasureSpec().model_dump())
     scale = train.pop("adam_lr_scale")
     if train["optimizer"] == "adam":
         train["lr"] = train["lr"] * scale
@@ -299,9 +317,17 @@ def resolve(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
         "data": spec.data.model_dump(),
         "model": model,
         "train": train,
-        "measures": spec.measures.model_dump(),
+        "measures": measures,
         "hparams": {k: combo.get(k) for k in axis_names(spec)},
     }
+
+
+def _drop_new_defaults(section: dict[str, Any], first: tuple[str, ...], defaults: dict[str, Any]) -> None:
+    """Leave out of a resolved ``section`` the options added after the first studies (not in
+    ``first``) that hold their default, so that the run ids (hashes of the config) of the
+    studies written before them stay the same."""
+    for key in [k for k in section if k not in first and section[k] == defaults[k]]:
+        del section[key]
 
 
 def axis_names(spec: StudySpec) -> list[str]:

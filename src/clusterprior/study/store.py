@@ -1,8 +1,11 @@
 """The study store: one SQLite database (WAL) per study directory.
 
 Tables: ``runs`` (one row per run: config, status queued/running/done/failed/diverged,
-timings, final metrics, error), ``history`` (run, epoch, metrics; ``fit_loss``/``fit_acc``
-are the whole training split in eval mode, the stopping rule's reading) and ``measures`` in
+timings, final metrics, error, ``fit_epoch``: the first epoch whose clean training loss was
+below the measures' ``fit_loss``, NULL if none; ``n_test``: the test split's size),
+``history`` (run, epoch, metrics; ``fit_loss``/``fit_acc`` are the whole training split in
+eval mode, the clean stopping rule's reading; ``penalty`` the running weight-decay term
+that the running rule adds to ``train_loss``) and ``measures`` in
 long format (run, epoch, measure, layer, k, value; k the measure's top-k, NULL where it has
 none). Only ``study/`` knows this schema: this module writes it and
 :mod:`clusterprior.study.results` reads it for everyone else. Only the driver process
@@ -29,10 +32,12 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, position INTEGER, config TEXT NOT NULL, hparams TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
     started REAL, finished REAL, seconds REAL, epochs INTEGER, stop_reason TEXT,
-    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, error TEXT, fit_loss REAL, fit_acc REAL);
+    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, error TEXT, fit_loss REAL, fit_acc REAL,
+    penalty REAL, fit_epoch INTEGER, n_test INTEGER);
 CREATE TABLE IF NOT EXISTS history (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, lr REAL, train_loss REAL, train_acc REAL,
-    test_loss REAL, test_acc REAL, seconds REAL, fit_loss REAL, fit_acc REAL, PRIMARY KEY (run_id, epoch));
+    test_loss REAL, test_acc REAL, seconds REAL, fit_loss REAL, fit_acc REAL, penalty REAL,
+    PRIMARY KEY (run_id, epoch));
 """
 MEASURES = """
 CREATE TABLE IF NOT EXISTS measures (
@@ -41,9 +46,24 @@ CREATE TABLE IF NOT EXISTS measures (
 """
 MEASURE_COLUMNS = ("run_id", "epoch", "measure", "layer", "k", "value")
 FINISHED = ("done", "diverged", "failed")
-HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "fit_loss", "fit_acc")
-FINAL_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "fit_loss", "fit_acc")
-ADDED = {"runs": ("fit_loss", "fit_acc"), "history": ("fit_loss", "fit_acc")}  # columns newer than the first schema
+HISTORY_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "seconds",
+    "fit_loss",
+    "fit_acc",
+    "penalty",
+)
+FINAL_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "fit_loss", "fit_acc", "penalty")
+RUN_COLUMNS = ("fit_epoch", "n_test")  # what a worker returns about a run besides its history
+ADDED = {  # columns newer than the first schema, with their types
+    "runs": {"fit_loss": "REAL", "fit_acc": "REAL", "penalty": "REAL", "fit_epoch": "INTEGER", "n_test": "INTEGER"},
+    "history": {"fit_loss": "REAL", "fit_acc": "REAL", "penalty": "REAL"},
+}
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
@@ -82,9 +102,9 @@ def _upgrade(db: sqlite3.Connection) -> None:
     db.execute("BEGIN")  # sqlite3 opens no transaction before DDL by itself
     for table, columns in ADDED.items():
         have = _columns(db, table)
-        for column in columns:
+        for column, kind in columns.items():
             if column not in have:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     if _columns(db, "measures") and "k" not in _columns(db, "measures"):
         settings = {
             run_id: json.loads(config)["measures"] for run_id, config in db.execute("SELECT id, config FROM runs")
@@ -179,7 +199,7 @@ class Store:
             self.db.execute(
                 "UPDATE runs SET status = ?, finished = ?, seconds = ?, epochs = ?, stop_reason = ?, error = ?, "
                 + "attempts = attempts + ?, "
-                + ", ".join(f"{c} = ?" for c in FINAL_COLUMNS)
+                + ", ".join(f"{c} = ?" for c in (*FINAL_COLUMNS, *RUN_COLUMNS))
                 + " WHERE id = ?",
                 (
                     result["status"],
@@ -190,6 +210,7 @@ class Store:
                     result.get("error"),
                     result.get("attempts", 1) - 1,  # an executor's own retries (Ray), beyond the dispatch
                     *(final.get(c) for c in FINAL_COLUMNS),
+                    *(result.get(c) for c in RUN_COLUMNS),
                     run_id,
                 ),
             )

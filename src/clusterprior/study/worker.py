@@ -78,15 +78,22 @@ def probe_split(split: Split, samples: int | None) -> Split:
 def execute(config: dict[str, Any], storage: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """Train and measure the run ``config``, put its checkpoint (and saved pre-activations) in
     ``storage`` (a path or URI, :class:`clusterprior.study.artifacts.Storage`); returns
-    ``{status, history, measures, seconds, ...}``."""
+    ``{status, history, measures, seconds, fit_epoch, n_test, ...}``.
+
+    Measures are taken every ``track_every`` epochs and at the named points of ``at``: init
+    (epoch 0, before training), fit (the first epoch whose clean training loss, the whole
+    training split in eval mode, is below ``fit_loss``; ``fit_epoch`` is None when no epoch
+    is) and final (the last epoch of a run that did not diverge)."""
     start = time.perf_counter()
     try:
         from clusterprior import data, models, train
         from clusterprior import probe as probe_mod
+        from clusterprior.study.spec import MeasureSpec
 
         if threads:
             torch.set_num_threads(threads)
-        d, m, t, ms = config["data"], config["model"], config["train"], config["measures"]
+        d, m, t = config["data"], config["model"], config["train"]
+        ms = MeasureSpec.model_validate(config["measures"]).model_dump()  # the defaults of options added since
         files_at = artifacts.Storage(storage)
         files_at.check()  # before training: a node that cannot reach the storage fails at once
         try:
@@ -101,24 +108,42 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
         rows: list[dict[str, Any]] = []
         snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
         latest: dict[str, Any] = {}
-        every = ms["track_every"]
+        every, at = ms["track_every"], ms["at"]
+        config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
 
         def measure(net: torch.nn.Module, epoch: int) -> None:
+            if epoch in latest.setdefault("epochs", set()):
+                return  # measured at this epoch already (a named point on the tracking schedule)
+            latest["epochs"].add(epoch)
             latest["reps"] = probe_mod.collect(net, probe.x)  # captured once per measurement
             rows.extend(measure_rows(net, probe, ms, epoch, initial, latest["reps"]))
             if ms["save_preactivations"]:
                 snapshots[epoch] = latest["reps"]
 
         def track(state: train.EpochState) -> None:
+            if "fit" in at and "fit_epoch" not in latest:
+                row = state.row
+                if "fit_loss" not in row:  # no stopping rule computes it: the same pass, here
+                    row["fit_loss"], row["fit_acc"] = train.evaluate(
+                        state.model,
+                        train_split.x.to(config_train.device),
+                        train_split.y.to(config_train.device),
+                        config_train.eval_batch_size,
+                        config_train.amp,
+                        config_train.loss,
+                    )
+                if row["fit_loss"] < ms["fit_loss"]:
+                    latest["fit_epoch"] = state.epoch
+                    measure(state.model, state.epoch)
             if every and state.epoch % every == 0:
                 measure(state.model, state.epoch)
 
-        config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
+        if "init" in at:
+            measure(model, 0)
         result = train.fit(model, train_split, test_split, config_train, callbacks=[track])
         last = len(result.history)
-        if result.status == "done":
-            if not any(r["epoch"] == last for r in rows):
-                measure(model, last)
+        if result.status == "done" and "final" in at:
+            measure(model, last)
             if ms["k_sweep"]:
                 rows.extend(sweep_rows(model, probe, ms, last, latest["reps"]))
         header = {"data": d, "train": t, "run": config["id"]}
@@ -133,6 +158,8 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
             "stop_reason": result.stop_reason,
             "history": result.history,
             "measures": rows,
+            "fit_epoch": latest.get("fit_epoch"),
+            "n_test": len(test_split),
             "seconds": time.perf_counter() - start,
         }
     except Exception as e:  # a failing run is recorded, never fatal to the study
