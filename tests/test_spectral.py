@@ -203,3 +203,20 @@ def test_measure_skips_the_ww_rows_with_one_warning_without_weightwatcher(demo, 
     ]
     with pytest.raises(ImportError):
         spectral.analyze(model)
+
+
+def test_a_failed_power_law_fit_is_not_averaged_in():
+    """WeightWatcher's get_summary() averages a failed fit's sentinel alpha = -1 in; with
+    orientation -1 that would read as a better model. The fitted metrics of such a layer are
+    NaN and left out of the model-level mean; the others keep it."""
+    import math
+
+    from clusterprior.measures.spectral import METRICS, LayerSpectrum, _fitted, _means
+
+    ok = LayerSpectrum(dict.fromkeys(METRICS, 2.0), 48, "success")
+    failed = LayerSpectrum({m: _fitted(m, -1.0, "failed") for m in METRICS}, 9, "failed")
+    assert math.isnan(failed.metrics["alpha"]) and math.isnan(failed.metrics["alpha_weighted"])
+    means = _means({"a": ok, "b": failed})
+    assert means["alpha"] == 2.0 and means["alpha_weighted"] == 2.0, "the failed fit is left out"
+    assert means["stable_rank"] == 0.5 and means["log_norm"] == 0.5, "metrics without a fit keep every layer"
+    assert all(math.isnan(v) for v in _means({}).values())

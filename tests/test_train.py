@@ -102,12 +102,14 @@ def test_stop_rule_reads_the_whole_training_split_in_eval_mode(small):
 
 def test_running_rule_stops_on_the_running_objective_with_the_decay_penalty(small):
     """The thesis's rule (Keras logs['loss']): the running mean of the epoch's batch losses
-    (augmentation and dropout on) plus the weight-decay penalty (wd / 2) * sum ||p||^2 taken
-    with the weights each batch's loss was computed with; not the clean loss."""
+    (augmentation and dropout on) plus the weight-decay penalty (wd / 2) * sum ||W||^2 of the
+    kernels, taken with the weights each batch's loss was computed with; not the clean loss."""
     wd, threshold, steps = 1e-4, 1.0, 6  # 600 samples in batches of 100
     torch.manual_seed(0)
     model = models.build("mlp", small[0].input_shape, small[0].n_classes, dropout=0.1)
-    term = lambda: wd / 2 * sum(float(p.detach().double().pow(2).sum()) for p in model.parameters())  # noqa: E731
+    decayed = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]  # Keras's l2: the kernels only
+    assert len(decayed) < len([p for p in model.parameters()]), "biases and BatchNorm are decayed, not counted"
+    term = lambda: wd / 2 * sum(float(w.detach().double().pow(2).sum()) for w in decayed)  # noqa: E731
     before_step = [term()]  # the penalty before step 1, then after each step (= before the next)
     config = TrainConfig(
         epochs=40, batch_size=100, lr=0.1, augment=True, weight_decay=wd, stop_loss=threshold, stop_rule="running"

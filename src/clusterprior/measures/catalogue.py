@@ -487,22 +487,28 @@ def select(names: Sequence[str] | None, has_subclasses: bool) -> list[str]:
     return list(names)
 
 
-def _installed(names: list[str]) -> list[str]:
-    """``names`` without the measures whose optional package is not installed, with one
-    warning per package."""
+def not_installed(names: Sequence[str]) -> dict[str, list[str]]:
+    """The measures of ``names`` whose optional package is not installed, as one line per
+    package (saying how to install it) -> the measures it skips."""
     missing: dict[tuple[str, str], list[str]] = {}
     for name in names:
         need = CATALOGUE[name].requires
         if need is not None and importlib.util.find_spec(need[0]) is None:
             missing.setdefault(need, []).append(name)
-    for (package, extra), group in missing.items():
-        warnings.warn(
-            f"{package} is not installed (pip install 'clusterprior[{extra}]'): its measures {', '.join(group)} "
-            "are skipped",
-            UserWarning,
-            stacklevel=3,
-        )
-    skipped = {name for group in missing.values() for name in group}
+    return {
+        f"{package} is not installed (pip install 'clusterprior[{extra}]'): its measures {', '.join(group)} "
+        "are skipped": group
+        for (package, extra), group in missing.items()
+    }
+
+
+def _installed(names: list[str]) -> list[str]:
+    """``names`` without the measures whose optional package is not installed, with one
+    warning per package."""
+    skipped = set()
+    for line, group in not_installed(names).items():
+        warnings.warn(line, UserWarning, stacklevel=3)
+        skipped.update(group)
     return [n for n in names if n not in skipped]
 
 

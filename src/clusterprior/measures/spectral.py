@@ -32,7 +32,9 @@ where CUDA is available). What it computes, for each analysed layer:
 - ``alpha_weighted = alpha * log_spectral_norm = alpha * log10(lambda_max)``.
 
 The model-level value of each metric is its mean over the analysed layers, as
-``WeightWatcher.get_summary()`` gives it (NaN when no layer is analysed). Alpha is unreliable on
+``WeightWatcher.get_summary()`` gives it, except that a layer whose power-law fit failed has
+no ``alpha`` nor ``alpha_weighted`` (NaN) and is left out of their means, where
+``get_summary()`` averages in its sentinel ``alpha = -1`` (NaN when no layer is left). Alpha is unreliable on
 few eigenvalues: each layer's ``num_evals`` is recorded (:attr:`SpectralAnalysis.num_evals`).
 
 Conv1d layers. WeightWatcher 0.7.7 reads a Conv1d kernel [out, in, k] as one matrix whose
@@ -210,19 +212,33 @@ def analyze(model: nn.Module) -> SpectralAnalysis:
     with _quiet(engine):
         watcher = engine.WeightWatcher(model=twin)
         details = watcher.analyze(svd_method="accurate")
-        summary = watcher.get_summary()
     if len(details):
         details.insert(0, "layer", [names[int(i)] for i in details["longname"]])
     layers = {
-        str(row["layer"]): LayerSpectrum({m: float(row[m]) for m in METRICS}, int(row["num_evals"]), str(row["status"]))
+        str(row["layer"]): LayerSpectrum(
+            {m: _fitted(m, float(row[m]), str(row["status"])) for m in METRICS},
+            int(row["num_evals"]),
+            str(row["status"]),
+        )
         for _, row in details.iterrows()
     }
-    return SpectralAnalysis(
-        layers,
-        tuple(n for n in names if n not in layers),
-        {m: float(summary.get(m, math.nan)) for m in METRICS},
-        details,
-    )
+    return SpectralAnalysis(layers, tuple(n for n in names if n not in layers), _means(layers), details)
+
+
+FITTED = ("alpha", "alpha_weighted")  # the metrics that come from the power-law fit
+
+
+def _fitted(metric: str, value: float, status: str) -> float:
+    """A layer's value, NaN for a fitted metric whose fit failed (WeightWatcher's -1 sentinel)."""
+    return math.nan if metric in FITTED and status != "success" else value
+
+
+def _means(layers: dict[str, LayerSpectrum]) -> dict[str, float]:
+    """The model-level values: each metric's mean over the layers where it is defined. Unlike
+    ``get_summary()``, a failed fit's ``alpha = -1`` is not averaged in: with orientation -1 it
+    would read as a better model."""
+    values = {m: [layer.metrics[m] for layer in layers.values() if not math.isnan(layer.metrics[m])] for m in METRICS}
+    return {m: sum(v) / len(v) if v else math.nan for m, v in values.items()}
 
 
 __all__ = ["EXTRA", "METRICS", "PACKAGE", "LayerSpectrum", "SpectralAnalysis", "analyze", "shadow"]

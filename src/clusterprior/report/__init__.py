@@ -23,10 +23,10 @@ from clusterprior.report.tables import (
     Analysis,
     analyse,
     check_point,
+    coverage_sentence,
     k_sweep,
     markdown,
     noise_sentence,
-    point_label,
     seeds_markdown,
     totals_markdown,
 )
@@ -70,11 +70,7 @@ def report_folder(folder: str | Path, at: str = "final") -> Path:
 
 def coverage_note(analysis: Analysis) -> str:
     """One sentence on the point the measures were read at and how many models it covers."""
-    covered, finished = len(analysis.covered), len(analysis.models)
-    missing = (
-        "" if covered == finished else f" ({finished - covered} never reached it: measured_epoch empty in models.csv)"
-    )
-    return f"Measures read {point_label(analysis.point)}: {covered} of {finished} finished models{missing}."
+    return coverage_sentence(analysis.point, len(analysis.covered), len(analysis.models))
 
 
 def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: str = "final") -> Report:
@@ -120,17 +116,22 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: 
             "version above colours by any hyperparameter).",
         ),
         (
-            figures.per_layer(measures, depths, [m for m in analysis.measures if m in INTRACLASS]),
-            "layers.png",
-            "Layer-wise measures (c1, c3: top neurons of the layer) averaged over models, ± one std (thesis Fig. 2.6).",
-        ),
-        (
             figures.over_epochs(values, analysis.models, analysis.measures),
             "epochs.png",
             "Measures during training for the worst, median and best tracked runs (thesis Fig. 2.7).",
         ),
     ]
-    sweep = k_sweep(swept, analysis.models, analysis.axes, analysis.replicates) if at == "final" else None
+    if analysis.point == "final":  # the layer-wise values of each run's last measured epoch
+        made.insert(
+            1,
+            (
+                figures.per_layer(measures, depths, [m for m in analysis.measures if m in INTRACLASS]),
+                "layers.png",
+                "Layer-wise measures (c1, c3: top neurons of the layer) averaged over models, ± one std "
+                "(thesis Fig. 2.6).",
+            ),
+        )
+    sweep = k_sweep(swept, analysis.models, analysis.axes, analysis.replicates) if analysis.point == "final" else None
     if sweep is not None and not sweep.empty:
         made.append(
             (

@@ -25,10 +25,12 @@ from clusterprior.report.tables import (
     REPLICATES,
     SHORT,
     Replicates,
+    coverage_sentence,
     estimate_text,
+    half_width,
     noise_sentence,
-    point_label,
     replicate_statistics,
+    with_n_test,
 )
 
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- end results: (?P=name) -->)", re.S)
@@ -78,43 +80,37 @@ def _stopping(models: pd.DataFrame) -> str:
     reached = models["reached_stop_loss"] if "reached_stop_loss" in models else pd.Series(dtype=object)
     if reached.isna().all():
         return "no stopping rule (a fixed number of epochs)"
+    rules = models["rule_stop_rule"] if "rule_stop_rule" in models else pd.Series("clean", index=models.index)
+    if "rule_stop_loss" in models:
+        pairs = sorted(set(zip(rules, models["rule_stop_loss"], strict=True)))
+        what = {"clean": "the clean training loss", "running": "the running training objective"}
+        rule = " or ".join(f"{what.get(kind, kind)} below {threshold:g}" for kind, threshold in pairs)
+    else:  # a report written before the threshold was recorded
+        rule = "the clean training loss"
     capped = models[reached.astype(str) == "False"]
     if capped.empty:
         return (
-            f"every model reached the stop-loss, in {int(models['epochs'].min())}-{int(models['epochs'].max())} epochs"
+            f"every model reached the stop-loss ({rule}), in {int(models['epochs'].min())}-"
+            f"{int(models['epochs'].max())} epochs"
         )
     return (
-        f"{len(capped)} of {len(models)} models hit the epoch cap before the stop-loss (flagged in models.csv, "
-        "`reached_stop_loss`)"
+        f"{len(capped)} of {len(models)} models hit the epoch cap before the stop-loss ({rule}; flagged in "
+        "models.csv, `reached_stop_loss`)"
     )
-
-
-def _n_test(models: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    """``models`` with the test split's size: its own ``n_test`` column, else (a study run
-    before it was recorded) the spec's ``n_test`` data option, else none."""
-    if "n_test" in models or not (folder.parent / "study.toml").is_file():
-        return models
-    from clusterprior.study import load_spec
-
-    n_test = load_spec(folder.parent / "study.toml").data.options.get("n_test")
-    return models.assign(n_test=n_test) if n_test else models
 
 
 def _seeds(models: pd.DataFrame, axes: list[str], measures: list[str], folder: Path) -> Replicates | None:
     """The report's :class:`Replicates`, recomputed from ``models.csv``."""
     replicates = [c for c in REPLICATES if c in models and models[c].nunique() > 1]
     target = "test_acc" if models["target"].equals(models["test_acc"]) else "gap"
-    return replicate_statistics(_n_test(models, folder), axes, replicates, measures, target)
+    return replicate_statistics(with_n_test(models, folder.parent / "study.toml"), axes, replicates, measures, target)
 
 
 def _point(models: pd.DataFrame) -> str:
     """Which point of training the measures were read at, and how many models it covers."""
     point = str(models["point"].iloc[0]) if "point" in models else "final"
     covered = int(models["measured_epoch"].notna().sum()) if "measured_epoch" in models else len(models)
-    whom = (
-        "every model" if covered == len(models) else f"{covered} of {len(models)} models (the others never reached it)"
-    )
-    return f"Measures read {point_label(point)}: {whom}."
+    return coverage_sentence(point, covered, len(models))
 
 
 def block(report_dir: str | Path, cite: str) -> str:
@@ -171,7 +167,7 @@ def block(report_dir: str | Path, cite: str) -> str:
         lines.append(
             f"| {AGREEMENT} | "
             + " | ".join(f"{a.loc[axis, 'value']:.2f}" for axis in axes)
-            + f" | {estimate_text(a.loc['total'])} | {(a.loc['total', 'hi'] - a.loc['total', 'lo']) / 2:.2f} | | "
+            + f" | {estimate_text(a.loc['total'])} | {half_width(a.loc['total']):.2f} | | "
             + f"{estimate_text(seeds.reliability.iloc[-1])} |"
         )
         lines += [

@@ -105,10 +105,39 @@ def point_label(at: str) -> str:
 
 
 def check_point(at: str) -> str:
-    """``at`` if it names a point (:data:`POINTS`) or an epoch number, else a :class:`UserError`."""
-    if at in POINTS or (at.isdigit() and int(at) >= 0):
+    """``at`` if it names a point (:data:`POINTS`), an epoch number as digits (``"05"`` is
+    ``"5"``), else a :class:`UserError`."""
+    if at in POINTS:
         return at
+    if at.isdigit():
+        return str(int(at))
     raise UserError(f"--at must be one of {', '.join(POINTS)} or an epoch number, got {at!r}")
+
+
+def coverage_sentence(point: str, covered: int, finished: int) -> str:
+    """Where the measures were read, and how many of the finished models that covers."""
+    whom = f"{covered} of {finished} finished models"
+    if covered < finished:
+        whom += f" ({finished - covered} never reached it: measured_epoch empty in models.csv)"
+    return f"Measures read {point_label(point)}: {whom}."
+
+
+def half_width(row: pd.Series) -> float:
+    """Half the width of an estimate's interval (its ``lo`` and ``hi``)."""
+    return (row["hi"] - row["lo"]) / 2
+
+
+def with_n_test(models: pd.DataFrame, spec: Path) -> pd.DataFrame:
+    """``models`` with each run's test-split size filled in where it was not recorded (runs of
+    a study that predates ``n_test``) from the ``n_test`` data option of the study's ``spec``
+    (``study.toml``), when it gives one."""
+    recorded = models["n_test"] if "n_test" in models else pd.Series(float("nan"), index=models.index)
+    if recorded.notna().all() or not spec.is_file():
+        return models
+    from clusterprior.study import load_spec
+
+    option = load_spec(spec).data.options.get("n_test")
+    return models.assign(n_test=recorded.fillna(option)) if option else models
 
 
 def point_values(runs: pd.DataFrame, values: pd.DataFrame, at: str) -> pd.DataFrame:
@@ -118,6 +147,7 @@ def point_values(runs: pd.DataFrame, values: pd.DataFrame, at: str) -> pd.DataFr
     final one). ``runs``: run_id, epochs, fit_epoch; a run measured nowhere at the point has
     no rows."""
     at = check_point(at)
+    values = values[values["run_id"].isin(runs["run_id"])]
     if at == "change":
         final, init = point_values(runs, values, "final"), point_values(runs, values, "init")
         both = final.merge(init, on=["run_id", "measure"], suffixes=("", "_init"))
@@ -157,12 +187,16 @@ def final_models(folder: str | Path, target: str, at: str = "final") -> tuple[pd
         raise UserError(f"{folder}: fewer than 2 finished runs with measures; nothing to correlate")
     at_point = point_values(measured, values, at)
     if at_point["run_id"].nunique() < 2:
-        raise UserError(f"{folder}: fewer than 2 finished runs were measured {point_label(at)}")
+        raise UserError(
+            f"{folder}: fewer than 2 finished runs were measured {point_label(at)} (the spec's measures.at names the "
+            "points measured)"
+        )
     wide = at_point.pivot_table(index="run_id", columns="measure", values="value").reset_index()
     wide.columns.name = None
     wide.insert(1, "measured_epoch", wide["run_id"].map(at_point.groupby("run_id")["epoch"].first()))
-    models = measured.merge(wide, on="run_id", how="left")
-    models["point"] = at
+    models = with_n_test(measured.merge(wide, on="run_id", how="left"), spec)
+    models = models.astype({"measured_epoch": "Int64", "fit_epoch": "Int64", "n_test": "Int64"})
+    models["point"] = check_point(at)
     train_acc = models["fit_acc"].fillna(models["train_acc"]) if "fit_acc" in models else models["train_acc"]
     models["target"] = models["test_acc"] if target == "test_acc" else -(train_acc - models["test_acc"])
     models["reached_stop_loss"] = (models["stop_reason"] == "loss_threshold").where(models["rule_stop_loss"].notna())
@@ -355,7 +389,7 @@ def totals_markdown(analysis: Analysis) -> str:
         total = seeds.agreement.loc["total"]
         lines.append(
             f"| {AGREEMENT} | {total['value']:.2f} | [{total['lo']:.2f}, {total['hi']:.2f}] | "
-            f"{(total['hi'] - total['lo']) / 2:.2f} | {len(analysis.models)} | "
+            f"{half_width(total):.2f} | {len(analysis.models)} | "
             f"{estimate_text(seeds.reliability.loc[analysis.target])} |"
         )
     return "\n".join(lines)
@@ -463,7 +497,7 @@ def terminal_table(analysis: Analysis) -> Any:
             AGREEMENT,
             *(f"{a.loc[axis, 'value']:.2f}" for axis in [*analysis.axes, "total"]),
             f"[{a.loc['total', 'lo']:.2f}, {a.loc['total', 'hi']:.2f}]",
-            f"{(a.loc['total', 'hi'] - a.loc['total', 'lo']) / 2:.2f}",
+            f"{half_width(a.loc['total']):.2f}",
             "",
             f"{seeds.reliability.loc[analysis.target, 'value']:.2f}",
         )

@@ -7,7 +7,8 @@ are of one *configuration* when they are equal on every other key (values compar
 
 - :func:`reliability`: the intraclass correlation ICC(1) of a quantity over configurations;
 - :func:`replicate_agreement`: the granulated Kendall psi that one seed's generalization reaches
-  as a measure of another seed's, the ceiling a measure of one model can hope for;
+  as a measure of another seed's: what knowing the configuration alone buys (no ceiling: a
+  measure read off one model can follow that model's own accuracy);
 - :func:`noise_floor`: how much of the seed-to-seed difference of test accuracy the test set's
   finite size alone explains.
 
@@ -253,10 +254,11 @@ def replicate_agreement(
     the replicate keys splitting the groups (each group holds models of one seed; with 2 seeds
     this is exactly "seed 0's t as a measure of seed 1's and vice versa"). Under t = a_c + e
     (a_c i.i.d. per configuration, e i.i.d. per model, both normal) each psi estimates
-    (2 / pi) arcsin(rho) with rho = var(a) / (var(a) + var(e)): the ceiling of a measure that
-    sees a single model. Models with NaN ``t`` and configurations with a single (remaining)
-    replicate are left out; two models of one configuration with equal replicate values are an
-    error. ``axes``: keys of ``hparams``, none a replicate key (``None``: every other key).
+    (2 / pi) arcsin(rho) with rho = var(a) / (var(a) + var(e)): the score of a measure that
+    knows the configuration and nothing of the model's own seed. Models with NaN ``t`` and
+    configurations with a single (remaining) replicate are left out; two models of one
+    configuration with equal replicate values are an error.
+    ``axes``: keys of ``hparams``, none a replicate key (``None``: every other key).
 
     Intervals: :func:`granulated_kendall_ci` (same ``n_boot``, ``level``, ``seed``), which
     resamples each axis's groups by configuration of the other axes over all replicates.

@@ -123,12 +123,18 @@ class Study:
     def frame(self) -> pd.DataFrame:
         """One tidy row per run and epoch: hyperparameters, status, the epoch's metrics and
         one column per model-level measure at its run's top-k (NaN at epochs where it was not
-        measured; the k-sweep's values are in :meth:`measures` and :meth:`sweep`)."""
+        measured; the k-sweep's values are in :meth:`measures` and :meth:`sweep`). Epoch 0,
+        before training, has a row when the run was measured there (``at = ["init", ...]``),
+        without metrics."""
         history = self._query("SELECT * FROM history ORDER BY run_id, epoch")
         wide = (
             self.model_values().pivot_table(index=["run_id", "epoch"], columns="measure", values="value").reset_index()
         )
         wide.columns.name = None
+        trained = pd.MultiIndex.from_frame(history[["run_id", "epoch"]])
+        untrained = wide[~pd.MultiIndex.from_frame(wide[["run_id", "epoch"]]).isin(trained)][["run_id", "epoch"]]
+        if len(untrained):  # measured where no epoch was trained: initialisation
+            history = pd.concat([untrained, history]).sort_values(["run_id", "epoch"], kind="stable")
         # a hyperparameter keeps its name; the epoch's own value of it (lr) is "<name>_epoch"
         table = self._with_hparams("id AS run_id, status").merge(
             history, on="run_id", how="left", suffixes=("", "_epoch")

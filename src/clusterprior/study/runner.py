@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from clusterprior.errors import UserError
+from clusterprior.measures.catalogue import not_installed
 from clusterprior.study import artifacts, executors
 from clusterprior.study.lock import driver_lock
 from clusterprior.study.spec import StudySpec, dump, expand
@@ -69,6 +71,8 @@ def run_study(
         by_id = {r["id"]: r for r in runs}
         todo = store.pending(list(by_id), retry_failed)
         console = Console(quiet=quiet, stderr=False)
+        for line in not_installed(spec.measures.names):  # the workers skip them quietly: said once, here
+            print(line, file=sys.stderr)
         console.print(
             f"study {spec.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
             f"{len(todo)} to run on {workers} {executor} worker(s)"

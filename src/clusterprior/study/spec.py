@@ -154,6 +154,18 @@ class MeasureSpec(_Strict):
         0.02, gt=0, description="the fit point: the clean training loss (whole split, eval mode) to fall below"
     )
 
+    @field_validator("at")
+    @classmethod
+    def _points_in_order(cls, at: list[Point]) -> list[Point]:
+        """Each point once, in training order (the same points make the same run id)."""
+        return [p for p in typing.get_args(Point) if p in at]
+
+    @model_validator(mode="after")
+    def _sweep_at_the_end(self) -> MeasureSpec:
+        if self.k_sweep and "final" not in self.at:
+            raise ValueError("k_sweep is measured at the final epoch: add 'final' to at, or leave k_sweep empty")
+        return self
+
 
 FIRST_MEASURE_FIELDS = tuple(
     name for name in MeasureSpec.model_fields if name not in ("at", "fit_loss")

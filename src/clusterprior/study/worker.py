@@ -75,6 +75,12 @@ def probe_split(split: Split, samples: int | None) -> Split:
     return Split(split.x[idx], split.y[idx], None if split.sub is None else split.sub[idx], split.meta, split.split)
 
 
+def _fit_epoch(history: list[dict[str, float]], threshold: float) -> int | None:
+    """The first epoch of ``history`` whose clean training loss (``fit_loss``, recorded under a
+    stopping rule) is below ``threshold``; None if none is, or if it was not recorded."""
+    return next((int(row["epoch"]) for row in history if row.get("fit_loss", threshold) < threshold), None)
+
+
 def execute(config: dict[str, Any], storage: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """Train and measure the run ``config``, put its checkpoint (and saved pre-activations) in
     ``storage`` (a path or URI, :class:`clusterprior.study.artifacts.Storage`); returns
@@ -83,7 +89,9 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
     Measures are taken every ``track_every`` epochs and at the named points of ``at``: init
     (epoch 0, before training), fit (the first epoch whose clean training loss, the whole
     training split in eval mode, is below ``fit_loss``; ``fit_epoch`` is None when no epoch
-    is) and final (the last epoch of a run that did not diverge)."""
+    is) and final (the last epoch of a run that did not diverge). Without "fit" among the
+    points, ``fit_epoch`` still comes from the history when a stopping rule recorded the clean
+    loss."""
     start = time.perf_counter()
     try:
         from clusterprior import data, models, train
@@ -120,21 +128,19 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
             if ms["save_preactivations"]:
                 snapshots[epoch] = latest["reps"]
 
+        def clean_loss(state: train.EpochState) -> float:
+            """The whole training split's loss in eval mode: the stopping rule's, else computed here."""
+            if "fit_loss" in state.row:
+                return state.row["fit_loss"]
+            if "x" not in latest:  # the split on the device, once
+                latest["x"], latest["y"] = train_split.x.to(config_train.device), train_split.y.to(config_train.device)
+            args = (config_train.eval_batch_size, config_train.amp, config_train.loss)
+            return train.evaluate(state.model, latest["x"], latest["y"], *args)[0]
+
         def track(state: train.EpochState) -> None:
-            if "fit" in at and "fit_epoch" not in latest:
-                row = state.row
-                if "fit_loss" not in row:  # no stopping rule computes it: the same pass, here
-                    row["fit_loss"], row["fit_acc"] = train.evaluate(
-                        state.model,
-                        train_split.x.to(config_train.device),
-                        train_split.y.to(config_train.device),
-                        config_train.eval_batch_size,
-                        config_train.amp,
-                        config_train.loss,
-                    )
-                if row["fit_loss"] < ms["fit_loss"]:
-                    latest["fit_epoch"] = state.epoch
-                    measure(state.model, state.epoch)
+            if "fit" in at and "fit_epoch" not in latest and clean_loss(state) < ms["fit_loss"]:
+                latest["fit_epoch"] = state.epoch
+                measure(state.model, state.epoch)
             if every and state.epoch % every == 0:
                 measure(state.model, state.epoch)
 
@@ -158,7 +164,7 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
             "stop_reason": result.stop_reason,
             "history": result.history,
             "measures": rows,
-            "fit_epoch": latest.get("fit_epoch"),
+            "fit_epoch": latest.get("fit_epoch", _fit_epoch(result.history, ms["fit_loss"])),
             "n_test": len(test_split),
             "seconds": time.perf_counter() - start,
         }

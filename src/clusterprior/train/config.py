@@ -59,11 +59,13 @@ class TrainConfig:
     - ``running``: the epoch's training objective as Keras logs it (``logs['loss']``, which
       the thesis author's stopping callback reads): the running mean over the epoch's batches
       of the batch loss (train mode, augmentation and dropout on) plus the weight-decay
-      penalty ``(weight_decay / 2) * sum ||p||^2`` over the parameters the optimizer decays.
+      penalty ``(weight_decay / 2) * sum ||W||^2`` over the kernels (Conv and Linear weights).
       ``weight_decay`` is PyTorch's (the gradient gains ``weight_decay * p``), i.e. Keras's
-      ``l2(lambda)`` with ``lambda = weight_decay / 2``; the optimizers here decay every
-      trainable parameter (kernels, biases and BatchNorm's scale and shift), where the
-      thesis's Keras models regularise kernels only, so the penalty counts them all.
+      ``l2(lambda)`` with ``lambda = weight_decay / 2``. The thesis's Keras models regularise
+      the kernels only, and so does the penalty, while the optimizers here decay every
+      trainable parameter (biases and BatchNorm's scale and shift too): their decay of the
+      others is left out of the objective the rule reads, as Keras would never count it (with
+      BatchNorm's scales near 1 it would add about ``weight_decay / 2`` per channel).
     Each field's help and validity rule are in its metadata (:func:`option`).
     """
 

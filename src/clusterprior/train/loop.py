@@ -133,13 +133,17 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> Any:
     )
 
 
-def decay_penalty(optimizer: Any) -> torch.Tensor | None:
-    """The L2 term whose gradient the optimizer's weight decay adds, as Keras counts it:
-    ``sum over groups of (weight_decay / 2) * sum ||p||^2`` (None without weight decay)."""
+def decay_penalty(optimizer: Any, decayed: set[int]) -> torch.Tensor | None:
+    """The L2 term of the weight decay as Keras counts it, over the kernels (the tensors whose
+    ``id`` is in ``decayed``): ``sum over groups of (weight_decay / 2) * sum ||W||^2`` (None
+    without weight decay). Keras's ``l2(lambda)`` adds ``lambda * ||W||^2`` to the loss of each
+    kernel it regularises, and ``weight_decay = 2 * lambda``."""
     terms = [
-        group["weight_decay"] / 2 * torch.nn.utils.get_total_norm([p.detach() for p in group["params"]]) ** 2
+        group["weight_decay"] / 2 * p.detach().float().pow(2).sum()
         for group in optimizer.param_groups
-        if group.get("weight_decay", 0) > 0 and group["params"]
+        if group.get("weight_decay", 0) > 0
+        for p in group["params"]
+        if id(p) in decayed
     ]
     return torch.stack(terms).sum() if terms else None
 
@@ -208,8 +212,8 @@ def fit(
     A NaN or infinite training loss ends the run with status "diverged". On CUDA, forward
     passes run under bf16 autocast (``config.amp``) and 4-D inputs in channels_last.
     History rows: epoch, lr, train_loss, train_acc (running means over the epoch's
-    augmented batches, train mode), penalty (running mean of the weight-decay term of
-    :func:`decay_penalty`, 0 without decay; ``train_loss + penalty`` is the objective the
+    augmented batches, train mode), penalty (running mean of the kernels' weight-decay
+    term, :func:`decay_penalty`, 0 without decay; ``train_loss + penalty`` is the objective the
     ``running`` stopping rule reads), test_loss, test_acc (every ``config.test_every``
     epochs and at the last), seconds; with ``config.stop_loss`` also fit_loss, fit_acc:
     the whole training split in eval mode without augmentation, the loss the ``clean``
@@ -237,6 +241,7 @@ def fit(
         x_test, y_test = test.x.to(device).contiguous(memory_format=fmt), test.y.to(device)
     aug_params = {**train.meta.augment, **config.augment_options} if config.augment else {}
     optimizer = optimizer if optimizer is not None else make_optimizer(model, config)
+    kernel_ids = {id(w) for w in kernels(model).values()}
     history: list[dict[str, float]] = []
     result = TrainResult("done", "max_epochs", history)
     total_steps = 0
@@ -267,7 +272,7 @@ def fit(
                 _check_output(out, config.loss)
                 losses = per_example_loss(out, yb, config.loss)
                 loss = losses.mean()
-            penalty = decay_penalty(optimizer)  # the weights the batch's loss was computed with
+            penalty = decay_penalty(optimizer, kernel_ids)  # the weights the batch's loss was computed with
             if penalty is not None:
                 penalty_sum.add_(penalty, alpha=len(idx))
             optimizer.zero_grad(set_to_none=True)
