@@ -220,3 +220,18 @@ def test_a_failed_power_law_fit_is_not_averaged_in():
     assert means["alpha"] == 2.0 and means["alpha_weighted"] == 2.0, "the failed fit is left out"
     assert means["stable_rank"] == 0.5 and means["log_norm"] == 0.5, "metrics without a fit keep every layer"
     assert all(math.isnan(v) for v in _means({}).values())
+
+
+def test_a_study_driver_says_once_which_measures_a_missing_package_skips(tmp_path, monkeypatch, capsys):
+    """The workers skip the rows without a word (their warnings are not shown): the driver says
+    it, one line, before the runs start."""
+    from clusterprior import study
+
+    monkeypatch.setitem(sys.modules, "weightwatcher", None)
+    spec = study.parse(
+        '[data]\nname = "mnist1d-hier"\noptions = { n_train = 200, n_test = 100 }\n[model]\nwidth = 0.25\n'
+        '[train]\nepochs = 1\n[measures]\nnames = ["c3", "ww_alpha"]\n[grid.axes]\nbatch_size = [50, 100]\n'
+    )
+    study.run_study(spec, tmp_path / "s", workers=1, quiet=True)
+    err = capsys.readouterr().err
+    assert err.count("weightwatcher is not installed (pip install 'clusterprior[ww]'): its measures ww_alpha") == 1
