@@ -477,3 +477,46 @@ def test_a_script_without_a_main_guard_is_told_why(tmp_path: Path):
     assert 'put the code that runs it under `if __name__ == "__main__":`' in done.stderr
     errors = study.load(tmp_path / "out").runs()["error"]
     assert errors.str.contains("__main__").all()
+
+
+def test_a_failed_run_keeps_its_traceback_and_warnings_and_only_the_documented_ones_are_silenced(
+    tmp_path: Path, monkeypatch, capsys
+):
+    import warnings
+
+    from clusterprior import models
+    from clusterprior.study import worker
+    from clusterprior.study.store import Store
+
+    def broken(*args, **kwargs):
+        warnings.warn("layers ['3'] have no live neuron and are left out", stacklevel=1)  # documented: silenced
+        warnings.warn("the learning rate looks odd", stacklevel=1)
+        warnings.warn("the learning rate looks odd", stacklevel=1)  # kept once
+        warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+        raise ValueError("no such layer: conv9")
+
+    monkeypatch.setattr(models, "from_config", broken)
+    config = study.expand(study.load_spec(tiny(tmp_path, seeds="[0]")))[0]
+    result = worker.execute(config, str(tmp_path / "storage"))
+    assert result["status"] == "failed" and result["error"] == "ValueError: no such layer: conv9"
+    assert "Traceback (most recent call last)" in result["traceback"] and "in broken" in result["traceback"]
+    assert result["warnings"] == ["UserWarning: the learning rate looks odd", "DeprecationWarning: an old API"]
+
+    out = tmp_path / "study"
+    store = Store(out)
+    store.add_runs([config])
+    store.record(config["id"], result)
+    store.close()
+    problems = study.load(out).problems().set_index("id")
+    assert problems.loc[config["id"], "warnings"] == result["warnings"]
+    assert problems.loc[config["id"], "traceback"] == result["traceback"]
+    assert main(["study", "status", str(out)]) == 0
+    brief = capsys.readouterr().out
+    assert "failed " + config["id"] + ": ValueError: no such layer: conv9" in brief and "Traceback" not in brief
+    assert "1 runs raised warnings (--verbose shows them)" in brief
+    assert main(["study", "status", str(out), "--verbose"]) == 0
+    full = capsys.readouterr().out
+    assert "    Traceback (most recent call last)" in full and "    UserWarning: the learning rate looks odd" in full
+    assert main(["study", "export", str(out), "--out", str(tmp_path / "frame.csv")]) == 0
+    exported = pd.read_csv(tmp_path / "frame.csv")
+    assert "no such layer" in exported.loc[0, "traceback"] and "an old API" in exported.loc[0, "warnings"]

@@ -8,7 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-study_app = typer.Typer(help="Hyperparameter studies: plan, run, status, report, export.", rich_markup_mode=None)
+study_app = typer.Typer(
+    help="Hyperparameter studies: plan, run, status, report, export, upgrade.", rich_markup_mode=None
+)
 
 
 def demo(
@@ -151,14 +153,20 @@ def study_export(
 
 
 @study_app.command("status")
-def study_status(folder: Path = typer.Argument(..., help="Study directory.")) -> None:
+def study_status(
+    folder: Path = typer.Argument(..., help="Study directory."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also each failed run's traceback and every run's warnings."
+    ),
+) -> None:
     """Counts of runs by status, each failed run with its error line, and the runs that took
-    more than one attempt (a lost worker or node). Read-only: safe while a driver runs."""
+    more than one attempt (a lost worker or node); with --verbose, what went wrong in full.
+    Read-only: safe while a driver runs."""
     from clusterprior import study
 
     loaded = study.load(folder)
     try:
-        runs = loaded.runs()
+        runs, problems = loaded.runs(), loaded.problems()
     finally:
         loaded.close()
     counts = runs["status"].value_counts()
@@ -166,7 +174,26 @@ def study_status(folder: Path = typer.Argument(..., help="Study directory.")) ->
         f"{folder}: {len(runs)} runs: "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "diverged", "failed", "running", "queued"))
     )
-    for run in runs[runs["status"] == "failed"].itertuples():
+    for run in problems[problems["status"] == "failed"].itertuples():
         print(f"failed {run.id}: {run.error}")
+        if verbose and run.traceback:
+            print("    " + run.traceback.rstrip().replace("\n", "\n    "))
     for run in runs[(runs["attempts"] > 1) & (runs["status"] != "running")].itertuples():
         print(f"{run.status} {run.id} after {run.attempts} attempts")
+    warned = problems[problems["warnings"].map(len) > 0]
+    if len(warned) and not verbose:
+        print(f"{len(warned)} runs raised warnings (--verbose shows them)")
+    for run in warned.itertuples() if verbose else ():
+        print(f"warnings of {run.status} {run.id}:")
+        for line in run.warnings:
+            print(f"    {line}")
+
+
+@study_app.command("upgrade")
+def study_upgrade(folder: Path = typer.Argument(..., help="Study directory.")) -> None:
+    """Migrate a study database written by an older clusterprior to this version's schema
+    (as a driver does, holding the study's driver lock: refused while a driver runs)."""
+    from clusterprior.study import upgrade
+
+    before, after = upgrade(folder)
+    print(f"{folder}: schema version {before} -> {after}" if before != after else f"{folder}: up to date ({after})")

@@ -35,6 +35,7 @@ from clusterprior.experiments.layer_rotation import (
     sgd_decay,
     train_one,
 )
+from clusterprior.files import save_figure, write_csv, write_text
 from clusterprior.models.structure import kernels
 from clusterprior.train.layca import Layca
 
@@ -125,11 +126,11 @@ def run(
         if on_result:
             on_result(row)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
+    write_csv(out / "results.csv", table, index=False)
     curves = {name: {"history": r.result.history, "rotation": r.rotation.history} for name, r in runs.items()}
-    (out / "curves.json").write_text(json.dumps(curves))
-    figures.adapt_copy(curves, f"AdaptCopy of {method} (thesis Fig. 4.9)").savefig(out / "adapt_copy.png", dpi=80)
-    verdicts(out).to_csv(out / "verdicts.csv", index=False)
+    write_text(out / "curves.json", json.dumps(curves))
+    save_figure(out / "adapt_copy.png", figures.adapt_copy(curves, f"AdaptCopy of {method} (thesis Fig. 4.9)"), dpi=80)
+    write_csv(out / "verdicts.csv", verdicts(out), index=False)
     return table
 
 

@@ -33,6 +33,7 @@ from clusterprior.data.mnist import locate
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
 from clusterprior.experiments.layer_rotation import Progress, Task, log3_of, train_one
+from clusterprior.files import atomic_path, save_figure, write_csv
 from clusterprior.models.structure import kernels
 
 PER_CLASS = 1000  # the thesis's "reduced MNIST": 1,000 training samples per class
@@ -197,19 +198,20 @@ def run(
         if on_result:
             on_result(row)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
+    write_csv(out / "results.csv", table, index=False)
     full = np.stack(finals)
     similarity = np.stack([np.stack([change_similarity(initial, a, b) for b in full]) for a in full])
-    np.savez(
-        out / "features.npz",
-        side=np.int64(side),
-        neurons=chosen,
-        labels=np.array([r.label for r in runs]),
-        lr=table["lr"].to_numpy(),
-        initial=initial[chosen],
-        final=full[:, chosen],
-        similarity=similarity.astype(np.float32),
-    )
+    with atomic_path(out / "features.npz") as tmp:
+        np.savez(
+            tmp,
+            side=np.int64(side),
+            neurons=chosen,
+            labels=np.array([r.label for r in runs]),
+            lr=table["lr"].to_numpy(),
+            initial=initial[chosen],
+            final=full[:, chosen],
+            similarity=similarity.astype(np.float32),
+        )
     labels = [f"{r.label}\nrotation {row['rotation_first']:.2f}" for r, row in zip(runs, rows, strict=True)]
     fig = figures.feature_images(
         initial[chosen],
@@ -219,8 +221,8 @@ def run(
         [int(n) for n in chosen],
         "First-layer features before and after SGD + Layca (thesis Fig. 4.10)\n" + textwrap.fill(sentence, 80),
     )
-    fig.savefig(out / "features.png", dpi=80)
-    verdicts(out).to_csv(out / "verdicts.csv", index=False)
+    save_figure(out / "features.png", fig, dpi=80)
+    write_csv(out / "verdicts.csv", verdicts(out), index=False)
     return table
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from clusterprior import data, models, train
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
-from clusterprior.files import write_text
+from clusterprior.files import save_figure, write_csv, write_text
 from clusterprior.probe.rotation import IterationRotation, RotationMonitor, SecondMoments, StepRates
 
 # (alpha, rho(0)): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
@@ -395,7 +395,7 @@ def _write_results(rows: list[dict[str, Any]], configs: list[Config], out: Path)
     accuracy = pd.to_numeric(table["test_acc"]).fillna(0.0)  # a diverged run: no better than nothing
     table["delta_eta"] = accuracy - accuracy.groupby(table["seed"]).transform("max")
     for name, frame in (("results.csv", table), ("summary.csv", summarize(table))):
-        write_text(out / name, frame.to_csv(index=False))
+        write_csv(out / name, frame, index=False)
     return table
 
 
@@ -409,21 +409,20 @@ def save_figures(curves: dict[str, dict], out: Path) -> None:
         figures.rotation_curves(curve["rotation"], label, ax=ax)
     fig.suptitle("Layer rotation curves (thesis Fig. 4.1)")
     fig.tight_layout()
-    fig.savefig(out / "rotation_curves.png", dpi=80)
+    save_figure(out / "rotation_curves.png", fig, dpi=80)
     fig = figures.loss_curves(
         {k: c["history"] for k, c in curves.items()}, "Training loss across configurations (Fig. 4.2)"
     )
-    fig.savefig(out / "loss_curves.png", dpi=80)
+    save_figure(out / "loss_curves.png", fig, dpi=80)
     iterations = {k: c["iterations"] for k, c in curves.items() if "iterations" in c}
     if iterations:
-        figures.first_epoch(iterations, "Layer rotation and batch accuracy, every step of epoch 1 (Fig. 4.4)").savefig(
-            out / "first_epoch.png", dpi=80
-        )
+        title = "Layer rotation and batch accuracy, every step of epoch 1 (Fig. 4.4)"
+        save_figure(out / "first_epoch.png", figures.first_epoch(iterations, title), dpi=80)
     recorded = [label for label, curve in curves.items() if "second_moments" in curve]
     for i, label in enumerate(recorded):
         title = f"{label}: second-moment estimates per layer, 10th/50th/90th percentiles (Fig. 4.7)"
         name = "second_moments.png" if len(recorded) == 1 else f"second_moments_{i + 1}.png"
-        figures.second_moments(curves[label]["second_moments"], title).savefig(out / name, dpi=80)
+        save_figure(out / name, figures.second_moments(curves[label]["second_moments"], title), dpi=80)
 
 
 # ---- the thesis's studies (SPEC.md 4.5, Figs. 4.3-4.8) on a task's schedule ------------------------
@@ -637,5 +636,5 @@ def run_study(
     configs = study_configs(study, task)
     table = train_configs(task, out, configs, seed, device, data_options, on_result, progress, seeds)
     result = verdicts(study, summarize(table))
-    result.to_csv(Path(out) / "verdicts.csv", index=False)
+    write_csv(Path(out) / "verdicts.csv", result, index=False)
     return result

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clusterprior.files import atomic_path, save_figure, write_csv
+
 BLUE_CENTRES = ((-2.5, 0.0), (2.5, 0.0))  # the two clusters of the blue class
 BLUE_STD = 0.4  # per-coordinate standard deviation of a blue cluster
 HALF_WIDTH = 5.0  # red points, and the heat maps, cover the square [-HALF_WIDTH, HALF_WIDTH]^2
@@ -180,16 +182,17 @@ def run(
         if on_result:
             on_result(row)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
-    np.savez(
-        out / "toy_heatmaps.npz",
-        grid_x=axis,
-        grid_y=axis,
-        depths=np.array(depths, dtype=np.int64),
-        mean_pred=np.stack(maps),
-        train_x=x.numpy(),
-        train_y=y.numpy(),
-    )
+    write_csv(out / "results.csv", table, index=False)
+    with atomic_path(out / "toy_heatmaps.npz") as tmp:
+        np.savez(
+            tmp,
+            grid_x=axis,
+            grid_y=axis,
+            depths=np.array(depths, dtype=np.int64),
+            mean_pred=np.stack(maps),
+            train_x=x.numpy(),
+            train_y=y.numpy(),
+        )
     _save_figure(table, np.stack(maps), axis, x.numpy(), y.numpy(), out / "toy_heatmaps.png")
     return table
 
@@ -212,4 +215,4 @@ def _save_figure(
         ax.set_yticks([])
     fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="mean P(blue)")
     fig.suptitle(f"Mean prediction of {table['n_inits'].iloc[0]} initialisations per depth (thesis Fig. 2.1)")
-    fig.savefig(path, dpi=80)
+    save_figure(path, fig, dpi=80)

@@ -40,7 +40,7 @@ import torch
 from clusterprior import data, models, train
 from clusterprior.data import Split
 from clusterprior.errors import UserError
-from clusterprior.files import atomic_path, fingerprint, write_text
+from clusterprior.files import atomic_path, fingerprint, write_csv, write_text
 from clusterprior.measures.dynamics import wtm_index, wtm_summary
 from clusterprior.models.layers import he_uniform_, scaled
 from clusterprior.probe import dynamics as recording_lib
@@ -252,11 +252,11 @@ def run_one(
     recording = recorder.result()
     folder.mkdir(parents=True, exist_ok=True)
     recording.save(folder / "dynamics.npz")
-    result.frame().to_csv(folder / "history.csv", index=False)
+    write_csv(folder / "history.csv", result.frame(), index=False)
     index = wtm_index(recording)
-    index.to_csv(folder / "wtm.csv", index=False)
+    write_csv(folder / "wtm.csv", index, index=False)
     layers = wtm_summary(index)
-    layers.to_csv(folder / "wtm_layers.csv", index=False)
+    write_csv(folder / "wtm_layers.csv", layers, index=False)
     first_layer = layers.iloc[0]
     row = {
         "seed": seed,
@@ -401,6 +401,6 @@ def run(
     table = pd.DataFrame(rows)
     summary = summarize(table, scale)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "results.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
+    write_csv(out / "results.csv", table, index=False)
+    write_csv(out / "summary.csv", summary, index=False)
     return table, summary

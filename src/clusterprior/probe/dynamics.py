@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from clusterprior.errors import UserError
+from clusterprior.files import atomic_path
 from clusterprior.models import activation_modules, device_of
 
 PER_LAYER_ARRAYS = ("neurons", "cluster_means", "sign_sum", "first", "last", "full", "final_norms")
@@ -131,7 +132,8 @@ class Dynamics:
             for i, layer in enumerate(self.layers):
                 if layer in getattr(self, key):
                     arrays[f"{key}/{i}"] = getattr(self, key)[layer]
-        np.savez_compressed(path, **arrays)
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Dynamics:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from clusterprior.files import save_figure, write_csv, write_text
 from clusterprior.measures import INTRACLASS
 from clusterprior.measures.intraclass import subclass_selectivity
 from clusterprior.report import figures
@@ -80,25 +81,26 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: 
     analysis = analyse(folder, target, n_boot, at)
     out = report_folder(folder, at)
     out.mkdir(exist_ok=True)
-    analysis.kendall.to_csv(out / "granulated_kendall.csv", index_label="measure")
-    analysis.intervals.to_csv(out / "granulated_kendall_ci.csv", index_label="measure")
-    analysis.totals.to_csv(out / "totals.csv", index_label="measure")
-    analysis.cmi.to_csv(out / "cmi.csv", index_label="measure")
-    analysis.models.to_csv(out / "models.csv", index=False)
+    write_csv(out / "granulated_kendall.csv", analysis.kendall, index_label="measure")
+    write_csv(out / "granulated_kendall_ci.csv", analysis.intervals, index_label="measure")
+    write_csv(out / "totals.csv", analysis.totals, index_label="measure")
+    write_csv(out / "cmi.csv", analysis.cmi, index_label="measure")
+    write_csv(out / "models.csv", analysis.models, index=False)
     seeds = analysis.seeds
     if seeds is not None:
-        seeds.reliability.to_csv(out / "reliability.csv", index_label="quantity")
-        seeds.agreement.to_csv(out / "agreement.csv", index_label="axis")
-        seeds.noise.to_csv(out / "noise_floor.csv", index_label="quantity")
+        write_csv(out / "reliability.csv", seeds.reliability, index_label="quantity")
+        write_csv(out / "agreement.csv", seeds.agreement, index_label="axis")
+        write_csv(out / "noise_floor.csv", seeds.noise, index_label="quantity")
     cmi_table = analysis.cmi.to_frame("CMI score")
     capped = capped_note(analysis)
     coverage = coverage_note(analysis)
     seeds_section = f"# Seeds\n\n{seeds_markdown(analysis)}\n\n" if seeds is not None else ""
-    (out / "report.md").write_text(
+    write_text(
+        out / "report.md",
         f"# Granulated Kendall ({analysis.target}, {len(analysis.covered)} models)\n\n{coverage}\n\n"
         f"{markdown(analysis.kendall)}\n\n"
         f"# Totals with their 95 % bootstrap intervals\n\n{totals_markdown(analysis)}\n\n{capped}\n\n"
-        f"{seeds_section}# Conditional mutual information score\n\n{markdown(cmi_table, 3)}\n"
+        f"{seeds_section}# Conditional mutual information score\n\n{markdown(cmi_table, 3)}\n",
     )
     from clusterprior.study import load  # lazily: the figures alone need no study stack (pydantic)
 
@@ -160,7 +162,7 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: 
     for fig, name, caption in made:
         if fig is None:
             continue
-        fig.savefig(out / name, dpi=90)
+        save_figure(out / name, fig, dpi=90)
         shown.append((out / name, caption))
     replicated = (
         f" Replicates ({', '.join(analysis.replicates)}) split the groups and are no axis."
@@ -197,7 +199,7 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: 
         ),
     ]
     html_path = out / "report.html"
-    html_path.write_text(page(f"clusterprior report: {folder.name}", intro, sections, shown))
+    write_text(html_path, page(f"clusterprior report: {folder.name}", intro, sections, shown))
     return Report(out, html_path, analysis)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from clusterprior.errors import UserError
+from clusterprior.files import write_text
 from clusterprior.report.tables import (
     AGREEMENT,
     REPLICATES,
@@ -262,5 +263,5 @@ def update(readme_path: str | Path, root: str | Path, check: bool = False) -> li
     new = {m.group("name"): m.group("body") for m in BLOCK.finditer(fresh)}
     changed = [n for n in old if old[n] != new[n]]
     if changed and not check:
-        path.write_text(fresh)
+        write_text(path, fresh)
     return changed

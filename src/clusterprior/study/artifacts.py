@@ -11,8 +11,10 @@ reaches; the SQLite store stays with the driver, the only process that writes it
 from __future__ import annotations
 
 import io
+import shutil
 import socket
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import torch
 
 from clusterprior.data import Split
 from clusterprior.errors import UserError
+from clusterprior.files import atomic_path
 
 CHECKPOINT = "model.safetensors"
 PREACTIVATIONS = "preactivations.npz"
@@ -41,6 +44,7 @@ class Storage:
     def __init__(self, uri: str | Path):
         self.uri = resolve(uri)
         self.fs, self.root = fsspec.core.url_to_fs(self.uri)
+        self.local = isinstance(self.fs, fsspec.implementations.local.LocalFileSystem)
 
     def path(self, run_id: str, name: str = "") -> str:
         return "/".join(p for p in (self.root.rstrip("/"), "runs", run_id, name) if p)
@@ -61,8 +65,13 @@ class Storage:
         final = self.path(run_id, name)
         try:
             self.fs.makedirs(self.path(run_id), exist_ok=True)
-            self.fs.put_file(str(local), final + ".tmp")
-            self.fs.mv(final + ".tmp", final)
+            if self.local:  # a unique temporary name, fsync'd before and after the rename
+                with atomic_path(final) as tmp:
+                    shutil.copyfile(local, tmp)
+            else:  # an object store: its put is whole, under a name no other writer takes
+                scratch = f"{final}.{uuid.uuid4().hex}.tmp"
+                self.fs.put_file(str(local), scratch)
+                self.fs.mv(scratch, final)
         except Exception as e:
             raise self._unreachable("write to", e) from None
 

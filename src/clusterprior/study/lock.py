@@ -1,12 +1,13 @@
-"""One live driver per study: ``DIR/driver.lock``, held with an exclusive ``flock`` for the
-driver's whole life. The operating system releases it when the process ends, however it
-ends, so a dead driver's lock is taken over with no clean-up; the holder writes its pid,
-host and start time into the file, for the line a second driver gets. Drivers on one host
-(``flock`` is not reliable across the hosts of a network file system)."""
+"""One live driver per study: ``DIR/driver.lock``, held with an exclusive lock for the
+driver's whole life (``flock`` on POSIX, ``msvcrt.locking`` of one byte far past the text on
+Windows). The operating system releases it when the process ends, however it ends, so a
+dead driver's lock is taken over with no clean-up; the holder writes its pid, host and start
+time into the file, for the line a second driver gets. Drivers on one host (neither lock is
+reliable across the hosts of a network file system). The locking module is imported when a
+lock is taken, so that importing the study package needs neither."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import time
@@ -17,6 +18,23 @@ from pathlib import Path
 from clusterprior.errors import UserError
 
 LOCK = "driver.lock"
+WINDOWS_BYTE = 1 << 20  # msvcrt locks a byte range: one byte past any holder's line, which stays readable
+
+
+def _lock(fd: int) -> None:
+    """Lock ``fd`` exclusively without waiting; an OSError when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        try:
+            import msvcrt
+        except ImportError:
+            raise UserError("no file locking on this system (neither fcntl nor msvcrt)") from None
+        os.lseek(fd, WINDOWS_BYTE, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]  # Windows only
+        os.lseek(fd, 0, os.SEEK_SET)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 @contextmanager
@@ -27,8 +45,8 @@ def driver_lock(folder: Path) -> Iterator[None]:
     fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock(fd)
+        except OSError:
             holder = os.read(fd, 500).decode(errors="replace").strip() or "another process"
             raise UserError(
                 f"{folder}: another driver is running this study ({holder}); let it finish or stop it, then run again"

@@ -9,12 +9,13 @@ from typing import Any
 import pandas as pd
 
 from clusterprior.errors import UserError
-from clusterprior.study.store import FINAL_COLUMNS, RUN_COLUMNS, Store, connect, is_current, readable
+from clusterprior.files import atomic_path
+from clusterprior.study.store import FINAL_COLUMNS, check_version, connect, readable
 
 
 class Study:
-    """A study directory opened read-only (a study written by an older version is first
-    upgraded in place, once)."""
+    """A study directory opened read-only: it never writes, and a database of an older schema
+    gets one line saying how to migrate it (:func:`clusterprior.study.store.check_version`)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -22,12 +23,12 @@ class Study:
         if not path.is_file():
             raise UserError(f"{self.folder}: not a study directory (no study.db)")
         self._db = connect(self.folder, read_only=True)
-        with readable(self.folder):
-            current = is_current(self._db)
-        if not current:
+        try:
+            with readable(self.folder):
+                check_version(self._db, self.folder)
+        except UserError:
             self._db.close()
-            Store(self.folder).close()
-            self._db = connect(self.folder, read_only=True)
+            raise
 
     def _query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return pd.read_sql_query(sql, self._db, params=params)
@@ -42,11 +43,30 @@ class Study:
         clean training loss was below the measures' ``fit_loss``), ``n_test``, error,
         ``rule_stop_loss`` (the run's stopping threshold, NaN without one), ``rule_stop_rule``
         (the loss it reads: clean or running) and one column per hyperparameter."""
-        wanted = ("id", "status", "attempts", "seconds", "epochs", "stop_reason", *FINAL_COLUMNS, *RUN_COLUMNS, "error")
+        wanted = (
+            "id",
+            "status",
+            "attempts",
+            "seconds",
+            "epochs",
+            "stop_reason",
+            *FINAL_COLUMNS,
+            "fit_epoch",
+            "n_test",
+            "error",
+        )
         return self._with_hparams(
             ", ".join(wanted) + ", json_extract(config, '$.train.stop_loss') AS rule_stop_loss, "
             "coalesce(json_extract(config, '$.train.stop_rule'), 'clean') AS rule_stop_rule"
         )
+
+    def problems(self) -> pd.DataFrame:
+        """What went wrong, one row per run: id, status, error (the one line), traceback (a
+        failed run's) and warnings (the list of what each run's code warned, ``[]`` if
+        nothing; the documented dead-layer and lone-subclass warnings are not kept)."""
+        rows = self._query("SELECT id, status, error, traceback, warnings FROM runs ORDER BY position")
+        rows["warnings"] = [json.loads(w) if w else [] for w in rows["warnings"]]
+        return rows
 
     def storage(self) -> Any:
         """The study's artifact storage (:class:`clusterprior.study.artifacts.Storage`): the
@@ -123,7 +143,8 @@ class Study:
     def frame(self) -> pd.DataFrame:
         """One tidy row per run and epoch: hyperparameters, status, the epoch's metrics and
         one column per model-level measure at its run's top-k (NaN at epochs where it was not
-        measured; the k-sweep's values are in :meth:`measures` and :meth:`sweep`). Epoch 0,
+        measured; the k-sweep's values are in :meth:`measures` and :meth:`sweep`), with each
+        run's error, warnings (JSON) and traceback (:meth:`problems`). Epoch 0,
         before training, has a row when the run was measured there (``at = ["init", ...]``),
         without metrics."""
         history = self._query("SELECT * FROM history ORDER BY run_id, epoch")
@@ -136,7 +157,7 @@ class Study:
         if len(untrained):  # measured where no epoch was trained: initialisation
             history = pd.concat([untrained, history]).sort_values(["run_id", "epoch"], kind="stable")
         # a hyperparameter keeps its name; the epoch's own value of it (lr) is "<name>_epoch"
-        table = self._with_hparams("id AS run_id, status").merge(
+        table = self._with_hparams("id AS run_id, status, error, warnings, traceback").merge(
             history, on="run_id", how="left", suffixes=("", "_epoch")
         )
         return table.merge(wide, on=["run_id", "epoch"], how="left") if len(wide) else table
@@ -144,16 +165,17 @@ class Study:
     def export(self, path: str | Path) -> Path:
         """Write :meth:`frame` to ``.csv`` or ``.parquet`` (Parquet needs pyarrow)."""
         path = Path(path)
-        frame = self.frame()
-        if path.suffix == ".csv":
-            frame.to_csv(path, index=False)
-        elif path.suffix == ".parquet":
-            try:
-                frame.to_parquet(path, index=False)
-            except ImportError:
-                raise UserError("writing Parquet needs pyarrow: pip install pyarrow") from None
-        else:
+        if path.suffix not in (".csv", ".parquet"):
             raise UserError(f"{path}: export to .csv or .parquet")
+        frame = self.frame()
+        with atomic_path(path) as tmp:
+            if path.suffix == ".csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                try:
+                    frame.to_parquet(tmp, index=False)
+                except ImportError:
+                    raise UserError("writing Parquet needs pyarrow: pip install pyarrow") from None
         return path
 
     def close(self) -> None:

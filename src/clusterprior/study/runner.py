@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from clusterprior.errors import UserError
+from clusterprior.files import write_text
 from clusterprior.measures.catalogue import not_installed
 from clusterprior.study import artifacts, executors
 from clusterprior.study.lock import driver_lock
 from clusterprior.study.spec import StudySpec, dump, expand
-from clusterprior.study.store import Store
+from clusterprior.study.store import VERSION, Store
 
 EXECUTORS = ("local", "ray")
 
@@ -66,7 +67,7 @@ def run_study(
         if storage or spec.storage:  # recorded in study.toml, where the report finds the files
             spec = spec.model_copy(update={"storage": artifacts.resolve(storage or spec.storage or "")})
         where = spec.storage or artifacts.resolve(folder)  # by default the study directory, wherever it moves
-        (folder / "study.toml").write_text(dump(spec))
+        write_text(folder / "study.toml", dump(spec))
         store.add_runs(runs)
         by_id = {r["id"]: r for r in runs}
         todo = store.pending(list(by_id), retry_failed)
@@ -116,3 +117,15 @@ def run_study(
             store.close()
         console.print("finished: " + json.dumps(counts))
         return counts
+
+
+def upgrade(folder: str | Path) -> tuple[int, int]:
+    """Migrate the study database of ``folder`` to this version's schema, holding the driver
+    lock as a driver does (refused while one runs); returns (the version it had, the one it has)."""
+    folder = Path(folder)
+    if not (folder / "study.db").is_file():
+        raise UserError(f"{folder}: not a study directory (no study.db)")
+    with driver_lock(folder):
+        store = Store(folder)
+        store.close()
+    return store.migrated_from, VERSION

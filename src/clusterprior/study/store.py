@@ -7,11 +7,14 @@ below the measures' ``fit_loss``, NULL if none; ``n_test``: the test split's siz
 eval mode, the clean stopping rule's reading; ``penalty`` the running weight-decay term
 that the running rule adds to ``train_loss``) and ``measures`` in
 long format (run, epoch, measure, layer, k, value; k the measure's top-k, NULL where it has
-none). Only ``study/`` knows this schema: this module writes it and
-:mod:`clusterprior.study.results` reads it for everyone else. Only the driver process
-writes. Each run's result is written in one transaction, replacing anything an interrupted
-attempt left, so a study killed at any moment and restarted ends with every run stored
-exactly once.
+none); ``runs.traceback`` keeps a failed run's traceback and ``runs.warnings`` the warnings
+each run raised (a JSON list). Only ``study/`` knows this schema: this module writes it and
+:mod:`clusterprior.study.results` reads it for everyone else. The schema carries its version
+(``PRAGMA user_version``, :data:`VERSION`); a database of an older one is migrated by numbered
+steps (:data:`MIGRATIONS`), by the driver alone, under its lock; a reader of an older one gets
+one line saying so and never writes. Only the driver process writes. Each run's result is
+written in one transaction, replacing anything an interrupted attempt left, so a study
+killed at any moment and restarted ends with every run stored exactly once.
 """
 
 from __future__ import annotations
@@ -28,19 +31,19 @@ from typing import Any
 from clusterprior.errors import UserError
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
     id TEXT PRIMARY KEY, position INTEGER, config TEXT NOT NULL, hparams TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
     started REAL, finished REAL, seconds REAL, epochs INTEGER, stop_reason TEXT,
     train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, error TEXT, fit_loss REAL, fit_acc REAL,
-    penalty REAL, fit_epoch INTEGER, n_test INTEGER);
-CREATE TABLE IF NOT EXISTS history (
+    penalty REAL, fit_epoch INTEGER, n_test INTEGER, traceback TEXT, warnings TEXT);
+CREATE TABLE history (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, lr REAL, train_loss REAL, train_acc REAL,
     test_loss REAL, test_acc REAL, seconds REAL, fit_loss REAL, fit_acc REAL, penalty REAL,
     PRIMARY KEY (run_id, epoch));
 """
 MEASURES = """
-CREATE TABLE IF NOT EXISTS measures (
+CREATE TABLE measures (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, measure TEXT NOT NULL, layer TEXT NOT NULL, k INTEGER,
     value REAL, PRIMARY KEY (run_id, epoch, measure, layer, k));
 """
@@ -59,15 +62,110 @@ HISTORY_COLUMNS = (
     "penalty",
 )
 FINAL_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "fit_loss", "fit_acc", "penalty")
-RUN_COLUMNS = ("fit_epoch", "n_test")  # what a worker returns about a run besides its history
-ADDED = {  # columns newer than the first schema, with their types
-    "runs": {"fit_loss": "REAL", "fit_acc": "REAL", "penalty": "REAL", "fit_epoch": "INTEGER", "n_test": "INTEGER"},
-    "history": {"fit_loss": "REAL", "fit_acc": "REAL", "penalty": "REAL"},
-}
+RUN_COLUMNS = ("fit_epoch", "n_test", "traceback")  # what a worker returns about a run besides its history
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Add the ``{column: type}`` that ``table`` lacks (they stay NULL in its rows)."""
+    have = _columns(db, table)
+    for column, kind in columns.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def _v1_clean_loss(db: sqlite3.Connection) -> None:
+    """1: the clean stopping rule's loss and accuracy (runs and history)."""
+    for table in ("runs", "history"):
+        _add_columns(db, table, {"fit_loss": "REAL", "fit_acc": "REAL"})
+
+
+def _v2_top_k(db: sqlite3.Connection) -> None:
+    """2: the measures' ``k`` column, each old row given the k its run's spec set (the k-sweep's
+    rows, named "c1[k=3]" then, parsed: :func:`_with_k`)."""
+    if not _columns(db, "measures"):
+        db.execute(MEASURES)
+    elif "k" not in _columns(db, "measures"):
+        settings = {
+            run_id: json.loads(config).get("measures", {})
+            for run_id, config in db.execute("SELECT id, config FROM runs")
+        }
+        old = db.execute("SELECT run_id, epoch, measure, layer, value FROM measures ORDER BY rowid").fetchall()
+        db.execute("DROP TABLE measures")
+        db.execute(MEASURES)
+        db.executemany(
+            f"INSERT OR IGNORE INTO measures ({', '.join(MEASURE_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+            [_with_k(row, settings.get(row[0], {})) for row in old],
+        )
+
+
+def _v3_points(db: sqlite3.Connection) -> None:
+    """3: the running rule's penalty, the fit point's epoch and the test split's size."""
+    _add_columns(db, "runs", {"penalty": "REAL", "fit_epoch": "INTEGER", "n_test": "INTEGER"})
+    _add_columns(db, "history", {"penalty": "REAL"})
+
+
+def _v4_failures(db: sqlite3.Connection) -> None:
+    """4: what went wrong: a failed run's traceback and every run's warnings (JSON)."""
+    _add_columns(db, "runs", {"traceback": "TEXT", "warnings": "TEXT"})
+
+
+MIGRATIONS = (_v1_clean_loss, _v2_top_k, _v3_points, _v4_failures)  # MIGRATIONS[i]: version i to i + 1
+VERSION = len(MIGRATIONS)  # this schema's ``PRAGMA user_version``
+
+
+def version(db: sqlite3.Connection) -> int:
+    """The schema version of a study database (``PRAGMA user_version``; 0 for a database
+    written before versions, whatever its columns)."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_version(db: sqlite3.Connection, folder: Path) -> None:
+    """A reader's check: one line when the database is not of this version's schema (a reader
+    never migrates: the driver does, under its lock)."""
+    found = version(db)
+    if found > VERSION:
+        raise UserError(
+            f"{folder / 'study.db'}: written by a newer clusterprior (schema version {found}, this one reads "
+            f"{VERSION}); upgrade clusterprior"
+        )
+    if found < VERSION:
+        raise UserError(
+            f"{folder / 'study.db'}: written by an older clusterprior (schema version {found}, this one reads "
+            f"{VERSION}); run 'clusterprior study upgrade {folder}' (or any 'study run' into it) to migrate it"
+        )
+
+
+def migrate(db: sqlite3.Connection, folder: Path) -> int:
+    """Bring the database to :data:`VERSION` and return the version it had: a new one gets the
+    whole schema; an older one runs the numbered :data:`MIGRATIONS` it lacks, all in one
+    transaction with the version stamp, so a kill midway leaves the old schema whole. A
+    database written before versions (version 0) may hold any earlier schema: every migration
+    adds only what is missing, so it runs them all. Only the driver calls this, under its
+    lock (:func:`clusterprior.study.lock.driver_lock`)."""
+    found = version(db)
+    if found > VERSION:
+        check_version(db, folder)
+    if found == VERSION:
+        return found
+    db.execute("BEGIN")  # sqlite3 opens no transaction before DDL by itself
+    try:
+        if not _columns(db, "runs"):  # a new database
+            for statement in (SCHEMA + MEASURES).split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        else:
+            for step in MIGRATIONS[found:]:
+                step(db)
+        db.execute(f"PRAGMA user_version = {VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return found
 
 
 def connect(folder: Path, read_only: bool = False) -> sqlite3.Connection:
@@ -88,36 +186,6 @@ def readable(folder: Path) -> Iterator[None]:
         raise UserError(f"{folder / 'study.db'}: not a readable study database ({e})") from None
 
 
-def is_current(db: sqlite3.Connection) -> bool:
-    """Whether the database has this version's schema (an older one is upgraded by :class:`Store`)."""
-    return all(set(columns) <= _columns(db, table) for table, columns in ADDED.items()) and "k" in _columns(
-        db, "measures"
-    )
-
-
-def _upgrade(db: sqlite3.Connection) -> None:
-    """Bring a study written by an older version to this schema, in one transaction (a kill
-    midway leaves the old schema whole): add the columns it lacks (they stay NULL there), and
-    give its measures table the ``k`` column (:func:`_with_k`). The caller commits."""
-    db.execute("BEGIN")  # sqlite3 opens no transaction before DDL by itself
-    for table, columns in ADDED.items():
-        have = _columns(db, table)
-        for column, kind in columns.items():
-            if column not in have:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    if _columns(db, "measures") and "k" not in _columns(db, "measures"):
-        settings = {
-            run_id: json.loads(config)["measures"] for run_id, config in db.execute("SELECT id, config FROM runs")
-        }
-        old = db.execute("SELECT run_id, epoch, measure, layer, value FROM measures ORDER BY rowid").fetchall()
-        db.execute("DROP TABLE measures")
-        db.execute(MEASURES)
-        db.executemany(
-            f"INSERT OR IGNORE INTO measures ({', '.join(MEASURE_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
-            [_with_k(row, settings[row[0]]) for row in old],
-        )
-
-
 OLD_SWEEP = re.compile(r"^(\w+)\[k=(\d+)\]$")  # the first schema named k-sweep rows "c1[k=30]"
 
 
@@ -136,7 +204,8 @@ def _with_k(row: tuple, spec: dict[str, Any]) -> tuple:
 
 
 class Store:
-    """The driver's handle on ``DIR/study.db``."""
+    """The driver's handle on ``DIR/study.db``, which it creates or migrates (:func:`migrate`):
+    open it under the driver lock."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -145,10 +214,7 @@ class Store:
         with readable(self.folder):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-            with self.db:
-                _upgrade(self.db)
-            self.db.execute(MEASURES)
+            self.migrated_from = migrate(self.db, self.folder)
 
     def close(self) -> None:
         self.db.close()
@@ -199,7 +265,7 @@ class Store:
             self.db.execute(
                 "UPDATE runs SET status = ?, finished = ?, seconds = ?, epochs = ?, stop_reason = ?, error = ?, "
                 + "attempts = attempts + ?, "
-                + ", ".join(f"{c} = ?" for c in (*FINAL_COLUMNS, *RUN_COLUMNS))
+                + ", ".join(f"{c} = ?" for c in (*FINAL_COLUMNS, *RUN_COLUMNS, "warnings"))
                 + " WHERE id = ?",
                 (
                     result["status"],
@@ -211,6 +277,7 @@ class Store:
                     result.get("attempts", 1) - 1,  # an executor's own retries (Ray), beyond the dispatch
                     *(final.get(c) for c in FINAL_COLUMNS),
                     *(result.get(c) for c in RUN_COLUMNS),
+                    json.dumps(result["warnings"]) if result.get("warnings") else None,
                     run_id,
                 ),
             )

@@ -1,7 +1,8 @@
 """What a worker does for one run: train, measure (every ``track_every`` epochs and at the
 end), put the checkpoint in the study's storage, and return everything as plain data. It
 never touches the store; exceptions become a "failed" result with the error line (one that
-names this node when the data or the storage cannot be reached)."""
+names this node when the data or the storage cannot be reached) and the traceback, and the
+warnings the run raised come back with it (:func:`kept_warnings`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import socket
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,29 @@ from clusterprior.errors import UserError
 from clusterprior.study import artifacts
 
 MEASURE_SEED = 0  # the seed of the probe subset (measures use Settings.seed, also 0)
+EXPECTED = (  # warnings a run raises by design, each documented where it is raised: not kept
+    r"layers .* have no live neuron",  # a dead layer is left out of the measures
+    r"subclasses .* are alone in their class",  # a superclass of one subclass is left out of c0-c2
+    r".* is not installed \(pip install",  # an optional measure is skipped: the driver says so once
+)
+KEPT = 50  # the most distinct warnings kept for one run
+
+
+@contextmanager
+def kept_warnings() -> Iterator[list[str]]:
+    """Record the warnings raised in the block, as ``"Category: message"`` lines, each once, in
+    order (at most :data:`KEPT`, then a line counting the others); the :data:`EXPECTED` ones
+    are silenced, and only they."""
+    lines: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for pattern in EXPECTED:
+            warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
+        try:
+            yield lines
+        finally:
+            seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+            lines += seen[:KEPT] + ([f"... and {len(seen) - KEPT} other warnings"] if len(seen) > KEPT else [])
 
 
 def measure_rows(
@@ -36,9 +61,7 @@ def measure_rows(
     already captured."""
     from clusterprior.measures import Settings, measure
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # dead layers: left out, as documented
-        frame = measure(model, split, spec["names"], initial=initial, settings=Settings.of(spec), reps=reps)
+    frame = measure(model, split, spec["names"], initial=initial, settings=Settings.of(spec), reps=reps)
     return _rows(frame, epoch)
 
 
@@ -48,9 +71,7 @@ def sweep_rows(
     """The k-sweep of the spec's ``k_sweep`` (thesis Fig. 2.5), as rows of :func:`measure_rows`."""
     from clusterprior.measures import Settings, measure_sweep
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return _rows(measure_sweep(model, split, spec["k_sweep"], Settings.of(spec), reps), epoch)
+    return _rows(measure_sweep(model, split, spec["k_sweep"], Settings.of(spec), reps), epoch)
 
 
 def _rows(frame: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
@@ -81,10 +102,10 @@ def _fit_epoch(history: list[dict[str, float]], threshold: float) -> int | None:
     return next((int(row["epoch"]) for row in history if row.get("fit_loss", threshold) < threshold), None)
 
 
-def execute(config: dict[str, Any], storage: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
+def _run(config: dict[str, Any], storage: str, device: str, threads: int | None) -> dict[str, Any]:
     """Train and measure the run ``config``, put its checkpoint (and saved pre-activations) in
     ``storage`` (a path or URI, :class:`clusterprior.study.artifacts.Storage`); returns
-    ``{status, history, measures, seconds, fit_epoch, n_test, ...}``.
+    ``{status, stop_reason, history, measures, fit_epoch, n_test}``.
 
     Measures are taken every ``track_every`` epochs and at the named points of ``at``: init
     (epoch 0, before training), fit (the first epoch whose clean training loss, the whole
@@ -92,87 +113,90 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
     is) and final (the last epoch of a run that did not diverge). Without "fit" among the
     points, ``fit_epoch`` still comes from the history when a stopping rule recorded the clean
     loss."""
-    start = time.perf_counter()
+    from clusterprior import data, models, train
+    from clusterprior import probe as probe_mod
+    from clusterprior.study.spec import MeasureSpec
+
+    if threads:
+        torch.set_num_threads(threads)
+    d, m, t = config["data"], config["model"], config["train"]
+    ms = MeasureSpec.model_validate(config["measures"]).model_dump()  # the defaults of options added since
+    files_at = artifacts.Storage(storage)
+    files_at.check()  # before training: a node that cannot reach the storage fails at once
     try:
-        from clusterprior import data, models, train
-        from clusterprior import probe as probe_mod
-        from clusterprior.study.spec import MeasureSpec
+        train_split = data.load(d["name"], "train", **d["options"])
+        test_split = data.load(d["name"], "test", **d["options"])
+    except UserError as e:  # each node reads the data from its own disk
+        raise UserError(f"node {socket.gethostname()}: {e}") from None
+    probe = probe_split(train_split, ms["samples"])
+    torch.manual_seed(t["seed"])
+    model = models.from_config(m, train_split.input_shape, train_split.n_classes)
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    rows: list[dict[str, Any]] = []
+    snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
+    latest: dict[str, Any] = {}
+    every, at = ms["track_every"], ms["at"]
+    config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
 
-        if threads:
-            torch.set_num_threads(threads)
-        d, m, t = config["data"], config["model"], config["train"]
-        ms = MeasureSpec.model_validate(config["measures"]).model_dump()  # the defaults of options added since
-        files_at = artifacts.Storage(storage)
-        files_at.check()  # before training: a node that cannot reach the storage fails at once
+    def measure(net: torch.nn.Module, epoch: int) -> None:
+        if epoch in latest.setdefault("epochs", set()):
+            return  # measured at this epoch already (a named point on the tracking schedule)
+        latest["epochs"].add(epoch)
+        latest["reps"] = probe_mod.collect(net, probe.x)  # captured once per measurement
+        rows.extend(measure_rows(net, probe, ms, epoch, initial, latest["reps"]))
+        if ms["save_preactivations"]:
+            snapshots[epoch] = latest["reps"]
+
+    def clean_loss(state: train.EpochState) -> float:
+        """The whole training split's loss in eval mode: the stopping rule's, else computed here."""
+        if "fit_loss" in state.row:
+            return state.row["fit_loss"]
+        if "x" not in latest:  # the split on the device, once
+            latest["x"], latest["y"] = train_split.x.to(config_train.device), train_split.y.to(config_train.device)
+        args = (config_train.eval_batch_size, config_train.amp, config_train.loss)
+        return train.evaluate(state.model, latest["x"], latest["y"], *args)[0]
+
+    def track(state: train.EpochState) -> None:
+        if "fit" in at and "fit_epoch" not in latest and clean_loss(state) < ms["fit_loss"]:
+            latest["fit_epoch"] = state.epoch
+            measure(state.model, state.epoch)
+        if every and state.epoch % every == 0:
+            measure(state.model, state.epoch)
+
+    if "init" in at:
+        measure(model, 0)
+    result = train.fit(model, train_split, test_split, config_train, callbacks=[track])
+    last = len(result.history)
+    if result.status == "done" and "final" in at:
+        measure(model, last)
+        if ms["k_sweep"]:
+            rows.extend(sweep_rows(model, probe, ms, last, latest["reps"]))
+    header = {"data": d, "train": t, "run": config["id"]}
+    files: dict[str, Callable[[Path], Any]] = {
+        artifacts.CHECKPOINT: lambda path: train.checkpoint.save(path, model, extra=header)
+    }
+    if snapshots:
+        files[artifacts.PREACTIVATIONS] = lambda path: artifacts.save_preactivations(path, snapshots, probe)
+    artifacts.save_run(files_at, config["id"], files)
+    return {
+        "status": result.status,
+        "stop_reason": result.stop_reason,
+        "history": result.history,
+        "measures": rows,
+        "fit_epoch": latest.get("fit_epoch", _fit_epoch(result.history, ms["fit_loss"])),
+        "n_test": len(test_split),
+    }
+
+
+def execute(config: dict[str, Any], storage: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
+    """Run ``config`` (:func:`_run`) and return its result with ``seconds`` and ``warnings``
+    (:func:`kept_warnings`); an exception becomes a "failed" result with its error line and
+    traceback, never fatal to the study."""
+    start = time.perf_counter()
+    with kept_warnings() as raised:
         try:
-            train_split = data.load(d["name"], "train", **d["options"])
-            test_split = data.load(d["name"], "test", **d["options"])
-        except UserError as e:  # each node reads the data from its own disk
-            raise UserError(f"node {socket.gethostname()}: {e}") from None
-        probe = probe_split(train_split, ms["samples"])
-        torch.manual_seed(t["seed"])
-        model = models.from_config(m, train_split.input_shape, train_split.n_classes)
-        initial = {n: p.detach().clone() for n, p in model.named_parameters()}
-        rows: list[dict[str, Any]] = []
-        snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
-        latest: dict[str, Any] = {}
-        every, at = ms["track_every"], ms["at"]
-        config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
-
-        def measure(net: torch.nn.Module, epoch: int) -> None:
-            if epoch in latest.setdefault("epochs", set()):
-                return  # measured at this epoch already (a named point on the tracking schedule)
-            latest["epochs"].add(epoch)
-            latest["reps"] = probe_mod.collect(net, probe.x)  # captured once per measurement
-            rows.extend(measure_rows(net, probe, ms, epoch, initial, latest["reps"]))
-            if ms["save_preactivations"]:
-                snapshots[epoch] = latest["reps"]
-
-        def clean_loss(state: train.EpochState) -> float:
-            """The whole training split's loss in eval mode: the stopping rule's, else computed here."""
-            if "fit_loss" in state.row:
-                return state.row["fit_loss"]
-            if "x" not in latest:  # the split on the device, once
-                latest["x"], latest["y"] = train_split.x.to(config_train.device), train_split.y.to(config_train.device)
-            args = (config_train.eval_batch_size, config_train.amp, config_train.loss)
-            return train.evaluate(state.model, latest["x"], latest["y"], *args)[0]
-
-        def track(state: train.EpochState) -> None:
-            if "fit" in at and "fit_epoch" not in latest and clean_loss(state) < ms["fit_loss"]:
-                latest["fit_epoch"] = state.epoch
-                measure(state.model, state.epoch)
-            if every and state.epoch % every == 0:
-                measure(state.model, state.epoch)
-
-        if "init" in at:
-            measure(model, 0)
-        result = train.fit(model, train_split, test_split, config_train, callbacks=[track])
-        last = len(result.history)
-        if result.status == "done" and "final" in at:
-            measure(model, last)
-            if ms["k_sweep"]:
-                rows.extend(sweep_rows(model, probe, ms, last, latest["reps"]))
-        header = {"data": d, "train": t, "run": config["id"]}
-        files: dict[str, Callable[[Path], Any]] = {
-            artifacts.CHECKPOINT: lambda path: train.checkpoint.save(path, model, extra=header)
-        }
-        if snapshots:
-            files[artifacts.PREACTIVATIONS] = lambda path: artifacts.save_preactivations(path, snapshots, probe)
-        artifacts.save_run(files_at, config["id"], files)
-        return {
-            "status": result.status,
-            "stop_reason": result.stop_reason,
-            "history": result.history,
-            "measures": rows,
-            "fit_epoch": latest.get("fit_epoch", _fit_epoch(result.history, ms["fit_loss"])),
-            "n_test": len(test_split),
-            "seconds": time.perf_counter() - start,
-        }
-    except Exception as e:  # a failing run is recorded, never fatal to the study
-        line = f"{type(e).__name__}: {e}".splitlines()[0]
-        return {
-            "status": "failed",
-            "error": line,
-            "traceback": traceback.format_exc(),
-            "seconds": time.perf_counter() - start,
-        }
+            result = _run(config, storage, device, threads)
+        except Exception as e:
+            line = f"{type(e).__name__}: {e}".splitlines()[0]
+            result = {"status": "failed", "error": line, "traceback": traceback.format_exc()}
+    return {**result, "seconds": time.perf_counter() - start, "warnings": raised}

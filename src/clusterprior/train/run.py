@@ -14,6 +14,7 @@ from torch import nn
 from clusterprior import data, models
 from clusterprior.data import Split
 from clusterprior.errors import UserError
+from clusterprior.files import write_csv, write_text
 from clusterprior.train import checkpoint
 from clusterprior.train.config import TrainConfig
 from clusterprior.train.loop import TrainResult
@@ -66,7 +67,7 @@ def save(
         model,
         extra={"data": {"name": data_name, "options": data_options}, "train": config.to_dict()},
     )
-    result.frame().to_csv(files["history"], index=False)
+    write_csv(files["history"], result.frame(), index=False)
     input_shape = getattr(model, models.CONFIG_ATTR)["input_shape"]
     summary = {
         "status": result.status,
@@ -75,5 +76,5 @@ def save(
         "neurons": models.neuron_counts(model, input_shape),
         "checkpoint": files["checkpoint"].name,
     }
-    files["result"].write_text(json.dumps(summary, indent=2))
+    write_text(files["result"], json.dumps(summary, indent=2))
     return files
