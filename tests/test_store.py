@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -48,7 +49,8 @@ def make(folder: Path, schema: str) -> Path:
     """A study.db of an earlier schema, with one finished run measured at epoch 10."""
     runs, history, measures = EARLIER[schema]
     folder.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(folder / "study.db") as db:
+    with closing(sqlite3.connect(folder / "study.db")) as db, db:
+        db.execute("PRAGMA journal_mode=WAL")  # as every driver opened it
         db.execute(f"CREATE TABLE runs ({runs})")
         db.execute(f"CREATE TABLE history ({history})")
         db.execute(f"CREATE TABLE measures ({measures})")
@@ -68,9 +70,10 @@ def make(folder: Path, schema: str) -> Path:
     return folder
 
 
-def digest(folder: Path) -> dict[str, str]:
-    """Every file of the folder and its content's hash: a reader must leave them all as they were."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+def digest(folder: Path) -> str:
+    """The database's content: a reader must leave it as it was (SQLite itself may add its WAL
+    mode's two housekeeping files beside it, study.db-wal and study.db-shm, empty of data)."""
+    return hashlib.sha256((folder / "study.db").read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("schema", list(EARLIER))
@@ -97,6 +100,10 @@ def test_each_earlier_schema_is_refused_by_a_reader_then_migrated_by_the_driver(
     assert rows[("c1", "all", 10)] == 0.5, "each old row has the k its run's spec set"
     if schema in ("first", "clean loss"):
         assert rows[("c1", "all", 3)] == 0.6 and rows[("c1", "0", 5)] == 0.7, "the k-sweep's names parsed"
+        headline = loaded.model_values().set_index("measure")["value"].to_dict()
+        assert headline == {"c1": 0.5, "param_norm": 2.0}, "the model-level values at each run's own k"
+        assert loaded.sweep().set_index("k")["value"].to_dict() == {3: 0.6, 10: 0.5}
+    assert pd.isna(loaded.runs().loc[0, "rule_stop_loss"])
     assert loaded.problems().loc[0, "warnings"] == []
     loaded.close()
     assert main(["study", "upgrade", str(folder)]) == 0

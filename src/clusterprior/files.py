@@ -13,49 +13,66 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-_UMASK = os.umask(0)  # read once (umask can only be read by setting it), at import
-os.umask(_UMASK)
 
-
-def _fsync(path: Path) -> None:
-    """Flush ``path`` (a file, or a folder's entries) to disk; folders cannot be opened on
-    Windows, where the rename is already durable."""
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk, where the system can: a folder cannot be
+    opened on Windows, nor synced on some file systems."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(fd)
-    except OSError:  # a folder on a file system that cannot sync one
+    except OSError:
         pass
     finally:
         os.close(fd)
 
 
+def _sync_file(path: Path) -> None:
+    """Flush a file's content to disk; a failure raises (the target is then left as it was)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _new_temporary(path: Path) -> Path:
+    """A new, empty, hidden file beside ``path`` under a name no other writer takes, with a new
+    file's mode (the umask applies)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:  # pragma: no cover (2**48 names)
+            continue
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A unique temporary path beside ``path`` (ending in the same suffix, so that writers
-    that add or read one see it) to write to; on a clean exit it is flushed to disk and
-    renamed over ``path``, and the folder flushed: the old file or the new one, whole, even
-    after a crash or a power cut. The temporary file is removed when the block raises; a
-    writer killed mid-write leaves one, hidden (``.NAME.*.tmpSUFFIX``), never the target."""
+    """A unique temporary path beside ``path`` to write to; on a clean exit it is flushed to
+    disk and renamed over ``path``, and the folder flushed: the old file or the new one,
+    whole, even after a crash or a power cut. The temporary file is removed when the block
+    raises; a writer killed mid-write leaves one behind, hidden (``.NAME.XXXXXXXXXXXX.tmp``),
+    never a torn target. Its name does not end in ``path``'s suffix: give writers that read
+    the format from the name (``savefig``) the format, and those that add a suffix
+    (``np.savez``) an open file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temporary(path)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is private (0600): give it a new file's mode
         yield tmp
-        _fsync(tmp)
+        _sync_file(tmp)
         os.replace(tmp, path)
-        _fsync(path.parent)
+        _sync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -182,7 +182,7 @@ def study_status(
         print(f"{run.status} {run.id} after {run.attempts} attempts")
     warned = problems[problems["warnings"].map(len) > 0]
     if len(warned) and not verbose:
-        print(f"{len(warned)} runs raised warnings (--verbose shows them)")
+        print(f"{len(warned)} run{'s' if len(warned) > 1 else ''} raised warnings (--verbose shows them)")
     for run in warned.itertuples() if verbose else ():
         print(f"warnings of {run.status} {run.id}:")
         for line in run.warnings:

@@ -201,9 +201,9 @@ def run(
     write_csv(out / "results.csv", table, index=False)
     full = np.stack(finals)
     similarity = np.stack([np.stack([change_similarity(initial, a, b) for b in full]) for a in full])
-    with atomic_path(out / "features.npz") as tmp:
+    with atomic_path(out / "features.npz") as tmp, open(tmp, "wb") as file:
         np.savez(
-            tmp,
+            file,
             side=np.int64(side),
             neurons=chosen,
             labels=np.array([r.label for r in runs]),

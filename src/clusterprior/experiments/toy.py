@@ -183,9 +183,9 @@ def run(
             on_result(row)
     table = pd.DataFrame(rows)
     write_csv(out / "results.csv", table, index=False)
-    with atomic_path(out / "toy_heatmaps.npz") as tmp:
+    with atomic_path(out / "toy_heatmaps.npz") as tmp, open(tmp, "wb") as file:
         np.savez(
-            tmp,
+            file,
             grid_x=axis,
             grid_y=axis,
             depths=np.array(depths, dtype=np.int64),

@@ -132,8 +132,8 @@ class Dynamics:
             for i, layer in enumerate(self.layers):
                 if layer in getattr(self, key):
                     arrays[f"{key}/{i}"] = getattr(self, key)[layer]
-        with atomic_path(path) as tmp:
-            np.savez_compressed(tmp, **arrays)
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:  # a file: numpy adds no suffix
+            np.savez_compressed(file, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Dynamics:

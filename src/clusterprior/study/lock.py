@@ -8,6 +8,7 @@ lock is taken, so that importing the study package needs neither."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -21,8 +22,12 @@ LOCK = "driver.lock"
 WINDOWS_BYTE = 1 << 20  # msvcrt locks a byte range: one byte past any holder's line, which stays readable
 
 
+HELD = (errno.EAGAIN, errno.EACCES, errno.EDEADLK)  # what a lock held by another process raises
+
+
 def _lock(fd: int) -> None:
-    """Lock ``fd`` exclusively without waiting; an OSError when another process holds it."""
+    """Lock ``fd`` exclusively without waiting; an OSError with an errno of :data:`HELD` when
+    another process holds it (any other error is the system's, and raised as it is)."""
     try:
         import fcntl
     except ImportError:  # Windows
@@ -31,8 +36,10 @@ def _lock(fd: int) -> None:
         except ImportError:
             raise UserError("no file locking on this system (neither fcntl nor msvcrt)") from None
         os.lseek(fd, WINDOWS_BYTE, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]  # Windows only
-        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]  # Windows only
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)  # the holder's line is read, or written, from the start
         return
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
@@ -46,7 +53,9 @@ def driver_lock(folder: Path) -> Iterator[None]:
     try:
         try:
             _lock(fd)
-        except OSError:
+        except OSError as e:
+            if e.errno not in HELD:
+                raise
             holder = os.read(fd, 500).decode(errors="replace").strip() or "another process"
             raise UserError(
                 f"{folder}: another driver is running this study ({holder}); let it finish or stop it, then run again"

@@ -63,7 +63,8 @@ class Study:
     def problems(self) -> pd.DataFrame:
         """What went wrong, one row per run: id, status, error (the one line), traceback (a
         failed run's) and warnings (the list of what each run's code warned, ``[]`` if
-        nothing; the documented dead-layer and lone-subclass warnings are not kept)."""
+        nothing; the warnings a run raises by design are not kept:
+        :data:`clusterprior.study.worker.EXPECTED`)."""
         rows = self._query("SELECT id, status, error, traceback, warnings FROM runs ORDER BY position")
         rows["warnings"] = [json.loads(w) if w else [] for w in rows["warnings"]]
         return rows

@@ -163,7 +163,8 @@ def migrate(db: sqlite3.Connection, folder: Path) -> int:
         db.execute(f"PRAGMA user_version = {VERSION}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite may have rolled back by itself (a full disk): keep its error
+            db.execute("ROLLBACK")
         raise
     return found
 

@@ -29,23 +29,38 @@ EXPECTED = (  # warnings a run raises by design, each documented where it is rai
     r".* is not installed \(pip install",  # an optional measure is skipped: the driver says so once
 )
 KEPT = 50  # the most distinct warnings kept for one run
+TRACEBACK_CHARS = 64_000  # a failed run's traceback is kept whole up to this size, else its end
 
 
 @contextmanager
 def kept_warnings() -> Iterator[list[str]]:
     """Record the warnings raised in the block, as ``"Category: message"`` lines, each once, in
-    order (at most :data:`KEPT`, then a line counting the others); the :data:`EXPECTED` ones
-    are silenced, and only they."""
+    order: at most :data:`KEPT`, then a line counting the others (counted as they come, so a
+    warning raised at every step costs nothing more). The :data:`EXPECTED` ones are silenced,
+    and only they. A warning that Python or torch shows once per process is seen by the first
+    run of a worker process only."""
     lines: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
+    others: set[str] = set()
+
+    def keep(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        line = f"{category.__name__}: {message}"
+        if line in lines:
+            return
+        if len(lines) < KEPT:
+            lines.append(line)
+        else:
+            others.add(line)
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
         for pattern in EXPECTED:
             warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
+        warnings.showwarning = keep
         try:
             yield lines
         finally:
-            seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-            lines += seen[:KEPT] + ([f"... and {len(seen) - KEPT} other warnings"] if len(seen) > KEPT else [])
+            if others:
+                lines.append(f"... and {len(others)} other warnings")
 
 
 def measure_rows(
@@ -198,5 +213,5 @@ def execute(config: dict[str, Any], storage: str, device: str = "auto", threads:
             result = _run(config, storage, device, threads)
         except Exception as e:
             line = f"{type(e).__name__}: {e}".splitlines()[0]
-            result = {"status": "failed", "error": line, "traceback": traceback.format_exc()}
+            result = {"status": "failed", "error": line, "traceback": traceback.format_exc()[-TRACEBACK_CHARS:]}
     return {**result, "seconds": time.perf_counter() - start, "warnings": raised}
