@@ -62,6 +62,13 @@ def results(folder: Path) -> pd.DataFrame:
         ("demo", 48),
         ("chapter2", 288),
         ("chapter2-fashion", 144),
+        ("chapter2-decided/mnist1d-hier", 384),
+        ("chapter2-decided/digits-hier", 384),
+        ("chapter2-decided/fashion-mnist-hier", 192),
+        ("chapter2-decided/fashion-mnist", 192),
+        ("chapter2-decided/ladder-2000", 12),
+        ("chapter2-decided/ladder-6000", 12),
+        ("chapter2-decided/ladder-20000", 12),
     ],
 )
 def test_example_grids_have_the_thesis_sizes(name: str, runs: int):
