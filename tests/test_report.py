@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clusterprior import report, study
+from clusterprior import UserError, report, study
 from clusterprior.cli import main
 
 SPEC = """
@@ -274,3 +274,39 @@ def test_runs_outside_the_current_spec_stay_out_of_the_statistics(finished: Path
     (folder / "study.toml").write_text(dump(smaller))
     models, axes, _ = report.tables.final_models(folder, "test_acc")
     assert len(models) == 4 and set(models["batch_size"]) == {50} and "batch_size" not in axes
+
+
+def test_a_bonferroni_level_widens_every_interval_and_says_so(finished: Path):
+    """A family of verdicts is judged at a Bonferroni level: the intervals widen, and the
+    tables and the README block name the level."""
+    from clusterprior.report import readme
+
+    plain = report.build(finished, n_boot=400).analysis.totals
+    strict = report.build(finished, n_boot=400, level=1 - 0.05 / 14).analysis.totals
+    assert ((strict["hi"] - strict["lo"]) >= (plain["hi"] - plain["lo"])).all()
+    assert (strict["level"] == 1 - 0.05 / 14).all() and (plain["level"] == 0.95).all()
+    md = (finished / "report" / "report.md").read_text()
+    assert "# Totals with their 99.64 % bootstrap intervals" in md and "| 99.64 % interval |" in md
+    assert "total [99.64 % interval]" in readme.block(finished / "report", "x")
+    with pytest.raises(UserError, match="level must be between 0 and 1"):
+        report.build(finished, level=95)
+
+
+def test_a_study_resumed_elsewhere_draws_what_it_can_and_names_the_runs_left_out(finished: Path, tmp_path: Path):
+    """A study moved to another machine keeps its database, not its runs' files: the report
+    still builds, and says which runs' pre-activations it could not read."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("study.db", "study.toml"):
+        shutil.copy(finished / name, moved / name)
+    shutil.copytree(finished / "runs" / sorted(p.name for p in (finished / "runs").iterdir())[0], moved / "runs" / "x")
+    built = report.build(moved, n_boot=50)
+    md = (built.folder / "report.md").read_text()
+    assert "holds no saved pre-activations for 8 of 8 runs" in md and "neurons.png not drawn" in md
+    assert not (built.folder / "neurons.png").exists() and (built.folder / "scatter.png").is_file()
+    kept = sorted(p.name for p in (finished / "runs").iterdir())[0]
+    shutil.copytree(finished / "runs" / kept, moved / "runs" / kept)
+    md = (report.build(moved, n_boot=50).folder / "report.md").read_text()
+    assert (
+        "for 7 of 8 runs" in md and "drawn from the runs that have them" in md and kept not in md.split("left out:")[1]
+    )

@@ -187,3 +187,26 @@ def test_the_readme_streaming_numbers_are_the_benchmark_s():
     ]
     for fragment in expected:
         assert fragment in line, f"README: {fragment!r} not in {line!r}"
+
+
+def test_the_preregistration_precedes_every_result_it_rules():
+    """docs/preregistration/chapter2-decided.md fixes the study's design and reading: its first
+    commit must come before the first commit of any file of its results."""
+    import subprocess
+
+    page = "docs/preregistration/chapter2-decided.md"
+    assert (ROOT / page).is_file() and page in (ROOT / "README.md").read_text(), "the page, linked from the README"
+    if not (ROOT / ".git").exists():
+        pytest.skip("no git history in this copy")
+
+    def first_commit(path: str) -> list[str]:
+        log = subprocess.run(
+            ["git", "log", "--format=%H", "--reverse", "--", path], cwd=ROOT, capture_output=True, text=True
+        )
+        return log.stdout.split()
+
+    registered = first_commit(page)
+    assert registered, "the pre-registration is committed"
+    for commit in dict.fromkeys(first_commit("results/chapter2-decided")):
+        ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", registered[0], commit], cwd=ROOT)
+        assert ancestor.returncode == 0, f"results commit {commit} does not follow the pre-registration"

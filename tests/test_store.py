@@ -149,3 +149,22 @@ def test_a_database_of_a_newer_version_is_refused(tmp_path):
     for open_it in (study.load, store_mod.Store):
         with pytest.raises(UserError, match="written by a newer clusterprior"):
             open_it(tmp_path)
+
+
+def test_a_snapshot_taken_while_the_driver_writes_is_whole_and_resumable(tmp_path, capsys):
+    """A long study's progress is committed as a snapshot of its database: one file, consistent
+    while the driver keeps writing, from which a driver elsewhere resumes."""
+    store = store_mod.Store(tmp_path / "live")
+    store.add_runs([{"id": f"r{i}", "hparams": {"lr": i}} for i in range(3)])
+    store.record("r0", {"status": "done", "history": [{"epoch": 1, "test_acc": 0.8}], "warnings": ["UserWarning: x"]})
+    assert main(["study", "snapshot", str(tmp_path / "live"), "--to", str(tmp_path / "copy")]) == 0
+    assert "1 finished runs" in capsys.readouterr().out
+    store.record("r1", {"status": "done", "history": []})  # the driver goes on
+    store.close()
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["study.db"], "one file (no study.toml here)"
+    with closing(sqlite3.connect(tmp_path / "copy" / "study.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    resumed = store_mod.Store(tmp_path / "copy")
+    assert resumed.pending(["r0", "r1", "r2"]) == ["r1", "r2"], "a driver resumes where the snapshot stood"
+    resumed.close()
+    assert study.load(tmp_path / "copy").problems().set_index("id").loc["r0", "warnings"] == ["UserWarning: x"]

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 study_app = typer.Typer(
-    help="Hyperparameter studies: plan, run, status, report, export, upgrade.", rich_markup_mode=None
+    help="Hyperparameter studies: plan, run, status, report, export, upgrade, snapshot.", rich_markup_mode=None
 )
 
 
@@ -111,6 +111,10 @@ def study_run(
 def study_report(
     folder: Path = typer.Argument(..., help="Study directory."),
     target: str = typer.Option("test_acc", help="test_acc or gap (the generalization gap)."),
+    level: float = typer.Option(
+        0.95, help="Level of the totals' bootstrap intervals (a Bonferroni level for a family: 1 - 0.05 / N)."
+    ),
+    n_boot: int = typer.Option(1000, help="Bootstrap draws (a level near 1 needs more: 20000 at 99.6 %)."),
     at: str = typer.Option(
         "final",
         help="Read the measures at: final, fit (first epoch below the clean fit_loss), init, change (final - init) "
@@ -120,7 +124,7 @@ def study_report(
     """Write DIR/report/: granulated-Kendall table (CSV, Markdown), CMI scores, figures, report.html."""
     from clusterprior import report
 
-    built = report.build(folder, target=target, at=at)
+    built = report.build(folder, target=target, at=at, level=level, n_boot=n_boot)
     print((built.folder / "report.md").read_text())
     print(f"report: {built.html}")
 
@@ -197,3 +201,16 @@ def study_upgrade(folder: Path = typer.Argument(..., help="Study directory.")) -
 
     before, after = upgrade(folder)
     print(f"{folder}: schema version {before} -> {after}" if before != after else f"{folder}: up to date ({after})")
+
+
+@study_app.command("snapshot")
+def study_snapshot(
+    folder: Path = typer.Argument(..., help="Study directory (a driver may be running in it)."),
+    to: Path = typer.Option(..., help="Folder to write study.toml and a consistent copy of study.db to."),
+) -> None:
+    """Copy a study's spec and database (not its runs' files) to another folder, consistently
+    even while its driver runs: to commit a long study's progress, or resume it elsewhere."""
+    from clusterprior.study.store import snapshot
+
+    finished = snapshot(folder, to)
+    print(f"{to}: study.toml and study.db, {finished} finished runs; resume with 'study run SPEC --out {to}'")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from clusterprior.errors import UserError
 from clusterprior.files import save_figure, write_csv, write_text
 from clusterprior.measures import INTRACLASS
 from clusterprior.measures.intraclass import subclass_selectivity
@@ -26,6 +27,7 @@ from clusterprior.report.tables import (
     check_point,
     coverage_sentence,
     k_sweep,
+    level_text,
     markdown,
     noise_sentence,
     seeds_markdown,
@@ -69,16 +71,41 @@ def report_folder(folder: str | Path, at: str = "final") -> Path:
     return Path(folder) / ("report" if check_point(at) == "final" else f"report-{at}")
 
 
+def absent_note(analysis: Analysis, saved: list[str], storage: str, folder: Path) -> str:
+    """One sentence on the runs whose saved pre-activations the storage does not hold (a study
+    resumed on another machine keeps its database, not its runs' files): the figures that need
+    them are drawn from the others, or not at all. "" when the spec saves none or none is missing."""
+    from clusterprior.study import load_spec
+
+    spec = folder / "study.toml"
+    if not spec.is_file() or not load_spec(spec).measures.save_preactivations:
+        return ""
+    missing = [run for run in analysis.models["run_id"] if run not in set(saved)]
+    if not missing:
+        return ""
+    shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+    drawn = "drawn from the runs that have them" if saved else "not drawn"
+    return (
+        f"The storage ({storage}) holds no saved pre-activations for {len(missing)} of {len(analysis.models)} "
+        f"runs (their files stayed where they ran): neurons.png {drawn}; left out: {shown}."
+    )
+
+
 def coverage_note(analysis: Analysis) -> str:
     """One sentence on the point the measures were read at and how many models it covers."""
     return coverage_sentence(analysis.point, len(analysis.covered), len(analysis.models))
 
 
-def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: str = "final") -> Report:
+def build(
+    folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: str = "final", level: float = 0.95
+) -> Report:
     """Analyse the finished runs of study ``folder`` with their measures read at point ``at``
-    (final, fit, init, change or an epoch number) and write :func:`report_folder`."""
+    (final, fit, init, change or an epoch number), the totals' intervals at ``level`` (from
+    ``n_boot`` bootstrap draws), and write :func:`report_folder`."""
     folder = Path(folder)
-    analysis = analyse(folder, target, n_boot, at)
+    if not 0 < level < 1:
+        raise UserError(f"the interval's level must be between 0 and 1, got {level}")
+    analysis = analyse(folder, target, n_boot, at, level)
     out = report_folder(folder, at)
     out.mkdir(exist_ok=True)
     write_csv(out / "granulated_kendall.csv", analysis.kendall, index_label="measure")
@@ -91,17 +118,6 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: 
         write_csv(out / "reliability.csv", seeds.reliability, index_label="quantity")
         write_csv(out / "agreement.csv", seeds.agreement, index_label="axis")
         write_csv(out / "noise_floor.csv", seeds.noise, index_label="quantity")
-    cmi_table = analysis.cmi.to_frame("CMI score")
-    capped = capped_note(analysis)
-    coverage = coverage_note(analysis)
-    seeds_section = f"# Seeds\n\n{seeds_markdown(analysis)}\n\n" if seeds is not None else ""
-    write_text(
-        out / "report.md",
-        f"# Granulated Kendall ({analysis.target}, {len(analysis.covered)} models)\n\n{coverage}\n\n"
-        f"{markdown(analysis.kendall)}\n\n"
-        f"# Totals with their 95 % bootstrap intervals\n\n{totals_markdown(analysis)}\n\n{capped}\n\n"
-        f"{seeds_section}# Conditional mutual information score\n\n{markdown(cmi_table, 3)}\n",
-    )
     from clusterprior.study import load  # lazily: the figures alone need no study stack (pydantic)
 
     study = load(folder)
@@ -110,6 +126,20 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: 
         storage = study.storage()
     finally:
         study.close()
+    saved = [r.run_id for r in analysis.models.itertuples() if storage.exists(r.run_id, artifacts.PREACTIVATIONS)]
+    absent = absent_note(analysis, saved, str(storage.uri), folder)
+    cmi_table = analysis.cmi.to_frame("CMI score")
+    capped = capped_note(analysis)
+    coverage = coverage_note(analysis)
+    seeds_section = f"# Seeds\n\n{seeds_markdown(analysis)}\n\n" if seeds is not None else ""
+    write_text(
+        out / "report.md",
+        f"# Granulated Kendall ({analysis.target}, {len(analysis.covered)} models)\n\n{coverage}\n\n"
+        f"{markdown(analysis.kendall)}\n\n"
+        f"# Totals with their {level_text(analysis.totals)} bootstrap intervals\n\n{totals_markdown(analysis)}\n\n"
+        f"{capped}{' ' + absent if absent else ''}\n\n"
+        f"{seeds_section}# Conditional mutual information score\n\n{markdown(cmi_table, 3)}\n",
+    )
     made = [
         (
             figures.scatter(analysis.covered, analysis.measures, analysis.axes[0], target),
@@ -143,7 +173,7 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: 
             )
         )
     by_accuracy = analysis.models.sort_values("test_acc", ascending=False).itertuples()
-    best = next((r for r in by_accuracy if storage.exists(r.run_id, artifacts.PREACTIVATIONS)), None)
+    best = next((r for r in by_accuracy if r.run_id in set(saved)), None)
     if best is not None and "c1" in analysis.measures:
         recording = artifacts.load_preactivations(storage, best.run_id)
         with warnings.catch_warnings():
@@ -171,7 +201,7 @@ def build(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: 
     )
     intro = (
         f"{len(analysis.models)} finished models; varied hyperparameters: {', '.join(analysis.axes)}.{replicated} "
-        f"{markup.escape(coverage)} "
+        f"{markup.escape(coverage)} {markup.escape(absent)} "
         f"Coefficients correlate each measure with {figures.TARGET_LABEL[target]}"
         " (positive: higher measure, better generalization; baselines oriented so that positive is a correct "
         "prediction). Bold: best of each column. Brackets: 95% bootstrap interval over groups."

@@ -29,6 +29,7 @@ from clusterprior.report.tables import (
     coverage_sentence,
     estimate_text,
     half_width,
+    level_text,
     noise_sentence,
     replicate_statistics,
     with_n_test,
@@ -144,7 +145,7 @@ def block(report_dir: str | Path, cite: str) -> str:
     lines += [
         "| measure | "
         + " | ".join(SHORT.get(a, a) for a in axes)
-        + f" | total [95 % interval] | ± | CMI |{reliability}",
+        + f" | total [{level_text(totals)} interval] | ± | CMI |{reliability}",
         "|---|" + "---:|" * (len(axes) + 3 + (seeds is not None)),
     ]
     best = kendall.eq(kendall.max(axis=0), axis=1)
@@ -183,7 +184,7 @@ def block(report_dir: str | Path, cite: str) -> str:
     lines += [
         "",
         f"Findings (`{cite}/totals.csv`):",
-        f"- Power: the 95 % intervals of the totals have half-widths {totals['half_width'].min():.2f}-"
+        f"- Power: the {level_text(totals)} intervals of the totals have half-widths {totals['half_width'].min():.2f}-"
         f"{totals['half_width'].max():.2f}.",
         "- c0-c4: "
         + ("; ".join(f"{m} {_interval(intra.loc[m])}, {_sign(intra.loc[m])}" for m in intra.index) or "not measured")

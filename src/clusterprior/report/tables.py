@@ -205,9 +205,11 @@ def final_models(folder: str | Path, target: str, at: str = "final") -> tuple[pd
     return models, axes, names
 
 
-def _kendall_of(m: np.ndarray, t: np.ndarray, hp: list[dict], axes: list[str], n_boot: int) -> tuple[dict, dict, float]:
-    """(psi per axis + total, bootstrap interval per axis + total, CMI) of one measure;
-    ``n_boot=0``: psi alone (NaN intervals and CMI)."""
+def _kendall_of(
+    m: np.ndarray, t: np.ndarray, hp: list[dict], axes: list[str], n_boot: int, level: float = 0.95
+) -> tuple[dict, dict, float]:
+    """(psi per axis + total, bootstrap interval at ``level`` per axis + total, CMI) of one
+    measure; ``n_boot=0``: psi alone (NaN intervals and CMI)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         psi = stats.granulated_kendall(m, t, hp, axes=axes)
@@ -217,18 +219,21 @@ def _kendall_of(m: np.ndarray, t: np.ndarray, hp: list[dict], axes: list[str], n
                 dict.fromkeys([*psi, "total"], (math.nan, math.nan)),
                 math.nan,
             )
-        ci = stats.granulated_kendall_ci(m, t, hp, n_boot=n_boot, axes=axes)
+        ci = stats.granulated_kendall_ci(m, t, hp, n_boot=n_boot, level=level, axes=axes)
         cmi = stats.conditional_mi_score(m, t, [{a: h[a] for a in axes} for h in hp])
     return {**psi, "total": stats.total_score(psi)}, ci, cmi
 
 
-def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: str = "final") -> Analysis:
+def analyse(
+    folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: str = "final", level: float = 0.95
+) -> Analysis:
     """Granulated Kendall of every measure, read at point ``at`` (:func:`point_values`),
     along every varying hyperparameter but the replicates (:data:`REPLICATES`): a seed
     splits the groups, so each seed's models are compared with each other only, and the
     seeds multiply the groups each psi averages.
 
-    ``totals`` holds each total with its 95 % bootstrap interval, the interval's half-width
+    ``totals`` holds each total with its bootstrap interval at ``level`` (95 % by default; a
+    Bonferroni level for a family of verdicts, e.g. ``1 - 0.05 / 14``), the interval's half-width
     (the study's power), ``total_reached``, the total over the models that reached the
     stop-loss alone (equal to the total when none hit the epoch cap), and ``models``, how
     many models it rests on. With >= 2 seeds of a configuration, ``seeds`` holds what they
@@ -246,7 +251,7 @@ def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at
         m = models[name].to_numpy() * orientation(name)
         t = models["target"].to_numpy()
         rows[name], ci, cmi[name] = _kendall_of(
-            m[ok], t[ok], [h for h, k in zip(hparams, ok, strict=True) if k], axes, n_boot
+            m[ok], t[ok], [h for h, k in zip(hparams, ok, strict=True) if k], axes, n_boot, level
         )
         spans[name] = {k: "" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]" for k, (lo, hi) in ci.items()}
         lo, hi = ci["total"]
@@ -264,6 +269,7 @@ def analyse(folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at
             "half_width": (hi - lo) / 2,
             "total_reached": only,
             "models": int(ok.sum()),
+            "level": level,
         }
     kendall = pd.DataFrame(rows).T[axes + ["total"]]
     intervals = pd.DataFrame(spans).T[axes + ["total"]]
@@ -370,13 +376,13 @@ def markdown(table: pd.DataFrame, digits: int = 2) -> str:
 
 
 def totals_markdown(analysis: Analysis) -> str:
-    """Each measure's total with its 95 % interval, the interval's half-width and the models
-    it rests on, as Markdown; with seeds, each measure's reliability and the replicate
+    """Each measure's total with its interval (at the analysis's level), the interval's
+    half-width and the models it rests on, as Markdown; with seeds, each measure's reliability and the replicate
     agreement's total beside them (:func:`seeds_markdown` has the rest)."""
     seeds = analysis.seeds
     extra = " reliability [95 %] |" if seeds is not None else ""
     lines = [
-        f"| measure | total | 95 % interval | half-width | models |{extra}",
+        f"| measure | total | {level_text(analysis.totals)} interval | half-width | models |{extra}",
         "|---|---:|---:|---:|---:|" + ("---:|" if seeds is not None else ""),
     ]
     for name, row in analysis.totals.iterrows():
@@ -393,6 +399,13 @@ def totals_markdown(analysis: Analysis) -> str:
             f"{estimate_text(seeds.reliability.loc[analysis.target])} |"
         )
     return "\n".join(lines)
+
+
+def level_text(totals: pd.DataFrame) -> str:
+    """The level of the totals' intervals as a percentage (95 % for totals written before it was
+    recorded)."""
+    level = float(totals["level"].iloc[0]) if "level" in totals else 0.95
+    return f"{100 * level:.4g} %"
 
 
 def estimate_text(row: pd.Series, digits: int = 2) -> str:
@@ -458,7 +471,9 @@ def terminal_table(analysis: Analysis) -> Any:
 
     target = "test accuracy" if analysis.target == "test_acc" else "minus the gap"
     seeds = analysis.seeds
-    caption = "bold: best of the column; interval: 95 % bootstrap over groups; ±: its half-width"
+    caption = (
+        f"bold: best of the column; interval: {level_text(analysis.totals)} bootstrap over groups; ±: its half-width"
+    )
     if seeds is not None:
         caption += (
             f"; ICC: reliability across seeds; {AGREEMENT}: one seed's accuracy as a measure of another's. "

@@ -66,7 +66,7 @@ class Study:
         nothing; the warnings a run raises by design are not kept:
         :data:`clusterprior.study.worker.EXPECTED`)."""
         rows = self._query("SELECT id, status, error, traceback, warnings FROM runs ORDER BY position")
-        rows["warnings"] = [json.loads(w) if w else [] for w in rows["warnings"]]
+        rows["warnings"] = [json.loads(w) if isinstance(w, str) else [] for w in rows["warnings"]]
         return rows
 
     def storage(self) -> Any:

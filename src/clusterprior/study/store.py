@@ -204,6 +204,36 @@ def _with_k(row: tuple, spec: dict[str, Any]) -> tuple:
     return run_id, epoch, measure, layer, k, value
 
 
+def snapshot(folder: Path, to: Path) -> int:
+    """A consistent copy of the study in ``folder`` (its ``study.toml`` and database, read
+    while a driver may be writing: SQLite's online backup) into ``to``, in rollback-journal
+    mode so that the one file holds everything (to commit it, or carry it to another machine,
+    where a driver resumes from it). Returns how many runs the copy holds as finished."""
+    from clusterprior.files import atomic_path, write_text
+
+    if not (folder / "study.db").is_file():
+        raise UserError(f"{folder}: not a study directory (no study.db)")
+    source = connect(folder, read_only=True)
+    try:
+        with readable(folder):
+            check_version(source, folder)
+            with atomic_path(to / "study.db") as tmp:
+                copy = sqlite3.connect(tmp)
+                try:
+                    source.backup(copy)
+                    copy.execute("PRAGMA journal_mode=DELETE")
+                    finished = copy.execute(f"SELECT COUNT(*) FROM runs WHERE status IN {tuple(FINISHED)}").fetchone()[
+                        0
+                    ]
+                finally:
+                    copy.close()
+    finally:
+        source.close()
+    if (folder / "study.toml").is_file():
+        write_text(to / "study.toml", (folder / "study.toml").read_text())
+    return int(finished)
+
+
 class Store:
     """The driver's handle on ``DIR/study.db``, which it creates or migrates (:func:`migrate`):
     open it under the driver lock."""
