@@ -214,3 +214,28 @@ def study_snapshot(
 
     finished = snapshot(folder, to)
     print(f"{to}: study.toml and study.db, {finished} finished runs; resume with 'study run SPEC --out {to}'")
+
+
+@study_app.command("decide")
+def study_decide(
+    root: Path = typer.Argument(
+        Path("results/chapter2-decided"), help="Folder of the Chapter 2 deciding study's arms (ARM/report*/)."
+    ),
+    earlier: Path = typer.Option(
+        None, help="The earlier clean-rule study of the pilot's design (default: ROOT/../chapter2)."
+    ),
+) -> None:
+    """Apply the pre-registered rule of docs/preregistration/chapter2-decided.md to the arms'
+    reports (final at the Bonferroni level, fit, init) and the ladder's, and write
+    ROOT/decision/: each arm's verdict, the primary measures' rows, the five patterns, the cause."""
+    from clusterprior.report import decision
+
+    out = decision.decide(root, earlier)
+    found = decision.read(out / "patterns.csv").fillna("")
+    for row in found.itertuples():
+        print(f"{row.matches:>7}  {row.pattern}: {row.evidence}")
+    named, pattern = decision.cause(found)
+    print(
+        f"cause: {named} (pattern {pattern})" if pattern else "cause: not decided yet (an arm or the ladder is pending)"
+    )
+    print(f"decision: {out}")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from clusterprior.errors import UserError
 from clusterprior.files import write_text
+from clusterprior.report import decision
 from clusterprior.report.tables import (
     AGREEMENT,
     REPLICATES,
@@ -232,14 +233,17 @@ def experiment_block(folder: str | Path, cite: str) -> str:
 
 
 def render(readme: str, root: str | Path) -> str:
-    """``readme`` with every results block regenerated from ``root/<name>/report/`` (a
-    study) or ``root/<name>/verdicts.csv`` (an experiment)."""
+    """``readme`` with every results block regenerated from ``root/<name>/patterns.csv`` (a
+    pre-registered decision, :func:`clusterprior.report.decision.block`), ``root/<name>/report/``
+    (a study) or ``root/<name>/verdicts.csv`` (an experiment)."""
     root = Path(root)
 
     def fill(match: re.Match) -> str:
         name = match.group("name")
         folder = root / name
-        if (folder / "report").is_dir():
+        if (folder / "patterns.csv").is_file():
+            body = decision.block(folder, f"results/{name}")
+        elif (folder / "report").is_dir():
             body = block(folder / "report", f"results/{name}/report")
         elif (folder / "models.csv").is_file():
             body = block(folder, f"results/{name}")
