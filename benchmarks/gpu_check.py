@@ -7,7 +7,8 @@ winner-take-most experiment at the thesis's scale (SPEC.md 3), written to ``--ou
    the same GPU (same seed): accuracy of both and the time ratio.
 3. Dynamics-recorder overhead: the base winner-take-most run (400 full-batch epochs) with and
    without the recorder, same process, same seed: seconds and ratio.
-4. ``winner_take_most.run`` for every SynthClust setting x ``--seeds`` at full scale.
+4. ``clusterprior experiment winner-take-most`` (a study in ``--out/wtm``) for every SynthClust
+   setting x ``--seeds`` at full scale.
 
 Run from the repository root: ``PYTHONPATH=src python3 benchmarks/gpu_check.py --out DIR``
 (the study extras are not needed). ``--quick`` shrinks everything for a CPU dry run.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from clusterprior import data, measures, models, train
+from clusterprior import cli, data, measures, models, train
 from clusterprior.experiments import winner_take_most as wtm
 from clusterprior.probe.dynamics import DynamicsRecorder
 
@@ -126,16 +127,10 @@ def main() -> None:
         (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     if "wtm" not in args.skip:
         start = time.perf_counter()
-        table, summary = wtm.run(
-            wtm.IN_ALL,
-            args.out / "wtm",
-            seeds=args.seeds,
-            scale=0.02 if args.quick else None,
-            device=device,
-            on_result=lambda n, r: print(n, json.dumps(r), flush=True),
-        )
+        command = ["experiment", "winner-take-most", "--setting", "all", "--seeds", str(args.seeds)]
+        command += ["--device", device, "--out", str(args.out / "wtm"), *(["--scale", "0.02"] if args.quick else [])]
+        report["wtm_exit_code"] = cli.main(command)
         report["wtm_seconds"] = time.perf_counter() - start
-        print(summary.to_string(index=False), flush=True)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
 
 

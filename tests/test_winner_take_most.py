@@ -9,92 +9,86 @@ import pandas as pd
 import pytest
 import torch
 
-from clusterprior import UserError, data
+from clusterprior import UserError, data, study
 from clusterprior.cli import main
 from clusterprior.experiments import winner_take_most as wtm
+from clusterprior.measures.dynamics import wtm_index, wtm_summary
 from clusterprior.probe.dynamics import Dynamics
 from tests.test_mnist import write_mnist
 
 SCALE = 0.02  # 20 hidden units (5-layer: 20 each), 8 epochs (deep: 20)
 
 
+def _cli(out, *args: str) -> int:
+    return main(["experiment", "winner-take-most", "--scale", str(SCALE), "--device", "cpu", "--out", str(out), *args])
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("wtm")
-    seen = []
-    table, summary = wtm.run(
-        ["base", "noise-0.1", "random-pretrain"],
-        out,
-        seeds=2,
-        scale=SCALE,
-        on_result=lambda name, row: seen.append((name, row["seed"])),
-    )
-    return out, table, summary, seen
+    assert _cli(out, "--setting", "base,noise-0.1,random-pretrain", "--seeds", "2", "--workers", "2", "--quiet") == 0
+    return out, pd.read_csv(out / "results.csv"), pd.read_csv(out / "summary.csv")
+
+
+def _recording(out, setting: str, seed: int) -> Dynamics:
+    runs = study.load(out).runs()
+    (run_id,) = runs[(runs["setting"] == setting) & (runs["seed"] == seed)]["id"]
+    return Dynamics.load(out / "runs" / run_id / "dynamics.npz")
 
 
 @pytest.mark.slow
 def test_run_writes_results_figures_and_recordings(small):
-    out, table, summary, seen = small
-    assert seen == [(n, s) for n in ("base", "noise-0.1", "random-pretrain") for s in (0, 1)]
-    assert pd.read_csv(out / "results.csv").shape[0] == 6
-    assert (table["status"] == "done").all()
+    out, table, summary = small
+    assert table[["setting", "seed"]].values.tolist() == [
+        [n, s] for n in ("base", "noise-0.1", "random-pretrain") for s in (0, 1)
+    ]
+    assert (table["status"] == "done").all() and (table["scale"] == SCALE).all()
     assert table["test_acc"].between(0.5, 1.0).all()
     for name in ("base", "noise-0.1", "random-pretrain"):
-        for file in ("dynamics.png", "loss_shares.png", "dynamics.npz", "wtm.csv", "history.csv"):
+        for file in ("dynamics.png", "loss_shares.png"):
             assert (out / name / "seed0" / file).is_file()
-    dyn = Dynamics.load(out / "base" / "seed1" / "dynamics.npz")
+    dyn = _recording(out, "base", 1)
     assert len(dyn.epoch) == 8  # full batch: one step per epoch
     assert set(np.unique(dyn.group)) == {0, 1}  # easy and difficult examples
+    # the first layer's index, as the recording gives it
+    first = wtm_summary(wtm_index(dyn)).iloc[0]
+    row = table[(table["setting"] == "base") & (table["seed"] == 1)].iloc[0]
+    assert row["spread_gain"] == pytest.approx(float(first["spread_gain"]), abs=1e-6)
+    assert row["gap_ratio"] == pytest.approx(float(first["gap_ratio"]), abs=1e-6)
+    # every layer's index is in the store
+    layers = study.load(out).measures()
+    assert {"spread_gain", "gap_ratio_start", "gap_ratio", "share_gap_above_1", "neurons"} <= set(layers["measure"])
+    assert not layers.duplicated(["run_id", "epoch", "measure", "layer", "k"]).any()
     # the noise ablation is also tested on a standard noise-0.4 test set; the others are not
     noise = table[table["setting"] == "noise-0.1"]
     assert (
         noise["standard_test_acc"].notna().all() and table[table["setting"] == "base"]["standard_test_acc"].isna().all()
     )
     # at a reduced scale the thesis's numbers are not shown beside ours
-    assert (summary["thesis_acc"] == "").all()
-    assert pd.read_csv(out / "base" / "seed0" / "wtm.csv").columns.tolist() == [
-        "layer",
-        "neuron",
-        "negative_class",
-        "spread_start",
-        "spread_end",
-        "spread_gain",
-        "gap_ratio_start",
-        "gap_ratio",
-    ]
+    assert summary["thesis_acc"].isna().all()
 
 
-def test_finished_runs_are_reused(small, monkeypatch):
-    out, table, _, _ = small
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a finished run was trained again")
-
-    monkeypatch.setattr(wtm, "run_one", refuse)
-    again, _ = wtm.run(["base", "noise-0.1", "random-pretrain"], out, seeds=2, scale=SCALE)
-    pd.testing.assert_frame_equal(again, table)
+def test_finished_runs_are_reused(small, monkeypatch, capsys):
+    out, table, _ = small
+    assert _cli(out, "--setting", "base,noise-0.1,random-pretrain", "--seeds", "2") == 0
+    assert "6 already finished, 0 to run" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), table)
     # a changed label is not a changed experiment
     monkeypatch.setitem(wtm.SETTINGS, "base", dataclasses.replace(wtm.SETTINGS["base"], note="renamed", thesis=1.0))
-    wtm.run(["base"], out, seeds=2, scale=SCALE)
+    assert _cli(out, "--setting", "base", "--seeds", "2") == 0
+    assert "2 already finished, 0 to run" in capsys.readouterr().out
 
 
-def test_interrupted_corrupt_or_changed_runs_are_trained_again(tmp_path, monkeypatch):
-    wtm.run(["one-neuron"], tmp_path, seeds=3, scale=SCALE)
-    (tmp_path / "one-neuron" / "seed0" / "result.json").unlink()  # killed before its result was written
-    (tmp_path / "one-neuron" / "seed1" / "result.json").write_text('["not", "a", "result"]')
-    (tmp_path / "one-neuron" / "seed0" / "loss_shares.png").unlink()
-    trained = []
-    real = wtm.run_one
-    monkeypatch.setattr(
-        wtm, "run_one", lambda setting, seed, *a, **k: trained.append(seed) or real(setting, seed, *a, **k)
-    )
-    wtm.run(["one-neuron"], tmp_path, seeds=3, scale=SCALE)
-    assert trained == [0, 1]
-    assert (tmp_path / "one-neuron" / "seed0" / "loss_shares.png").is_file()
-    trained.clear()
+def test_a_changed_setting_is_a_new_run_and_the_config_rebuilds_the_setting(tmp_path, monkeypatch, capsys):
+    assert _cli(tmp_path, "--setting", "one-neuron", "--seeds", "1", "--workers", "1", "--quiet") == 0
     monkeypatch.setitem(wtm.SETTINGS, "one-neuron", dataclasses.replace(wtm.SETTINGS["one-neuron"], lr=0.01))
-    wtm.run(["one-neuron"], tmp_path, seeds=1, scale=SCALE)
-    assert trained == [0]
+    assert _cli(tmp_path, "--setting", "one-neuron", "--seeds", "1", "--workers", "1", "--quiet") == 0
+    assert len(study.load(tmp_path).runs()) == 2
+    config = wtm.configure({"setting": "one-neuron", "seed": 3}, {"scale": SCALE})
+    assert wtm.setting_of(config) == wtm.scale_setting(wtm.SETTINGS["one-neuron"], SCALE)
+    assert config["lr"] == 0.01 and config["seed"] == 3
+    with pytest.raises(UserError, match="unknown winner-take-most option 'width'"):
+        wtm.configure({"setting": "base"}, {"width": 2})
 
 
 def test_settings_data_helpers():
@@ -133,8 +127,7 @@ def test_base_model_is_the_thesis_architecture():
 
 
 def test_heavy_settings_need_a_gpu_or_an_explicit_scale(tmp_path):
-    with pytest.raises(UserError, match="--scale"):
-        wtm.run(["deep"], tmp_path, seeds=1, device="cpu")
+    assert main(["experiment", "winner-take-most", "--setting", "deep", "--device", "cpu", "--out", str(tmp_path)]) == 2
     assert (
         main(["experiment", "winner-take-most", "--setting", "deep-slow", "--device", "cpu", "--out", str(tmp_path)])
         == 2
@@ -191,7 +184,7 @@ def test_cli_runs_the_mnist_variant_on_idx_files(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "mnist seed 0: test acc" in printed and "scale 0.02: widths and epochs reduced" in printed
     assert pd.read_csv(tmp_path / "out" / "summary.csv")["thesis_acc"].isna().all()  # no thesis number at scale
-    dyn = Dynamics.load(tmp_path / "out" / "mnist" / "seed0" / "dynamics.npz")
+    dyn = _recording(tmp_path / "out", "mnist", 0)
     assert dyn.cluster_means[dyn.layers[0]].shape[2] == 10  # the 10 digits are the clusters
 
 
@@ -205,16 +198,9 @@ def test_cli_toy(tmp_path, capsys):
 
 def test_cli_plots_a_saved_recording_later(small, tmp_path, capsys):
     out = small[0]
-    recording = out / "base" / "seed1" / "dynamics.npz"
-    layers = pd.read_csv(out / "base" / "seed1" / "wtm_layers.csv")
-    assert layers.columns.tolist() == [
-        "layer",
-        "neurons",
-        "spread_gain",
-        "gap_ratio_start",
-        "gap_ratio",
-        "share_gap_above_1",
-    ]
+    runs = study.load(out).runs()
+    (run_id,) = runs[(runs["setting"] == "base") & (runs["seed"] == 1)]["id"]
+    recording = out / "runs" / run_id / "dynamics.npz"
     assert main(["experiment", "plot-dynamics", str(recording), "--out", str(tmp_path), "--neurons", "3"]) == 0
     assert (tmp_path / "dynamics.png").is_file() and (tmp_path / "loss_shares.png").is_file()
     assert "spread_gain" in capsys.readouterr().out

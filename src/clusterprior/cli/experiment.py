@@ -176,15 +176,25 @@ def experiment_winner_take_most(
         help="Shrink hidden widths and epochs by this factor (0, 1]: a "
         "smaller experiment, not compared with the thesis.",
     ),
-    out: Path = typer.Option(Path("winner-take-most"), help="Output folder (finished runs are reused)."),
+    out: Path = typer.Option(Path("winner-take-most"), help="Study folder (finished runs are kept: it resumes)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, help="Folder with the MNIST idx files (setting mnist)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    workers: int | None = typer.Option(None, help="Runs in parallel (default: CPU cores)."),
+    executor: str = typer.Option("local", help="local or ray."),
+    address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
 ) -> None:
-    """Neuron-level dynamics on SynthClust (thesis Ch. 3): accuracy beside the thesis's, and the
-    winner-take-most index, per setting."""
+    """Neuron-level dynamics on SynthClust (thesis Ch. 3), run as a study in --out: accuracy
+    beside the thesis's, and the winner-take-most index, per setting."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from clusterprior import study
     from clusterprior.experiments import winner_take_most as wtm
-    from clusterprior.train import resolve_device
+    from clusterprior.files import save_figure, write_csv
+    from clusterprior.probe.dynamics import Dynamics
+    from clusterprior.study.spec import ExperimentSpec, GridSpec, StudySpec
 
     names = [
         n
@@ -195,36 +205,79 @@ def experiment_winner_take_most(
     if not names:
         raise UserError(f"--setting names no setting; available: {', '.join(wtm.SETTINGS)}, all")
     names = list(dict.fromkeys(names))  # each once, in order
-    resolved = str(resolve_device(device))
+    unknown = [n for n in names if n not in wtm.SETTINGS]
+    if unknown:
+        raise UserError(f"unknown setting {unknown[0]!r}; available: {', '.join(wtm.SETTINGS)}, all")
+    if seeds < 1:
+        raise UserError("--seeds must be >= 1")
+    heavy = [n for n in names if wtm.SETTINGS[n].heavy]
+    if scale is None and heavy and not _on_gpu(device, executor):
+        raise UserError(
+            f"setting {heavy[0]!r} takes over an hour per run on CPU at the thesis's scale; "
+            "use --device cuda, or an explicit --scale (e.g. 0.2, a smaller experiment)"
+        )
+    factor = 1.0 if scale is None else scale
+    wtm.scale_setting(wtm.SETTINGS[names[0]], factor)  # a bad scale is refused before anything runs
+    if "mnist" in names:  # the user's files, found here before any run starts (one clear line if not)
+        wtm.load_splits(wtm.SETTINGS["mnist"], 0, data_dir)
     for name in names:
-        if name in wtm.SETTINGS:
-            print(f"{name}: {wtm.SETTINGS[name].note}", flush=True)
-
-    def show(name: str, row: dict) -> None:
+        print(f"{name}: {wtm.SETTINGS[name].note}", flush=True)
+    spec = StudySpec(
+        name="winner-take-most",
+        experiment=ExperimentSpec(
+            name="winner-take-most", options={"scale": factor}, local={"data_dir": data_dir} if data_dir else {}
+        ),
+        grid=GridSpec(axes={"setting": names, "seed": list(range(seeds))}),
+    )
+    counts = study.run_study(spec, out, executor=executor, workers=workers, address=address, device=device, quiet=quiet)
+    loaded = study.load(out)
+    try:
+        runs, values, storage = loaded.runs(), loaded.model_values(), loaded.storage()
+    finally:
+        loaded.close()
+    mine = runs[runs["id"].isin({r["id"] for r in study.expand(spec)})]
+    failed = mine[mine["status"] == "failed"]
+    for row in failed.itertuples():
+        print(f"  {row.setting} seed {row.seed}: failed: {row.error}", flush=True)
+    table = wtm.results_table(mine, values, factor)
+    for row in table.to_dict("records"):
         standard = row["standard_test_acc"]
         extra = f", noise-0.4 test {standard:.4f}" if standard == standard else ""  # NaN: no such test set
         print(
-            f"  {name} seed {row['seed']}: test acc {row['test_acc']:.4f}{extra}, train acc {row['train_acc']:.4f}, "
-            f"WTM spread gain {row['spread_gain']:+.3f}, gap ratio {row['gap_ratio_start']:.2f} -> "
-            f"{row['gap_ratio']:.2f} ({row['seconds']:.0f} s)",
+            f"  {row['setting']} seed {row['seed']}: test acc {row['test_acc']:.4f}{extra}, train acc "
+            f"{row['train_acc']:.4f}, WTM spread gain {row['spread_gain']:+.3f}, gap ratio "
+            f"{row['gap_ratio_start']:.2f} -> {row['gap_ratio']:.2f} ({row['seconds']:.0f} s)",
             flush=True,
         )
-
-    with bars_per_run(quiet) as bars:
-        _, summary = wtm.run(
-            names,
-            out,
-            seeds=seeds,
-            scale=scale,
-            device=resolved,
-            data_dir=data_dir,
-            on_result=show,
-            callbacks_for=bars,
-        )
+    summary = wtm.summarize(table, factor)
+    write_csv(out / "results.csv", table, index=False)
+    write_csv(out / "summary.csv", summary, index=False)
+    for row in mine[(mine["seed"] == 0) & (mine["status"] == "done")].itertuples():
+        recording = Dynamics.load(io.BytesIO(storage.read(row.id, "dynamics.npz")))
+        for file, figure in wtm.figures(recording, f"{row.setting}: {wtm.SETTINGS[row.setting].note}").items():
+            save_figure(out / row.setting / "seed0" / file, figure, dpi=70)
+            plt.close(figure)
     if scale not in (None, 1.0):
         print(f"scale {scale}: widths and epochs reduced, so the thesis's numbers are not shown beside these")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"wrote {out}/results.csv, summary.csv and, per setting, seed0/dynamics.png, loss_shares.png")
+    print(
+        f"wrote {out}/results.csv, summary.csv and, per setting, seed0/dynamics.png, loss_shares.png "
+        "(each run's dynamics.npz is in the study's storage, runs/RUN_ID/)"
+    )
+    if counts.get("failed"):
+        raise typer.Exit(1)
+
+
+def _on_gpu(device: str, executor: str) -> bool:
+    """Whether the runs will train on a GPU: ``cuda`` asked for, or ``auto`` where the driver
+    sees one (a Ray cluster's workers are trusted to have what ``device`` asks)."""
+    if device.startswith("cuda"):
+        return True
+    if device != "auto" or executor != "local":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @experiment_app.command("plot-dynamics", short_help="Figs 3.2-3.5 of a saved dynamics recording.")
@@ -235,14 +288,23 @@ def experiment_plot_dynamics(
     title: str = typer.Option("", help="Figure title (default: the file name)."),
 ) -> None:
     """Figs. 3.2-3.5 of a saved recording, and its winner-take-most index per layer."""
+    import matplotlib.pyplot as plt
+
     from clusterprior.experiments import winner_take_most as wtm
+    from clusterprior.files import save_figure
+    from clusterprior.measures.dynamics import wtm_index, wtm_summary
+    from clusterprior.probe.dynamics import Dynamics
 
     if not recording.is_file():
         raise UserError(f"{recording}: no such file")
     if neurons < 1:
         raise UserError("--neurons must be >= 1")
     folder = out or recording.parent
-    summary = wtm.plot_recording(recording, folder, title or str(recording), neurons)
+    loaded = Dynamics.load(recording)
+    for file, figure in wtm.figures(loaded, title or str(recording), neurons).items():
+        save_figure(folder / file, figure, dpi=70)
+        plt.close(figure)
+    summary = wtm_summary(wtm_index(loaded))
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {folder}/dynamics.png, loss_shares.png")
 

@@ -17,20 +17,16 @@ test set is separable by a linear classifier.
 
 ``scale`` < 1 shrinks every hidden width and the number of epochs (milestones with them): a
 different, smaller experiment, whose accuracies are never shown beside the thesis's numbers.
-Each finished (setting, seed) is written at once to ``<out>/<setting>/seed<k>/`` (its
-``result.json`` last, atomically), so an interrupted experiment keeps every finished run and
-retrains only the one it was in.
+The experiment runs as a study (the engine's contract, :mod:`clusterprior.study.experiment`):
+grid keys ``setting`` and ``seed``, option ``scale``; each run returns its history, its index
+per layer and its recording, which the study stores, so an interrupted experiment keeps every
+finished run, on any executor.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +36,6 @@ import torch
 from clusterprior import data, models, train
 from clusterprior.data import Split
 from clusterprior.errors import UserError
-from clusterprior.files import atomic_path, fingerprint, write_csv, write_text
 from clusterprior.measures.dynamics import wtm_index, wtm_summary
 from clusterprior.models.layers import he_uniform_, scaled
 from clusterprior.probe import dynamics as recording_lib
@@ -184,42 +179,52 @@ def train_config(setting: Setting, n_train: int, seed: int, device: str) -> trai
     )
 
 
-CallbacksFor = Callable[[str, int], Sequence[train.Callback]]  # (label, epochs) -> epoch callbacks of a training
+HPARAMS = ("setting", "seed")  # the grid keys of a winner-take-most study
+OPTIONS = ("scale",)
+LABELS = ("thesis", "note", "heavy")  # a setting's fields that do not decide its result
+RECORDED = ("spread_gain", "gap_ratio_start", "gap_ratio", "share_gap_above_1")  # per layer, and the first's
 
 
-def no_callbacks(label: str, epochs: int) -> Sequence[train.Callback]:
-    """The default :data:`CallbacksFor`: no epoch callbacks."""
-    return ()
+def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """One run's config (the engine's contract, :mod:`clusterprior.study.experiment`): the
+    setting's name, the fields that decide its result at ``options["scale"]`` (1 by default;
+    :func:`scale_setting`) and the seed."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"unknown winner-take-most option {unknown[0]!r}; allowed: {', '.join(OPTIONS)}")
+    name = hparams.get("setting")
+    if name not in SETTINGS:
+        raise UserError(f"unknown setting {name!r}; available: {', '.join(SETTINGS)}, all")
+    scale = float(options.get("scale", 1.0))
+    setting = scale_setting(SETTINGS[name], scale)
+    deciding = {k: v for k, v in dataclasses.asdict(setting).items() if k not in LABELS}
+    return {"setting": name, "scale": scale, "seed": int(hparams.get("seed", 0)), **deciding}
 
 
-def run_one(
-    setting: Setting,
-    seed: int,
-    folder: Path,
-    device: str = "cpu",
-    data_dir: str | None = None,
-    callbacks_for: CallbacksFor = no_callbacks,
-) -> dict:
-    """Train one seed of ``setting`` with the recorder on; write ``dynamics.npz``, ``history.csv``,
-    ``wtm.csv`` (index per neuron), ``wtm_layers.csv`` (per layer) and ``result.json`` to ``folder``
-    and return the result row. ``callbacks_for(phase, epochs)`` gives each training phase's epoch
-    callbacks (progress)."""
-    start = time.perf_counter()
-    splits = load_splits(setting, seed, data_dir)
+def setting_of(config: dict[str, Any]) -> Setting:
+    """The :class:`Setting` a run's config (:func:`configure`) describes, labels from :data:`SETTINGS`."""
+    fields = {f.name for f in dataclasses.fields(Setting)} - set(LABELS)
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in fields}
+    labels = SETTINGS[config["setting"]]
+    return Setting(thesis=labels.thesis, note=labels.note, heavy=labels.heavy, **values)
+
+
+def run(config: dict[str, Any], device: str, local: dict[str, Any]) -> dict[str, Any]:
+    """Train one seed of a setting with the recorder on (the engine's contract): returns its
+    history, its winner-take-most index per layer (rows at the last epoch; layer "all": the
+    first hidden layer's, and the accuracy on the standard noise-0.4 test set where the
+    setting has one) and the recording (``dynamics.npz``). ``local["data_dir"]``: the MNIST
+    idx files (setting mnist)."""
+    setting, seed = setting_of(config), int(config["seed"])
+    splits = load_splits(setting, seed, local.get("data_dir"))
     train_split = splits["train"]
     if setting.reduced is not None:
         train_split = per_cluster_subset(train_split, setting.reduced)
     model = build_model(setting, train_split, seed)
     if setting.random_pretrain:
         pretrain = relabelled(splits["train"], seed)
-        train.fit(
-            model,
-            pretrain,
-            None,
-            train_config(setting, len(pretrain), seed, device),
-            callbacks=callbacks_for("pre-training", setting.epochs),
-        )
-    config = train_config(setting, len(train_split), seed, device)
+        train.fit(model, pretrain, None, train_config(setting, len(pretrain), seed, device))
+    config_train = train_config(setting, len(train_split), seed, device)
     group = None
     meta = train_split.meta
     if "centroids" in meta.extra:
@@ -229,8 +234,8 @@ def run_one(
             )
             > 0
         ).astype(int)
-    steps = config.epochs * train.steps_per_epoch(len(train_split), config.batch_size)
-    model.to(config.device)  # the recorder's buffers live where the model trains
+    steps = config_train.epochs * train.steps_per_epoch(len(train_split), config_train.batch_size)
+    model.to(config_train.device)  # the recorder's buffers live where the model trains
     recorder = recording_lib.DynamicsRecorder(
         model,
         train_split.subclasses,
@@ -241,89 +246,52 @@ def run_one(
         n_steps=steps,
     )
     with recorder:
-        result = train.fit(
-            model,
-            train_split,
-            splits["test"],
-            config,
-            step_callbacks=[recorder.on_step],
-            callbacks=callbacks_for("training", setting.epochs),
-        )
+        result = train.fit(model, train_split, splits["test"], config_train, step_callbacks=[recorder.on_step])
     recording = recorder.result()
-    folder.mkdir(parents=True, exist_ok=True)
-    recording.save(folder / "dynamics.npz")
-    write_csv(folder / "history.csv", result.frame(), index=False)
-    index = wtm_index(recording)
-    write_csv(folder / "wtm.csv", index, index=False)
-    layers = wtm_summary(index)
-    write_csv(folder / "wtm_layers.csv", layers, index=False)
-    first_layer = layers.iloc[0]
-    row = {
-        "seed": seed,
-        "status": result.status,
-        "train_acc": result.final.get("train_acc"),
-        "test_acc": result.final.get("test_acc"),
-        "standard_test_acc": math.nan,
-        "spread_gain": float(first_layer["spread_gain"]),
-        "gap_ratio_start": float(first_layer["gap_ratio_start"]),
-        "gap_ratio": float(first_layer["gap_ratio"]),
-        "share_gap_above_1": float(first_layer["share_gap_above_1"]),
-        "seconds": time.perf_counter() - start,
-    }
+    layers = wtm_summary(wtm_index(recording))
+    epoch = len(result.history)
+
+    def row(measure: str, layer: str, value: float) -> dict[str, Any]:
+        return {"epoch": epoch, "measure": measure, "layer": layer, "k": None, "value": float(value)}
+
+    rows = [row(m, str(r["layer"]), r[m]) for _, r in layers.iterrows() for m in ("neurons", *RECORDED)]
+    rows += [row(m, "all", layers.iloc[0][m]) for m in RECORDED]
     if "standard_test" in splits:
         st = splits["standard_test"]
-        row["standard_test_acc"] = train.evaluate(
-            model, st.x.to(config.device), st.y.to(config.device), loss="bce", amp=False
-        )[1]
-    write_text(folder / "result.json", json.dumps({"config": _fingerprint(setting), "row": row}))
-    return row
+        acc = train.evaluate(model, st.x.to(config_train.device), st.y.to(config_train.device), loss="bce", amp=False)
+        rows.append(row("standard_test_acc", "all", acc[1]))
+    return {
+        "status": result.status,
+        "stop_reason": result.stop_reason,
+        "history": result.history,
+        "measures": rows,
+        "files": {"dynamics.npz": recording},
+    }
 
 
-def _prefixed(callbacks_for: CallbacksFor, prefix: str) -> CallbacksFor:
-    """``callbacks_for`` with ``prefix`` before each label."""
-    return lambda label, epochs: callbacks_for(f"{prefix} {label}", epochs)
+def figures(recording: recording_lib.Dynamics, title: str, n_plot: int = 10) -> dict[str, Any]:
+    """Figs. 3.2-3.4 (``dynamics.png``: the ``n_plot`` strongest recorded neurons, spread over
+    the layers) and Fig. 3.5 (``loss_shares.png``) of a recording, by file name."""
+    from clusterprior.report import figures as draw
 
-
-def _fingerprint(setting: Setting) -> str:
-    """What decides a run's result: the setting without its labels (``thesis``, ``note``)."""
-    return fingerprint({k: v for k, v in dataclasses.asdict(setting).items() if k not in ("thesis", "note")})
-
-
-def _finished(setting: Setting, folder: Path) -> dict | None:
-    path = folder / "result.json"
-    if not path.is_file():
-        return None
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if (
-        not isinstance(saved, dict)
-        or saved.get("config") != _fingerprint(setting)
-        or not isinstance(saved.get("row"), dict)
-    ):
-        return None
-    return saved["row"]
-
-
-def plot_recording(path: str | Path, out: str | Path, title: str, n_plot: int = 10) -> pd.DataFrame:
-    """``dynamics.png`` (Figs. 3.2-3.4; the ``n_plot`` strongest recorded neurons, spread over the
-    layers) and ``loss_shares.png`` (Fig. 3.5) of the recording at ``path``, written to ``out``;
-    returns the recording's per-layer winner-take-most summary."""
-    from clusterprior.report import figures
-
-    recording = recording_lib.Dynamics.load(path)
     per_layer = max(1, n_plot // len(recording.layers))
     plot = {layer: recording.strongest(layer)[:per_layer].tolist() for layer in recording.layers}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for fig, file in (
-        (figures.neuron_dynamics(recording, plot, f"{title} (blue = class 0, red = class 1)"), "dynamics.png"),
-        (figures.loss_shares(recording, f"{title}: loss shares of easy and difficult examples"), "loss_shares.png"),
-    ):
-        with atomic_path(out / file) as tmp:  # a kill while drawing never leaves half a figure
-            fig.savefig(tmp, dpi=70, format="png")
-    return wtm_summary(wtm_index(recording))
+    return {
+        "dynamics.png": draw.neuron_dynamics(recording, plot, f"{title} (blue = class 0, red = class 1)"),
+        "loss_shares.png": draw.loss_shares(recording, f"{title}: loss shares of easy and difficult examples"),
+    }
+
+
+def results_table(runs: pd.DataFrame, values: pd.DataFrame, scale: float) -> pd.DataFrame:
+    """One row per finished run of a winner-take-most study at ``scale``: setting, scale,
+    seed, status, accuracies, the first hidden layer's index and the seconds it took.
+    ``runs``: the store's runs (with the ``setting`` and ``seed`` columns), ``values``: its
+    model-level values (run_id, measure, value)."""
+    wide = values.pivot_table(index="run_id", columns="measure", values="value")
+    done = runs[runs["status"].isin(("done", "diverged"))].set_index("id")
+    table = done[["setting", "seed", "status", "train_acc", "test_acc", "seconds"]].join(wide, how="left")
+    columns = ["setting", "scale", "seed", "status", "train_acc", "test_acc", "standard_test_acc", *RECORDED, "seconds"]
+    return table.assign(scale=scale).reindex(columns=columns).reset_index(drop=True)
 
 
 def thesis_label(setting: Setting) -> str:
@@ -353,54 +321,3 @@ def summarize(rows: pd.DataFrame, scale: float) -> pd.DataFrame:
         out.append(line)
     return pd.DataFrame(out)
 
-
-def run(
-    names: list[str],
-    out: str | Path,
-    seeds: int = 3,
-    scale: float | None = None,
-    device: str = "cpu",
-    data_dir: str | None = None,
-    on_result: Callable[[str, dict], None] | None = None,
-    callbacks_for: CallbacksFor = no_callbacks,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run ``seeds`` seeds of every setting in ``names`` (skipping finished ones), plot seed 0,
-    and write ``results.csv`` (one row per run) and ``summary.csv`` to ``out``. Without a
-    ``scale``, the heavy settings (5 hidden layers) need a CUDA device. ``callbacks_for(label, epochs)``
-    gives the epoch callbacks of each run trained (for progress)."""
-    unknown = [n for n in names if n not in SETTINGS]
-    if unknown:
-        raise UserError(f"unknown setting {unknown[0]!r}; available: {', '.join(SETTINGS)}, all")
-    if seeds < 1:
-        raise UserError("--seeds must be >= 1")
-    heavy = [n for n in names if SETTINGS[n].heavy]
-    if scale is None and heavy and not str(device).startswith("cuda"):
-        raise UserError(
-            f"setting {heavy[0]!r} takes over an hour per run on CPU at the thesis's scale; "
-            "use --device cuda, or an explicit --scale (e.g. 0.2, a smaller experiment)"
-        )
-    scale = 1.0 if scale is None else scale
-    out = Path(out)
-    rows = []
-    for name in names:
-        setting = scale_setting(SETTINGS[name], scale)
-        fresh = False
-        for seed in range(seeds):
-            folder = out / name / f"seed{seed}"
-            row = _finished(setting, folder)
-            if row is None:
-                row = run_one(setting, seed, folder, device, data_dir, _prefixed(callbacks_for, f"{name} seed {seed}"))
-                fresh = True
-            row = {"setting": name, "scale": scale, **row}
-            rows.append(row)
-            if on_result:
-                on_result(name, row)
-        if fresh or not all((out / name / "seed0" / f).is_file() for f in ("dynamics.png", "loss_shares.png")):
-            folder = out / name / "seed0"
-            plot_recording(folder / "dynamics.npz", folder, f"{name}: {setting.note}")
-    table = pd.DataFrame(rows)
-    summary = summarize(table, scale)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "results.csv", table, index=False)
-    write_csv(out / "summary.csv", summary, index=False)
-    return table, summary

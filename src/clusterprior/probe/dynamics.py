@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -136,8 +136,9 @@ class Dynamics:
             np.savez_compressed(file, **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> Dynamics:
-        """Read a recording written by :meth:`save` (never runs code from the file)."""
+    def load(cls, path: str | Path | BinaryIO) -> Dynamics:
+        """Read a recording written by :meth:`save` from a path or an open binary file (never
+        runs code from the file)."""
         try:
             archive = np.load(path, allow_pickle=False)
             if not isinstance(archive, np.lib.npyio.NpzFile):

@@ -173,12 +173,18 @@ def final_models(folder: str | Path, target: str, at: str = "final") -> tuple[pd
         raise UserError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     from clusterprior.study import expand, load, load_spec  # lazily: the figures alone need no pydantic
 
+    spec = Path(folder) / "study.toml"
+    named = load_spec(spec).experiment if spec.is_file() else None
+    if named is not None:
+        raise UserError(
+            f"{folder}: an experiment's study ({named.name}): its summary is written by 'clusterprior experiment "
+            f"{named.name}', not by the Chapter 2 report"
+        )
     study = load(folder)
     try:
         runs, values, hp_cols = study.runs(), study.model_values(), study.hyperparameters()
     finally:
         study.close()
-    spec = Path(folder) / "study.toml"
     if spec.is_file():  # the spec run last: runs of an earlier version of the spec stay out of the statistics
         runs = runs[runs["id"].isin({r["id"] for r in expand(load_spec(spec))})]
     done = runs[runs["status"] == "done"].rename(columns={"id": "run_id"})

@@ -31,6 +31,8 @@ from pydantic import (
 from clusterprior.errors import UserError
 from clusterprior.files import fingerprint
 from clusterprior.measures.catalogue import Settings, check_names
+from clusterprior.study import experiment
+from clusterprior.study.experiment import EXPERIMENTS
 from clusterprior.train.config import HELP, RULES, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -179,10 +181,10 @@ HPARAMS = (
 )
 
 
-def _check_keys(keys: list[str], where: str) -> None:
+def _check_keys(keys: list[str], where: str, allowed: tuple[str, ...] = HPARAMS) -> None:
     for key in keys:
-        if key not in HPARAMS:
-            raise ValueError(f"{where}: unknown hyperparameter {key!r}; allowed: {', '.join(HPARAMS)}")
+        if key not in allowed:
+            raise ValueError(f"{where}: unknown hyperparameter {key!r}; allowed: {', '.join(allowed)}")
 
 
 class Paired(_Strict):
@@ -191,7 +193,6 @@ class Paired(_Strict):
 
     @model_validator(mode="after")
     def _rows(self) -> Paired:
-        _check_keys(self.keys, "keys")
         if len(self.keys) < 2 or len(set(self.keys)) != len(self.keys):
             raise ValueError("a paired axis needs two or more distinct keys")
         if not self.values:
@@ -210,7 +211,6 @@ class GridSpec(_Strict):
     @field_validator("axes")
     @classmethod
     def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        _check_keys(list(axes), "axes")
         for key, values in axes.items():
             if not values:
                 raise ValueError(f"empty axis {key!r}: give at least one value")
@@ -222,9 +222,34 @@ class GridSpec(_Strict):
         twice = sorted({k for k in seen if seen.count(k) > 1})
         if twice:
             raise ValueError(f"hyperparameter {twice[0]!r} appears on two axes")
-        for i, rule in enumerate(self.exclude):
-            _check_keys(list(rule), f"exclude[{i}]")
         return self
+
+    def check_keys(self, allowed: tuple[str, ...]) -> None:
+        """Every key of the axes, paired axes and exclusions is one of ``allowed``."""
+        _check_keys(list(self.axes), "grid.axes", allowed)
+        for i, paired in enumerate(self.paired):
+            _check_keys(paired.keys, f"grid.paired[{i}].keys", allowed)
+        for i, rule in enumerate(self.exclude):
+            _check_keys(list(rule), f"grid.exclude[{i}]", allowed)
+
+
+class ExperimentSpec(_Strict):
+    """A study of one of the thesis's experiments (:mod:`clusterprior.study.experiment`)
+    instead of training and measuring models of the ``[data]``, ``[model]`` and ``[train]``
+    sections (which it ignores)."""
+
+    name: str = Field(description="the experiment: " + ", ".join(EXPERIMENTS))
+    options: dict[str, Any] = Field(default_factory=dict, description="its options (part of every run's id)")
+    local: dict[str, Any] = Field(
+        default_factory=dict, description="this machine's options, e.g. a data folder (not part of a run's id)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
+        return name
 
 
 class StudySpec(_Strict):
@@ -239,19 +264,28 @@ class StudySpec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     measures: MeasureSpec = Field(default_factory=MeasureSpec)
     grid: GridSpec = Field(default_factory=GridSpec)
+    experiment: ExperimentSpec | None = None
+
+    @model_validator(mode="after")
+    def _grid_keys(self) -> StudySpec:
+        """The grid sets only what the runs accept: the hyperparameters of the models, or the
+        experiment's own (its ``HPARAMS``)."""
+        own = HPARAMS if self.experiment is None else tuple(experiment.module(self.experiment.name).HPARAMS)
+        self.grid.check_keys(own)
+        return self
 
 
 def _error_line(source: str, error: ValidationError) -> str:
     first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         parent = _model_at(first["loc"][:-1])
         allowed = ", ".join(parent.model_fields) if parent else "see the documentation"
         message = f"unknown key; allowed: {allowed}"
-    elif "input" in first and first["type"] != "literal_error":  # literal errors already list the choices
+    elif "input" in first and first["loc"] and first["type"] != "literal_error":  # literal errors list the choices
         message += f" (got {first['input']!r})"
-    return f"{source}: {loc}: {message}"
+    return f"{source}: {loc}: {message}" if first["loc"] else f"{source}: {message}"
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -346,13 +380,33 @@ def axis_names(spec: StudySpec) -> list[str]:
     return list(spec.grid.axes) + [k for p in spec.grid.paired for k in p.keys]
 
 
+def resolve_experiment(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
+    """The config of an experiment's run that sets the grid values ``combo``: the experiment's
+    name, what its ``configure`` resolves (every option that decides the result) and the
+    grid values."""
+    assert spec.experiment is not None
+    module = experiment.module(spec.experiment.name)
+    return {
+        "experiment": spec.experiment.name,
+        "run": module.configure(dict(combo), dict(spec.experiment.options)),
+        "hparams": {k: combo.get(k) for k in axis_names(spec)},
+    }
+
+
 def expand(spec: StudySpec) -> list[dict[str, Any]]:
-    """Every run of the study, each with its ``id``, in grid order (exclusions removed)."""
+    """Every run of the study, each with its ``id`` (a hash of its resolved config), in grid
+    order (exclusions removed); an experiment's runs also carry the spec's ``local`` options,
+    outside the hash."""
     runs = []
     for combo in _combinations(spec.grid):
-        if not _excluded(combo, spec.grid.exclude):
+        if _excluded(combo, spec.grid.exclude):
+            continue
+        if spec.experiment is None:
             config = resolve(spec, combo)
             runs.append({"id": run_id(config), **config})
+        else:
+            config = resolve_experiment(spec, combo)
+            runs.append({"id": run_id(config), **config, "local": dict(spec.experiment.local)})
     return runs
 
 

@@ -203,14 +203,33 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
     }
 
 
+def _run_experiment(config: dict[str, Any], storage: str, device: str, threads: int | None) -> dict[str, Any]:
+    """Run one run of an experiment (:mod:`clusterprior.study.experiment`): its ``run`` trains
+    and records it; the files it returns go to ``storage``, the rest is returned."""
+    from clusterprior import train
+    from clusterprior.study import experiment
+
+    if threads:
+        torch.set_num_threads(threads)
+    files_at = artifacts.Storage(storage)
+    files_at.check()
+    module = experiment.module(config["experiment"])
+    result = module.run(config["run"], str(train.resolve_device(device)), dict(config.get("local", {})))
+    files = result.pop("files", {})
+    artifacts.save_run(files_at, config["id"], {name: record.save for name, record in files.items()})
+    return result
+
+
 def execute(config: dict[str, Any], storage: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
-    """Run ``config`` (:func:`_run`) and return its result with ``seconds`` and ``warnings``
+    """Run ``config`` (an experiment's run, :func:`_run_experiment`, else a model to train
+    and measure, :func:`_run`) and return its result with ``seconds`` and ``warnings``
     (:func:`kept_warnings`); an exception becomes a "failed" result with its error line and
     traceback, never fatal to the study."""
     start = time.perf_counter()
     with kept_warnings() as raised:
         try:
-            result = _run(config, storage, device, threads)
+            run = _run_experiment if "experiment" in config else _run
+            result = run(config, storage, device, threads)
         except Exception as e:
             line = f"{type(e).__name__}: {e}".splitlines()[0]
             result = {"status": "failed", "error": line, "traceback": traceback.format_exc()[-TRACEBACK_CHARS:]}

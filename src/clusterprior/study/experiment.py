@@ -1,0 +1,41 @@
+"""The engine's contract for an experiment of the thesis: what it contributes to a study.
+
+A study spec with an ``[experiment]`` section (``name``, ``options``, ``local``) runs that
+experiment's runs through the same engine as a Chapter 2 study: the grid expands into runs,
+each run's id hashes its resolved config, the store keeps every finished run, the lock,
+resume, executors (local pool, Ray) and progress display are the same.
+
+An experiment is a module (named in :data:`EXPERIMENTS`; the study layer never imports the
+experiments package, it resolves the name at run time) that defines:
+
+- ``HPARAMS``: the grid keys it accepts (``seed`` among them);
+- ``configure(hparams, options) -> dict``: the plain-data config of one run, everything that
+  decides its result (hashed into its id);
+- ``run(config, device, local) -> dict``: train and record one run; returns plain data,
+  ``{status, stop_reason, history, measures, files}``: ``history`` the per-epoch rows,
+  ``measures`` the long rows ``(epoch, measure, layer, k, value)`` the store keeps, ``files``
+  a mapping of file name to an object with ``save(path)`` (a recording, first-layer
+  weights), put in the study's storage beside the run's checkpoint. ``local`` holds the
+  machine's own options (a data folder), never part of the id.
+
+The summary and the claims stay with the experiment, as functions of the stored runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from clusterprior.errors import UserError
+
+EXPERIMENTS = {
+    "winner-take-most": "clusterprior.experiments.winner_take_most",
+}
+
+
+def module(name: str) -> ModuleType:
+    """The module of experiment ``name`` (:data:`EXPERIMENTS`), else a :class:`UserError`
+    listing the known ones."""
+    if name not in EXPERIMENTS:
+        raise UserError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name])

@@ -1,0 +1,122 @@
+"""The thesis's experiments run through the study engine: one spec format, the store, the
+lock, resume after SIGKILL and every executor (the local pool, a multi-node Ray cluster)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clusterprior import UserError, study
+from clusterprior.cli import main
+
+SPEC = """
+name = "wtm"
+[experiment]
+name = "winner-take-most"
+options = {{ scale = {scale} }}
+[grid.axes]
+setting = ["base", "one-neuron"]
+seed = {seeds}
+"""
+
+
+def write_spec(folder: Path, scale: float = 0.02, seeds: str = "[0, 1]") -> Path:
+    path = folder / "wtm.toml"
+    path.write_text(SPEC.format(scale=scale, seeds=seeds))
+    return path
+
+
+def stored(folder: Path) -> pd.DataFrame:
+    """Every stored value of a study, in a fixed order (the results a rerun must reproduce)."""
+    s = study.load(folder)
+    runs = s.runs().set_index("id")[["setting", "seed", "status", "test_acc"]]
+    values = s.measures().merge(runs, left_on="run_id", right_index=True)
+    return values.sort_values(["setting", "seed", "measure", "layer"]).reset_index(drop=True)
+
+
+def test_an_experiment_spec_is_checked_like_any_spec(tmp_path: Path):
+    spec = study.parse(write_spec(tmp_path).read_text())
+    runs = study.expand(spec)
+    assert [r["hparams"] for r in runs] == [
+        {"setting": s, "seed": k} for s in ("base", "one-neuron") for k in (0, 1)
+    ]
+    assert len({r["id"] for r in runs}) == 4 and all(r["run"]["scale"] == 0.02 for r in runs)
+    with pytest.raises(UserError, match="unknown hyperparameter 'lr'; allowed: setting, seed"):
+        study.parse(SPEC.format(scale=0.1, seeds="[0]") + "lr = [0.1]\n")
+    with pytest.raises(UserError, match="unknown experiment 'nope'"):
+        study.parse('[experiment]\nname = "nope"\n')
+    with pytest.raises(UserError, match="unknown setting 'nope'"):
+        study.expand(study.parse('[experiment]\nname = "winner-take-most"\n[grid.axes]\nsetting = ["nope"]\n'))
+    with pytest.raises(UserError, match="unknown hyperparameter 'setting'"):
+        study.parse('[grid.axes]\nsetting = ["base"]\n')  # a model study has no such key
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_resume_stores_every_run_once_and_the_same_results(tmp_path: Path, capsys):
+    spec = write_spec(tmp_path, scale=0.05, seeds="[0, 1, 2]")
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    command = [sys.executable, "-m", "clusterprior", "study", "run", str(spec), "--workers", "2", "--quiet", "--out"]
+    proc = subprocess.Popen([*command, str(killed)], start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline, done = time.time() + 240, 0
+    while time.time() < deadline and done < 2:
+        time.sleep(0.2)
+        if (killed / "study.db").exists():
+            try:
+                with sqlite3.connect(killed / "study.db", timeout=5) as db:
+                    done = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+    assert done >= 2, "the study should have finished two runs before the kill"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert study.load(killed).runs()["status"].tolist().count("done") < 6
+    assert subprocess.run([*command, str(killed)], timeout=300).returncode == 0
+    assert subprocess.run([*command, str(clean)], timeout=300).returncode == 0
+    with sqlite3.connect(killed / "study.db") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs").fetchone() == (6, 6)
+    pd.testing.assert_frame_equal(
+        stored(killed).drop(columns="run_id"), stored(clean).drop(columns="run_id"), check_exact=False, atol=1e-6
+    )
+    for run_id in study.load(killed).runs()["id"]:
+        assert (killed / "runs" / run_id / "dynamics.npz").is_file()
+    assert main(["study", "report", str(killed)]) == 2
+    assert "an experiment's study" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_experiment_runs_on_a_multi_node_ray_cluster(tmp_path: Path):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the driver's node runs no run
+    cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    storage = tmp_path / "shared"
+    try:
+        counts = study.run_study(
+            study.load_spec(write_spec(tmp_path)),
+            tmp_path / "study",
+            executor="ray",
+            workers=2,
+            address=cluster.address,
+            device="cpu",
+            quiet=True,
+            storage=str(storage),
+        )
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert counts == {"done": 4}
+    values = stored(tmp_path / "study")
+    assert not values.duplicated(["run_id", "epoch", "measure", "layer", "k"]).any()
+    for run_id in set(values["run_id"]):
+        assert (storage / "runs" / run_id / "dynamics.npz").is_file()
