@@ -137,24 +137,35 @@ def test_layca_in_the_trainer_with_rotation_monitors():
 
 
 @pytest.mark.slow
-def test_exploration_writes_results_and_curves(tmp_path):
-    from dataclasses import replace
+def _lr_cli(out, *args: str) -> int:
+    """The layer-rotation command on the CPU task, shrunk: 300 training samples, 100 test."""
+    from clusterprior.cli import main
 
+    small = ["--data-option", "n_train=300", "--data-option", "n_test=100", "--device", "cpu", "--quiet"]
+    return main(["experiment", "layer-rotation", *small, "--out", str(out), *args])
+
+
+def _curves(out, label: str, seed: int = 0) -> dict:
+    """The curves.json a run of ``label`` kept in the study's storage."""
+    from clusterprior import study
+
+    runs = study.load(out).runs()
+    (run_id,) = runs[(runs["config"] == label) & (runs["seed"] == seed)]["id"]
+    return json.loads((out / "runs" / run_id / "curves.json").read_text())
+
+
+def test_exploration_writes_results_and_curves(tmp_path):
     from clusterprior.experiments import layer_rotation as exp
 
-    task = replace(
-        exp.TASKS["cpu"],
-        epochs=2,
-        milestones=(1,),
-        data_options={"n_train": 300, "n_test": 100},
-        model_options={"width": 0.25},
-    )
-    configs = exp.exploration()
-    table = exp.train_configs(task, tmp_path, [configs[2], configs[4]])
-    assert list(table["alpha"]) == [0.0, 0.6] and table["delta_eta"].max() == 0.0
+    assert _lr_cli(tmp_path, "--epochs", "2", "--model-option", "width=0.25") == 0
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert table["alpha"].tolist() == [c.columns["alpha"] for c in exp.exploration()]
+    assert table["delta_eta"].max() == 0.0
     assert (table["rotation_mean"] > 0).all() and (table["rotation_mean"] < 1).all()
-    for name in ("results.csv", "curves.json", "rotation_curves.png", "loss_curves.png"):
+    for name in ("results.csv", "summary.csv", "verdicts.csv", "rotation_curves.png", "loss_curves.png"):
         assert (tmp_path / name).is_file()
+    curves = _curves(tmp_path, exp.exploration()[2].label)
+    assert len(curves["rotation"]) == 3 and len(curves["history"]) == 2  # epoch 0 and each epoch
 
 
 def test_experiment_cli_errors(capsys):
@@ -267,18 +278,14 @@ def test_each_study_s_verdicts_follow_their_rule():
 
 
 def test_a_study_writes_its_results_and_verdicts(tmp_path, capsys):
-    from dataclasses import replace
-
     from clusterprior.cli import main
-    from clusterprior.experiments import layer_rotation as exp
 
-    task = replace(exp.TASKS["cpu"], epochs=1, milestones=(), data_options={"n_train": 300, "n_test": 100})
-    verdicts = exp.run_study("weight-decay", task, tmp_path)
+    assert _lr_cli(tmp_path, "--study", "weight-decay", "--epochs", "1") == 0
+    verdicts = pd.read_csv(tmp_path / "verdicts.csv")
     assert len(verdicts) == 2 and set(verdicts["verdict"]) <= {"agrees", "disagrees"}
-    for name in ("results.csv", "curves.json", "rotation_curves.png", "loss_curves.png", "verdicts.csv"):
+    for name in ("results.csv", "summary.csv", "rotation_curves.png", "loss_curves.png", "study.toml"):
         assert (tmp_path / name).is_file()
     assert main(["experiment", "layer-rotation", "--study", "momentum"]) == 2
-    assert "unknown --study 'momentum'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("study", ["exploration", "lr", "weight-decay", "warmup", "adaptive"])
@@ -387,67 +394,48 @@ def test_the_warm_up_study_runs_on_resnet_110_from_the_cifar_archives(cifar10_ro
 
 @pytest.mark.parametrize("study, figure", [("lr", "first_epoch.png"), ("adaptive", "second_moments.png")])
 def test_the_lr_and_adaptive_studies_draw_figs_4_4_and_4_7(tmp_path, study, figure):
-    from dataclasses import replace
-
-    from clusterprior.experiments import layer_rotation as exp
-
-    task = replace(exp.TASKS["cpu"], epochs=2, milestones=(), data_options={"n_train": 300, "n_test": 100})
-    verdicts = exp.run_study(study, task, tmp_path)
+    assert _lr_cli(tmp_path, "--study", study, "--epochs", "2") == 0
     assert (tmp_path / figure).is_file()
-    curves = json.loads((tmp_path / "curves.json").read_text())
+    verdicts = pd.read_csv(tmp_path / "verdicts.csv")
     if study == "lr":
-        assert all(len(curves[f"SGD lr 3^{k}"]["iterations"]) == 3 for k in (-4, 0))  # 300 samples, batches of 128
+        for k in (-4, 0):  # 300 samples, batches of 128
+            assert len(_curves(tmp_path, f"SGD lr 3^{k}")["iterations"]) == 3
     else:
         table = pd.read_csv(tmp_path / "results.csv")
         assert table["moments_across"].notna().tolist() == [True] + [False] * 6
-        assert set(curves["adam"]["second_moments"]) == {"1", "2"} and len(verdicts) == 3
+        assert set(_curves(tmp_path, "adam")["second_moments"]) == {"1", "2"} and len(verdicts) == 3
 
 
-def test_runs_resume_add_seeds_and_refuse_another_experiment(tmp_path):
-    """Each finished run is kept: a run lost from results.csv (a kill) is trained again alone,
-    more seeds add to those there, and a folder holding another experiment is refused."""
-    from dataclasses import replace
-
+def test_runs_resume_add_seeds_and_keep_studies_apart(tmp_path):
+    """Each finished run is kept: more seeds add to those there, fewer lose nothing, and another
+    study in the same folder reuses the runs they share and reports only its own."""
+    from clusterprior import study
     from clusterprior.experiments import layer_rotation as exp
 
-    task = replace(exp.TASKS["cpu"], epochs=1, milestones=(), data_options={"n_train": 300, "n_test": 100})
-    configs = [exp.exploration()[2], exp.LAYCA]
-    trained: list[str] = []
-
-    def run(seeds, chosen=configs):
-        return exp.train_configs(
-            task, tmp_path, chosen, progress=lambda label, _: trained.append(label) or [], seeds=seeds
-        )
-
-    first = run(1)
-    assert len(trained) == 2 and list(first["seed"]) == [0, 0]
-    results = pd.read_csv(tmp_path / "results.csv")
-    results.iloc[:1].to_csv(tmp_path / "results.csv", index=False)  # the second run was lost
-    again = run(1)
-    assert trained[2:] == [exp.LAYCA.label] and again["test_acc"].tolist() == first["test_acc"].tolist()
-    more = run(2)
-    assert len(trained) == 5 and list(more["seed"]) == [0, 0, 1, 1] and (tmp_path / "curves-seed-1.json").is_file()
+    assert _lr_cli(tmp_path, "--study", "weight-decay", "--epochs", "1") == 0
+    first = pd.read_csv(tmp_path / "results.csv")
+    assert list(first["seed"]) == [0, 0, 0]
+    assert _lr_cli(tmp_path, "--study", "weight-decay", "--epochs", "1", "--seeds", "2") == 0
+    assert (study.load(tmp_path).runs()["attempts"] == 1).all(), "no run trained twice"
+    more = pd.read_csv(tmp_path / "results.csv")
+    assert list(more["seed"]) == [0, 0, 0, 1, 1, 1] and more.iloc[:3].equals(first)
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert summary["seeds"].tolist() == [2, 2] and summary["config"].tolist() == [c.label for c in configs]
+    assert summary["seeds"].tolist() == [2, 2, 2]
     assert summary["test_acc"].tolist() == pytest.approx(more.groupby("config", sort=False)["test_acc"].mean().tolist())
-    assert list(run(1)["seed"]) == [0, 0, 1, 1] and len(trained) == 5, "fewer seeds asked: nothing lost"
-    with pytest.raises(UserError, match="another experiment"):
-        run(1, [exp.LAYCA])
-    (tmp_path / "experiment.json").unlink()  # results of unknown origin (an older version's, say)
-    with pytest.raises(UserError, match="another experiment"):
-        run(1)
+    assert _lr_cli(tmp_path, "--study", "weight-decay", "--epochs", "1") == 0
+    assert list(pd.read_csv(tmp_path / "results.csv")["seed"]) == [0, 0, 0, 1, 1, 1], "fewer seeds asked: nothing lost"
+    assert _lr_cli(tmp_path, "--study", "lr", "--epochs", "1") == 0
+    runs = study.load(tmp_path).runs()
+    assert len(runs) == 6 + 5 and (runs["attempts"] == 1).all()  # SGD + Layca's runs are shared
+    lr = pd.read_csv(tmp_path / "results.csv")
+    assert lr["config"].tolist() == [c.label for c in exp.study_configs("lr", exp.TASKS["cpu"])]
 
 
-def test_a_failed_start_leaves_the_folder_free(tmp_path):
-    from dataclasses import replace
-
-    from clusterprior.experiments import layer_rotation as exp
-
-    task = replace(exp.TASKS["cpu"], epochs=1, milestones=(), data_options={"n_train": 300, "n_test": 100})
-    with pytest.raises(UserError):
-        exp.train_configs(task, tmp_path, [exp.LAYCA], data_options={"n_train": 1})
-    assert not (tmp_path / "experiment.json").exists()
-    assert len(exp.train_configs(task, tmp_path, [exp.LAYCA])) == 1
+def test_a_failed_start_leaves_the_folder_free(tmp_path, capsys):
+    assert _lr_cli(tmp_path, "--study", "weight-decay", "--epochs", "1", "--data-option", "n_train=1") == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "study.db").exists()
+    assert _lr_cli(tmp_path, "--study", "weight-decay", "--epochs", "1") == 0
 
 
 def test_summaries_count_a_diverged_run_as_no_accuracy():

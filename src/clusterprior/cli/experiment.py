@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from clusterprior.cli.common import bars_per_run, number
+from clusterprior.cli.common import bars_per_run, number, parse_options
 from clusterprior.errors import UserError
 
 experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", rich_markup_mode=None)
@@ -25,46 +25,123 @@ def experiment_layer_rotation(
         help="cpu (minutes on a laptop), or a thesis task for a GPU and the CIFAR archives: C10-CNN1, C100-resnet, "
         "C10-CNN2, C100-WRN, C10-resnet (ResNet-110, the warm-up study's).",
     ),
-    out: Path = typer.Option(Path("layer-rotation"), help="Output folder."),
+    out: Path = typer.Option(Path("layer-rotation"), help="Study folder (finished runs are kept: it resumes)."),
     epochs: int | None = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
+    data_option: list[str] = typer.Option(
+        [], help="KEY=VALUE over the task's data options (e.g. n_train=300: a smaller experiment); repeatable."
+    ),
+    model_option: list[str] = typer.Option([], help="KEY=VALUE over the task's model options; repeatable."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
-    seed: int = typer.Option(0, help="Seed of the shared initialisation (the first, with --seeds; one per --out)."),
+    seed: int = typer.Option(0, help="Seed of the shared initialisation (the first, with --seeds)."),
     seeds: int = typer.Option(1, help="Seeds per configuration: the verdicts read the means over those in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    workers: int | None = typer.Option(None, help="Runs in parallel (default: CPU cores)."),
+    executor: str = typer.Option("local", help="local or ray."),
+    address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
 ) -> None:
-    """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca, or one of its studies (--study).
-    Finished runs in --out are kept: a killed run resumes, and more --seeds add to the ones there."""
+    """The alpha x rho(0) exploration of the thesis's Fig. 4.1 with SGD + Layca, or one of its studies (--study),
+    run as a study in --out: a killed run resumes, and more --seeds add to the ones there."""
+    import json
+
     from clusterprior.experiments import layer_rotation as lr_exp
-    from clusterprior.train import resolve_device
+    from clusterprior.files import save_figure, write_csv
 
     if study is not None and study not in lr_exp.STUDIES:
         raise UserError(f"unknown --study {study!r}; available: {', '.join(lr_exp.STUDIES)}")
     if seeds < 1:
         raise UserError("--seeds must be >= 1")
-    chosen = _task(task, epochs)
-    configs = lr_exp.study_configs(study or "exploration", chosen)
+    if epochs is not None and epochs < 1:
+        raise UserError("--epochs must be >= 1")
+    name = study or "exploration"
+    options: dict[str, Any] = {"study": name, "task": task, "epochs": epochs}
+    options |= {"data_options": parse_options(data_option), "model_options": parse_options(model_option)}
+    options = {k: v for k, v in options.items() if v not in (None, {})}
+    chosen = lr_exp.task_of(options)
+    configs = lr_exp.study_configs(name, chosen)
+    lr_exp.load_splits(chosen, {"root": data_dir} if data_dir else None)  # missing data: one line, before any run
     print(
         f"task {task}: {chosen.note}; {len(configs)} configurations, {chosen.epochs} epochs each, "
         f"seeds {seed}..{seed + seeds - 1}"
     )
-    options: dict[str, Any] = {
-        "seed": seed,
-        "device": str(resolve_device(device)),
-        "data_options": {"root": data_dir} if data_dir else None,
-        "on_result": lambda r: print(
+    grid: dict[str, list[Any]] = {"config": [c.label for c in configs], "seed": list(range(seed, seed + seeds))}
+    runs, values, storage, failed = _experiment_study(
+        "layer-rotation", options, data_dir, grid, out, executor, workers, address, device, quiet
+    )
+    table = lr_exp.results_table(runs, values, configs)
+    for r in table.to_dict("records"):
+        print(
             f"{r['config']:<42} seed {r['seed']}  test acc {number(r['test_acc'])}  "
             f"train acc {number(r['train_acc'])}  rotation mean {number(r['rotation_mean'], 3)} "
             f"min {number(r['rotation_min'], 3)}",
             flush=True,
-        ),
-        "seeds": seeds,
-    }
-    with bars_per_run(quiet) as bars:
-        verdicts = lr_exp.run_study(study or "exploration", chosen, out, progress=bars, **options)
+        )
+    summary = lr_exp.summarize(table)
+    verdicts = lr_exp.verdicts(name, summary)
+    for file, frame in (("results.csv", table), ("summary.csv", summary), ("verdicts.csv", verdicts)):
+        write_csv(out / file, frame, index=False)
+    first = runs[(runs["seed"] == seed) & (runs["status"] != "failed")].set_index("config")["id"]
+    curves = {c.label: json.loads(storage.read(first[c.label], "curves.json")) for c in configs if c.label in first}
+    for file, figure in lr_exp.figures(curves).items():
+        save_figure(out / file, figure, dpi=80)
+        plt_close(figure)
     _print_verdicts(verdicts)
     pictures = ", ".join(sorted(p.name for p in out.glob("*.png")))
-    print(f"wrote {out}/results.csv, summary.csv, verdicts.csv, curves*.json, experiment.json, {pictures}")
+    print(f"wrote {out}/results.csv, summary.csv, verdicts.csv, {pictures} (each run's curves: runs/ID/curves.json)")
+    if failed:
+        raise typer.Exit(1)
+
+
+def plt_close(figure: Any) -> None:
+    """Free a drawn figure's memory."""
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+def _experiment_study(
+    experiment: str,
+    options: dict[str, Any],
+    data_dir: str | None,
+    grid: dict[str, list[Any]],
+    out: Path,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    device: str,
+    quiet: bool,
+) -> tuple[Any, Any, Any, bool]:
+    """Run an experiment's grid as a study in ``out`` (the engine: store, lock, resume,
+    executors) and return its runs (those of this grid, and of every other seed stored for
+    which each run of this grid finished: more seeds asked before are not lost), model-level
+    values and storage, and whether a run failed (its error printed)."""
+    from clusterprior import study
+    from clusterprior.study.spec import ExperimentSpec, GridSpec, StudySpec
+
+    local = {"data_dir": data_dir} if data_dir else {}
+    spec = StudySpec(
+        name=experiment,
+        experiment=ExperimentSpec(name=experiment, options=options, local=local),
+        grid=GridSpec(axes=grid),
+    )
+    counts = study.run_study(spec, out, executor=executor, workers=workers, address=address, device=device, quiet=quiet)
+    loaded = study.load(out)
+    try:
+        runs, values, storage = loaded.runs(), loaded.model_values(), loaded.storage()
+    finally:
+        loaded.close()
+    finished = set(runs.loc[runs["status"].isin(("done", "diverged")), "id"])
+    ids = {r["id"] for r in study.expand(spec)}
+    for other in sorted({int(s) for s in runs["seed"].dropna()} - set(grid["seed"])) if "seed" in runs else []:
+        its = {
+            r["id"] for r in study.expand(spec.model_copy(update={"grid": GridSpec(axes={**grid, "seed": [other]})}))
+        }
+        if its <= finished:  # an earlier call's seed with every run of this grid: kept in the tables
+            ids |= its
+    mine = runs[runs["id"].isin(ids)]
+    for row in mine[mine["status"] == "failed"].itertuples():
+        print(f"  failed: {' '.join(f'{k}={getattr(row, k)}' for k in grid)}: {row.error}", flush=True)
+    return mine, values, storage, bool(counts.get("failed"))
 
 
 def _task(name: str, epochs: int | None) -> Any:
@@ -188,13 +265,9 @@ def experiment_winner_take_most(
     beside the thesis's, and the winner-take-most index, per setting."""
     import io
 
-    import matplotlib.pyplot as plt
-
-    from clusterprior import study
     from clusterprior.experiments import winner_take_most as wtm
     from clusterprior.files import save_figure, write_csv
     from clusterprior.probe.dynamics import Dynamics
-    from clusterprior.study.spec import ExperimentSpec, GridSpec, StudySpec
 
     names = [
         n
@@ -222,23 +295,10 @@ def experiment_winner_take_most(
         wtm.load_splits(wtm.SETTINGS["mnist"], 0, data_dir)
     for name in names:
         print(f"{name}: {wtm.SETTINGS[name].note}", flush=True)
-    spec = StudySpec(
-        name="winner-take-most",
-        experiment=ExperimentSpec(
-            name="winner-take-most", options={"scale": factor}, local={"data_dir": data_dir} if data_dir else {}
-        ),
-        grid=GridSpec(axes={"setting": names, "seed": list(range(seeds))}),
+    grid: dict[str, list[Any]] = {"setting": names, "seed": list(range(seeds))}
+    mine, values, storage, failed = _experiment_study(
+        "winner-take-most", {"scale": factor}, data_dir, grid, out, executor, workers, address, device, quiet
     )
-    counts = study.run_study(spec, out, executor=executor, workers=workers, address=address, device=device, quiet=quiet)
-    loaded = study.load(out)
-    try:
-        runs, values, storage = loaded.runs(), loaded.model_values(), loaded.storage()
-    finally:
-        loaded.close()
-    mine = runs[runs["id"].isin({r["id"] for r in study.expand(spec)})]
-    failed = mine[mine["status"] == "failed"]
-    for row in failed.itertuples():
-        print(f"  {row.setting} seed {row.seed}: failed: {row.error}", flush=True)
     table = wtm.results_table(mine, values, factor)
     for row in table.to_dict("records"):
         standard = row["standard_test_acc"]
@@ -256,7 +316,7 @@ def experiment_winner_take_most(
         recording = Dynamics.load(io.BytesIO(storage.read(row.id, "dynamics.npz")))
         for file, figure in wtm.figures(recording, f"{row.setting}: {wtm.SETTINGS[row.setting].note}").items():
             save_figure(out / row.setting / "seed0" / file, figure, dpi=70)
-            plt.close(figure)
+            plt_close(figure)
     if scale not in (None, 1.0):
         print(f"scale {scale}: widths and epochs reduced, so the thesis's numbers are not shown beside these")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -264,7 +324,7 @@ def experiment_winner_take_most(
         f"wrote {out}/results.csv, summary.csv and, per setting, seed0/dynamics.png, loss_shares.png "
         "(each run's dynamics.npz is in the study's storage, runs/RUN_ID/)"
     )
-    if counts.get("failed"):
+    if failed:
         raise typer.Exit(1)
 
 

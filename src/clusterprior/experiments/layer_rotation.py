@@ -9,11 +9,9 @@ alpha = 0, rho(0) = 3^-3.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,8 +22,8 @@ from torch import nn
 from clusterprior import data, models, train
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
-from clusterprior.files import save_figure, write_csv, write_text
 from clusterprior.probe.rotation import IterationRotation, RotationMonitor, SecondMoments, StepRates
+from clusterprior.study.experiment import JsonFile
 
 # (alpha, rho(0)): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
 EXPLORATION = [(a, 3.0**-3) for a in (-0.6, -0.3, 0.0, 0.3, 0.6)] + [(0.0, 3.0**-k) for k in (2, 4, 5)]
@@ -273,20 +271,6 @@ def moment_spread(history: dict[int, dict[str, list[float]]]) -> tuple[float, fl
     return float(hi - lo), float(np.median(p90 - p10))
 
 
-def _curves_file(out: Path, seed: int, first: int) -> Path:
-    """Where the curves of ``seed``'s runs go: ``curves.json`` for the first seed (the figures'),
-    ``curves-seed-<seed>.json`` for the others."""
-    return out / ("curves.json" if seed == first else f"curves-seed-{seed}.json")
-
-
-def _identity(task: Task, configs: list[Config], seed: int, data_options: dict[str, Any] | None) -> dict:
-    """What makes two runs of :func:`train_configs` the same experiment (their seed counts
-    and the task's note aside), as JSON reads it back."""
-    settings = {k: v for k, v in asdict(task).items() if k != "note"}
-    identity = {"task": settings, "configs": [asdict(c) for c in configs], "seed": seed, "data": data_options}
-    return json.loads(json.dumps(identity, default=str))
-
-
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration of a ``results.csv`` (in its order): the mean over seeds of
     every number (a diverged run's test accuracy counted as 0), ``test_acc_sd`` (the standard
@@ -304,125 +288,150 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def train_configs(
-    task: Task,
-    out: str | Path,
-    configs: list[Config],
-    seed: int = 0,
-    device: str = "cpu",
-    data_options: dict[str, Any] | None = None,
-    on_result: Callable[[dict], None] | None = None,
-    progress: Progress | None = None,
-    seeds: int = 1,
-) -> pd.DataFrame:
-    """Train one model per configuration and seed (``seed``, ``seed + 1``, ... ``seeds`` of
-    them; every configuration of a seed starts from that seed's initialisation) with
-    :func:`train_one` (``progress(label, epochs)`` gives each run's epoch callbacks, e.g. a
-    progress bar), and write to ``out``:
+HPARAMS = ("config", "seed")  # the grid keys of a layer-rotation study: a configuration's label and the seed
+OPTIONS = ("study", "task", "epochs", "data_options", "model_options")
+# what a run's result depends on in its task (the rest are the studies' settings)
+TASK_FIELDS = ("data", "model", "epochs", "milestones", "gamma", "augment", "batch_size", "data_options",
+               "model_options", "init")  # fmt: skip
+RECORDED = ("first_loss", "last_loss", "rotation_mean", "rotation_min", "moments_across", "moments_within")
 
-    - ``results.csv``: one row per run: seed, the configuration's columns, status,
-      accuracies, first and last training loss, mean and minimum final rotation,
-      ``delta_eta`` = test accuracy minus the best of its seed; with second moments
-      recorded, ``moments_across`` and ``moments_within`` of :func:`moment_spread`;
-    - ``summary.csv``: :func:`summarize`;
-    - ``curves.json`` (the first seed) and ``curves-seed-<s>.json``: per configuration its
-      rotation and history, and what its recorders saw;
-    - the figures of the first seed (:func:`save_figures`); ``experiment.json``: what ran.
 
-    Each finished run is written at once, and a run already in ``out`` (killed midway, or
-    fewer seeds before) is not trained again; runs of more seeds than asked stay in the
-    tables; ``out`` holding another experiment is refused.
-    Returns ``results.csv``'s table."""
-    if seeds < 1:
-        raise UserError(f"seeds must be >= 1, got {seeds}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    identity, stamp, results = (
-        _identity(task, configs, seed, data_options),
-        out / "experiment.json",
-        out / "results.csv",
+def task_of(options: dict[str, Any]) -> Task:
+    """The task a study's ``options`` name (``task``, default ``cpu``), trained for
+    ``epochs`` when given (:meth:`Task.with_epochs`), with ``data_options`` and
+    ``model_options`` over its own (a smaller experiment, say)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"unknown layer-rotation option {unknown[0]!r}; allowed: {', '.join(OPTIONS)}")
+    name = options.get("task", "cpu")
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; available: {', '.join(TASKS)}")
+    task = TASKS[name]
+    if options.get("epochs") is not None:
+        task = task.with_epochs(int(options["epochs"]))
+    return replace(
+        task,
+        data_options={**task.data_options, **options.get("data_options", {})},
+        model_options={**task.model_options, **options.get("model_options", {})},
     )
-    held = results.is_file() or (out / "curves.json").is_file()
-    if held and (not stamp.is_file() or json.loads(stamp.read_text()) != identity):
-        raise UserError(f"{out} holds the results of another experiment: choose another folder or empty it")
-    splits = load_splits(task, data_options)  # bad data options fail before the folder is claimed
-    write_text(stamp, json.dumps(identity, indent=1))
-    rows = pd.read_csv(results).to_dict("records") if results.is_file() else []  # whatever --seeds asks now
-    finished = {(r["seed"], r["config"]) for r in rows}
-    for s in range(seed, seed + seeds):
-        path = _curves_file(out, s, seed)
-        curves: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
-        for c in configs:
-            if (s, c.label) in finished and c.label in curves:
-                continue
-            epochs = c.train.get("epochs", task.epochs)
-            bars = progress(c.label if seeds == 1 else f"{c.label} (seed {s})", epochs) if progress else ()
-            run = train_one(task, splits, c.train, s, device, c.record, callbacks=bars)
-            result, rotation = run.result, list(run.rotation.final.values())
-            row = {
-                "seed": s,
-                "config": c.label,
-                **c.columns,
-                "status": result.status,
-                "train_acc": result.final.get("train_acc"),
-                "test_acc": result.final.get("test_acc"),
-                "first_loss": result.history[0]["train_loss"],
-                "last_loss": result.history[-1]["train_loss"],
-                "rotation_mean": sum(rotation) / len(rotation),
-                "rotation_min": min(rotation),
-            }
-            curves[c.label] = {"rotation": run.rotation.history, "history": result.history}
-            if "iterations" in run.recorders:
-                curves[c.label]["iterations"] = run.recorders["iterations"].rows
-            moments = run.recorders["second_moments"].history if "second_moments" in run.recorders else {}
-            if any(moments.values()):
-                curves[c.label]["second_moments"] = moments
-                row["moments_across"], row["moments_within"] = moment_spread(moments)
-            rows = [r for r in rows if (r["seed"], r["config"]) != (s, c.label)] + [row]
-            write_text(path, json.dumps(curves))  # the curves first: a run counts as finished once in results.csv
-            _write_results(rows, configs, out)
-            if on_result:
-                on_result(row)
-    table = _write_results(rows, configs, out)
-    save_figures(json.loads(_curves_file(out, seed, seed).read_text()), out)
-    return table
 
 
-def _write_results(rows: list[dict[str, Any]], configs: list[Config], out: Path) -> pd.DataFrame:
-    """``results.csv`` (rows by seed, then in ``configs``' order) and ``summary.csv``."""
+def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """One run's config (the engine's contract, :mod:`clusterprior.study.experiment`): the
+    task's fields that decide the result, the configuration (label, training settings,
+    recorders) of ``options["study"]`` (default ``exploration``) that ``hparams["config"]``
+    names, and the seed of the shared initialisation."""
+    task = task_of(options)
+    study = options.get("study", "exploration")
+    configs = {c.label: c for c in study_configs(study, task)}
+    label = hparams.get("config")
+    if label not in configs:
+        raise UserError(f"unknown configuration {label!r} of the {study} study; available: {', '.join(configs)}")
+    chosen = configs[label]
+    return {
+        "task": {name: getattr(task, name) for name in TASK_FIELDS},
+        "label": label,
+        "train": chosen.train,
+        "record": list(chosen.record),
+        "seed": int(hparams.get("seed", 0)),
+    }
+
+
+def run(config: dict[str, Any], device: str, local: dict[str, Any]) -> dict[str, Any]:
+    """Train one configuration from its seed's initialisation (the engine's contract): returns
+    its history, its numbers at the last epoch (first and last training loss, mean and minimum
+    final rotation, and :func:`moment_spread` when second moments were recorded) and its curves
+    (``curves.json``: the epoch-wise rotation and history, and what its recorders saw).
+    ``local["data_dir"]``: the CIFAR archives (thesis tasks)."""
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config["task"].items()}
+    task = Task(**fields)
+    root = {"root": local["data_dir"]} if local.get("data_dir") else None
+    trained = train_one(task, load_splits(task, root), config["train"], int(config["seed"]), device,
+                        tuple(config["record"]))  # fmt: skip
+    result, rotation = trained.result, list(trained.rotation.final.values())
+    values = {
+        "first_loss": result.history[0]["train_loss"],
+        "last_loss": result.history[-1]["train_loss"],
+        "rotation_mean": sum(rotation) / len(rotation),
+        "rotation_min": min(rotation),
+    }
+    curves: dict[str, Any] = {"rotation": trained.rotation.history, "history": result.history}
+    if "iterations" in trained.recorders:
+        curves["iterations"] = trained.recorders["iterations"].rows
+    moments = trained.recorders["second_moments"].history if "second_moments" in trained.recorders else {}
+    if any(moments.values()):
+        curves["second_moments"] = moments
+        values["moments_across"], values["moments_within"] = moment_spread(moments)
+    epoch = len(result.history)
+    return {
+        "status": result.status,
+        "stop_reason": result.stop_reason,
+        "history": result.history,
+        "measures": [
+            {"epoch": epoch, "measure": name, "layer": "all", "k": None, "value": float(value)}
+            for name, value in values.items()
+        ],
+        "files": {"curves.json": JsonFile(curves)},
+    }
+
+
+def results_table(runs: pd.DataFrame, values: pd.DataFrame, configs: list[Config]) -> pd.DataFrame:
+    """``results.csv``: one row per finished run of ``configs`` (by seed, then in ``configs``'
+    order): seed, the configuration's columns, status, accuracies, first and last training
+    loss, mean and minimum final rotation (and ``moments_across``, ``moments_within`` where
+    second moments were recorded), ``delta_eta`` = test accuracy minus the best of its seed
+    (a diverged run counts as 0). ``runs``: the store's runs (``config`` and ``seed``
+    columns), ``values``: its model-level values."""
     order = {c.label: i for i, c in enumerate(configs)}
+    columns = {c.label: c.columns for c in configs}
+    wide = values.pivot_table(index="run_id", columns="measure", values="value")
+    rows = []
+    for run_ in runs[runs["status"].isin(("done", "diverged")) & runs["config"].isin(order)].itertuples():
+        got = wide.loc[run_.id] if run_.id in wide.index else pd.Series(dtype=float)
+        rows.append(
+            {
+                "seed": int(run_.seed),
+                "config": run_.config,
+                **columns[run_.config],
+                "status": run_.status,
+                "train_acc": run_.train_acc,
+                "test_acc": run_.test_acc,
+                **{name: got[name] for name in RECORDED if name in got.index and got[name] == got[name]},
+            }
+        )
     table = pd.DataFrame(sorted(rows, key=lambda r: (r["seed"], order[r["config"]])))
     accuracy = pd.to_numeric(table["test_acc"]).fillna(0.0)  # a diverged run: no better than nothing
     table["delta_eta"] = accuracy - accuracy.groupby(table["seed"]).transform("max")
-    for name, frame in (("results.csv", table), ("summary.csv", summarize(table))):
-        write_csv(out / name, frame, index=False)
     return table
 
 
-def save_figures(curves: dict[str, dict], out: Path) -> None:
-    """``rotation_curves.png`` (Fig. 4.1's panels, one per configuration), ``loss_curves.png``
-    (Fig. 4.2) and, where recorded, ``first_epoch.png`` (Fig. 4.4) and ``second_moments.png`` (Fig. 4.7)."""
-    from clusterprior.report import figures
+def figures(curves: dict[str, dict]) -> dict[str, Any]:
+    """The figures of one seed's curves (configuration label -> its ``curves.json``), by file
+    name: ``rotation_curves.png`` (Fig. 4.1's panels, one per configuration),
+    ``loss_curves.png`` (Fig. 4.2) and, where recorded, ``first_epoch.png`` (Fig. 4.4) and
+    ``second_moments.png`` (Fig. 4.7; numbered when several configurations recorded them)."""
+    from clusterprior.report import figures as draw
 
-    fig, flat = figures.panels(len(curves), columns=4, size=(4.0, 3.2))
+    drawn = {}
+    fig, flat = draw.panels(len(curves), columns=4, size=(4.0, 3.2))
     for ax, (label, curve) in zip(flat, curves.items(), strict=True):
-        figures.rotation_curves(curve["rotation"], label, ax=ax)
+        draw.rotation_curves(curve["rotation"], label, ax=ax)
     fig.suptitle("Layer rotation curves (thesis Fig. 4.1)")
     fig.tight_layout()
-    save_figure(out / "rotation_curves.png", fig, dpi=80)
-    fig = figures.loss_curves(
+    drawn["rotation_curves.png"] = fig
+    drawn["loss_curves.png"] = draw.loss_curves(
         {k: c["history"] for k, c in curves.items()}, "Training loss across configurations (Fig. 4.2)"
     )
-    save_figure(out / "loss_curves.png", fig, dpi=80)
     iterations = {k: c["iterations"] for k, c in curves.items() if "iterations" in c}
     if iterations:
         title = "Layer rotation and batch accuracy, every step of epoch 1 (Fig. 4.4)"
-        save_figure(out / "first_epoch.png", figures.first_epoch(iterations, title), dpi=80)
+        drawn["first_epoch.png"] = draw.first_epoch(iterations, title)
     recorded = [label for label, curve in curves.items() if "second_moments" in curve]
     for i, label in enumerate(recorded):
         title = f"{label}: second-moment estimates per layer, 10th/50th/90th percentiles (Fig. 4.7)"
         name = "second_moments.png" if len(recorded) == 1 else f"second_moments_{i + 1}.png"
-        save_figure(out / name, figures.second_moments(curves[label]["second_moments"], title), dpi=80)
+        drawn[name] = draw.second_moments(curves[label]["second_moments"], title)
+    return drawn
 
 
 # ---- the thesis's studies (SPEC.md 4.5, Figs. 4.3-4.8) on a task's schedule ------------------------
@@ -618,23 +627,3 @@ def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
     else:
         raise UserError(f"unknown study {study!r}; available: exploration, {', '.join(STUDIES)}")
     return pd.DataFrame(rows)
-
-
-def run_study(
-    study: str,
-    task: Task,
-    out: str | Path,
-    seed: int = 0,
-    device: str = "cpu",
-    data_options: dict[str, Any] | None = None,
-    on_result: Callable[[dict], None] | None = None,
-    progress: Progress | None = None,
-    seeds: int = 1,
-) -> pd.DataFrame:
-    """One study (:func:`study_configs`) with :func:`train_configs`, and its ``verdicts.csv``
-    (:func:`verdicts` of the summary over seeds)."""
-    configs = study_configs(study, task)
-    table = train_configs(task, out, configs, seed, device, data_options, on_result, progress, seeds)
-    result = verdicts(study, summarize(table))
-    write_csv(Path(out) / "verdicts.csv", result, index=False)
-    return result

@@ -320,4 +320,3 @@ def summarize(rows: pd.DataFrame, scale: float) -> pd.DataFrame:
         line["noise_0.4_test_acc"] = f"{standard.mean():.2f}" if standard.notna().any() else ""
         out.append(line)
     return pd.DataFrame(out)
-

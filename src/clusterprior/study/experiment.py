@@ -24,12 +24,18 @@ The summary and the claims stay with the experiment, as functions of the stored 
 from __future__ import annotations
 
 import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from clusterprior.errors import UserError
+from clusterprior.files import write_text
 
 EXPERIMENTS = {
     "winner-take-most": "clusterprior.experiments.winner_take_most",
+    "layer-rotation": "clusterprior.experiments.layer_rotation",
 }
 
 
@@ -39,3 +45,14 @@ def module(name: str) -> ModuleType:
     if name not in EXPERIMENTS:
         raise UserError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
     return importlib.import_module(EXPERIMENTS[name])
+
+
+@dataclass
+class JsonFile:
+    """A run's record to keep as a JSON file in the study's storage (curves, say): what an
+    experiment's ``run`` returns among its ``files``."""
+
+    value: Any
+
+    def save(self, path: str | Path) -> None:
+        write_text(path, json.dumps(self.value))
