@@ -66,11 +66,17 @@ def test_the_command_writes_its_files_and_refuses_bad_values(tmp_path, capsys):
         assert fragment in capsys.readouterr().err
 
 
+def _verdicts(folder: Path) -> pd.DataFrame:
+    """The rule on a folder's results.csv and curves.json."""
+    curves = json.loads((folder / "curves.json").read_text())
+    return adapt_copy.verdicts(pd.read_csv(folder / "results.csv"), curves)
+
+
 def test_the_verdicts_follow_the_results(tmp_path):
     """The committed verdicts are the rule's on the committed results, and changing a result
     flips its verdict (and the README block that shows it)."""
     committed = pd.read_csv(COMMITTED / "verdicts.csv")
-    pd.testing.assert_frame_equal(adapt_copy.verdicts(COMMITTED), committed)
+    pd.testing.assert_frame_equal(_verdicts(COMMITTED), committed)
     folder = tmp_path / "adapt-copy"
     shutil.copytree(COMMITTED, folder)
     results = pd.read_csv(folder / "results.csv")
@@ -78,18 +84,18 @@ def test_the_verdicts_follow_the_results(tmp_path):
     for shift, verdict in ((0.0, "agrees"), (0.05, "disagrees")):
         results.loc[1, "test_acc"] = adaptive_acc + shift
         results.to_csv(folder / "results.csv", index=False)
-        fresh = adapt_copy.verdicts(folder)
+        fresh = _verdicts(folder)
         assert fresh.loc[0, "verdict"] == verdict
         fresh.to_csv(folder / "verdicts.csv", index=False)
         assert f"**{verdict}**: {adapt_copy.CLAIMS['generalization']}" in experiment_block(folder, "x")
     curves = json.loads((folder / "curves.json").read_text())
-    assert adapt_copy.verdicts(folder).loc[2, "verdict"] == "agrees"
+    assert _verdicts(folder).loc[2, "verdict"] == "agrees"
     for row in curves[results.loc[1, "run"]]["history"]:
         row["train_acc"] -= 0.02  # the copy two points behind at every epoch
     (folder / "curves.json").write_text(json.dumps(curves))
-    assert adapt_copy.verdicts(folder).loc[2, "verdict"] == "disagrees"
-    faster = adapt_copy.verdicts(folder).loc[3, "verdict"]
+    assert _verdicts(folder).loc[2, "verdict"] == "disagrees"
+    faster = _verdicts(folder).loc[3, "verdict"]
     for row in curves[results.loc[1, "run"]]["history"]:
         row["train_loss"] /= 100.0  # the copy now far faster than SGD + weight decay
     (folder / "curves.json").write_text(json.dumps(curves))
-    assert (faster, adapt_copy.verdicts(folder).loc[3, "verdict"]) == ("disagrees", "agrees")
+    assert (faster, _verdicts(folder).loc[3, "verdict"]) == ("disagrees", "agrees")

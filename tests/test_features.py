@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from clusterprior import UserError, data
+from clusterprior.cli import main
 from clusterprior.data import fashion_mnist
 from clusterprior.data.mnist import FILES
 from clusterprior.experiments import features
@@ -38,15 +39,23 @@ def write_idx_set(folder: Path, train_per_class: int = 30, test_per_class: int =
     return folder
 
 
-def test_a_short_run_writes_its_four_files(tmp_path):
+def _verdicts(folder: Path) -> pd.DataFrame:
+    """The rule on a folder's results.csv and features.npz."""
+    with np.load(folder / "features.npz", allow_pickle=False) as npz:
+        similarity = npz["similarity"]
+    return features.verdicts(pd.read_csv(folder / "results.csv"), similarity)
+
+
+def test_a_short_run_writes_its_four_files(tmp_path, capsys):
     out = tmp_path / "features"
-    rows = []
-    table = features.run(out, data_dir=str(write_idx_set(tmp_path / "mnist")), epochs=2, on_result=rows.append)
-    for name in ("results.csv", "features.npz", "features.png", "verdicts.csv"):
+    mnist = str(write_idx_set(tmp_path / "mnist"))
+    args = ["--data-dir", mnist, "--epochs", "2", "--device", "cpu", "--quiet", "--out", str(out)]
+    assert main(["experiment", "features", *args]) == 0
+    for name in ("results.csv", "features.npz", "features.png", "verdicts.csv", "study.db"):
         assert (out / name).is_file(), name
     results = pd.read_csv(out / "results.csv")
-    assert len(results) == 4 and len(rows) == 4
-    assert list(results["label"]) == [r.label for r in features.RUNS] == list(table["label"])
+    assert len(results) == 4 and capsys.readouterr().out.count("  first-layer rotation ") == 4
+    assert list(results["label"]) == [r.label for r in features.RUNS]
     assert (results["epochs"] == 2).all() and (results["status"] == "done").all()
     assert (results["data"] == "MNIST, 300 train / 200 test, 28x28").all()
     with np.load(out / "features.npz", allow_pickle=False) as npz:
@@ -122,7 +131,7 @@ def test_each_verdict_flips_with_the_number_it_reads(tmp_path):
     final = np.stack([initial + k * direction + 0.05 * rng.normal(size=(20, 16)) for k in (4, 3, 2, 1)])
     rotation, acc = [0.9, 0.6, 0.4, 0.1], [0.97, 0.96, 0.95, 0.94]
     _write_results(tmp_path, rotation, acc, final.astype(np.float32), initial)
-    fresh = features.verdicts(tmp_path)
+    fresh = _verdicts(tmp_path)
     assert list(fresh["claim"]) == list(features.CLAIMS.values())
     assert list(fresh["verdict"]) == ["agrees"] * 3
     assert fresh["value"][0] == (
@@ -139,13 +148,13 @@ def test_each_verdict_flips_with_the_number_it_reads(tmp_path):
         ([np.nan, *rotation[1:]], [np.nan, *acc[1:]], final, {1, 2}),  # the largest rate diverged
     ):
         _write_results(tmp_path, rot, test, weights.astype(np.float32), initial)
-        verdicts = list(features.verdicts(tmp_path)["verdict"])
+        verdicts = list(_verdicts(tmp_path)["verdict"])
         assert verdicts == ["disagrees" if i in which else "agrees" for i in range(3)], which
 
 
 def test_the_committed_verdicts_are_the_rule_s():
     committed = Path(__file__).resolve().parents[1] / "results" / "chapter4" / "features"
-    pd.testing.assert_frame_equal(features.verdicts(committed), pd.read_csv(committed / "verdicts.csv"))
+    pd.testing.assert_frame_equal(_verdicts(committed), pd.read_csv(committed / "verdicts.csv"))
 
 
 def test_the_change_similarity_of_an_unmoved_neuron_is_zero():

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from clusterprior.cli.common import bars_per_run, number, parse_options
+from clusterprior.cli.common import number, parse_options
 from clusterprior.errors import UserError
 
 experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", rich_markup_mode=None)
@@ -45,7 +45,7 @@ def experiment_layer_rotation(
     import json
 
     from clusterprior.experiments import layer_rotation as lr_exp
-    from clusterprior.files import save_figure, write_csv
+    from clusterprior.files import save_figure, write_csv, write_text
 
     if study is not None and study not in lr_exp.STUDIES:
         raise UserError(f"unknown --study {study!r}; available: {', '.join(lr_exp.STUDIES)}")
@@ -68,7 +68,7 @@ def experiment_layer_rotation(
     runs, values, storage, failed = _experiment_study(
         "layer-rotation", options, data_dir, grid, out, executor, workers, address, device, quiet
     )
-    table = lr_exp.results_table(runs, values, configs)
+    table = lr_exp.results_table(runs, values[values["layer"] == "all"], configs)
     for r in table.to_dict("records"):
         print(
             f"{r['config']:<42} seed {r['seed']}  test acc {number(r['test_acc'])}  "
@@ -82,6 +82,7 @@ def experiment_layer_rotation(
         write_csv(out / file, frame, index=False)
     first = runs[(runs["seed"] == seed) & (runs["status"] != "failed")].set_index("config")["id"]
     curves = {c.label: json.loads(storage.read(first[c.label], "curves.json")) for c in configs if c.label in first}
+    write_text(out / "curves.json", json.dumps(curves))  # the first seed's, which the figures draw, beside them
     for file, figure in lr_exp.figures(curves).items():
         save_figure(out / file, figure, dpi=80)
         plt_close(figure)
@@ -113,8 +114,9 @@ def _experiment_study(
 ) -> tuple[Any, Any, Any, bool]:
     """Run an experiment's grid as a study in ``out`` (the engine: store, lock, resume,
     executors) and return its runs (those of this grid, and of every other seed stored for
-    which each run of this grid finished: more seeds asked before are not lost), model-level
-    values and storage, and whether a run failed (its error printed)."""
+    which each run of this grid finished: more seeds asked before are not lost), the stored
+    measures (long rows; layer "all": model-level), the storage, and whether a run failed
+    (its error printed)."""
     from clusterprior import study
     from clusterprior.study.spec import ExperimentSpec, GridSpec, StudySpec
 
@@ -127,7 +129,7 @@ def _experiment_study(
     counts = study.run_study(spec, out, executor=executor, workers=workers, address=address, device=device, quiet=quiet)
     loaded = study.load(out)
     try:
-        runs, values, storage = loaded.runs(), loaded.model_values(), loaded.storage()
+        runs, values, storage = loaded.runs(), loaded.measures(), loaded.storage()
     finally:
         loaded.close()
     finished = set(runs.loc[runs["status"].isin(("done", "diverged")), "id"])
@@ -168,43 +170,63 @@ def experiment_adapt_copy(
         None, help="The adaptive method copied: adam, rmsprop or adagrad (default: the task's; adam on cpu)."
     ),
     task: str = typer.Option("cpu", help="cpu (minutes on a laptop), or a thesis task for a GPU (see layer-rotation)."),
-    out: Path = typer.Option(Path("adapt-copy"), help="Output folder."),
+    out: Path = typer.Option(Path("adapt-copy"), help="Study folder (a finished run is kept: it resumes)."),
     epochs: int | None = typer.Option(None, help="Override the task's epochs (milestones kept below it)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, help="Folder with the CIFAR archives (thesis tasks)."),
     seed: int = typer.Option(0, help="Seed of the shared initialisation."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    executor: str = typer.Option("local", help="local or ray."),
+    address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
 ) -> None:
-    """AdaptCopy (thesis Fig. 4.9): an adaptive method's per-step layer rotation replayed by Layca over SGD."""
+    """AdaptCopy (thesis Fig. 4.9): an adaptive method's per-step layer rotation replayed by Layca over SGD,
+    run as a study in --out."""
+    import json
+
     from clusterprior.experiments import adapt_copy
-    from clusterprior.train import resolve_device
+    from clusterprior.experiments.layer_rotation import load_splits, task_of
+    from clusterprior.files import save_figure, write_csv, write_text
+    from clusterprior.report import figures
 
     if method is not None and method not in adapt_copy.METHODS:
         raise UserError(f"unknown --method {method!r}; available: {', '.join(adapt_copy.METHODS)}")
-    chosen = _task(task, epochs)
+    if epochs is not None and epochs < 1:
+        raise UserError("--epochs must be >= 1")
+    options: dict[str, Any] = {"task": task} | ({"epochs": epochs} if epochs is not None else {})
+    chosen = task_of(options, adapt_copy.OPTIONS)
+    config = adapt_copy.configure({"method": method, "seed": seed}, options)  # a method the task lacks: one line
+    load_splits(chosen, {"root": data_dir} if data_dir else None)  # missing data: one line, before the run
     print(f"task {task}: {chosen.note}; the adaptive run, its AdaptCopy and SGD + weight decay, {chosen.epochs} epochs")
-    with bars_per_run(quiet) as bars:
-        adapt_copy.run(
-            chosen,
-            out,
-            method,
-            seed=seed,
-            device=str(resolve_device(device)),
-            data_options={"root": data_dir} if data_dir else None,
-            on_result=lambda r: print(
-                f"{r['run']:<28} test acc {number(r['test_acc'])}  train acc {number(r['train_acc'])}  "
-                f"rotation mean {number(r['rotation_mean'], 3)} min {number(r['rotation_min'], 3)}",
-                flush=True,
-            ),
-            progress=bars,
+    grid: dict[str, list[Any]] = {"method": [config["method"]], "seed": [seed]}
+    runs, values, storage, failed = _experiment_study(
+        "adapt-copy", options, data_dir, grid, out, executor, 1, address, device, quiet
+    )
+    if failed:
+        raise typer.Exit(1)
+    (run_id,) = runs[runs["seed"] == seed]["id"]
+    table = adapt_copy.results_table(values[values["run_id"] == run_id], config)
+    for r in table.to_dict("records"):
+        print(
+            f"{r['run']:<28} test acc {number(r['test_acc'])}  train acc {number(r['train_acc'])}  "
+            f"rotation mean {number(r['rotation_mean'], 3)} min {number(r['rotation_min'], 3)}",
+            flush=True,
         )
-    _print_verdicts(adapt_copy.verdicts(out))
+    text = storage.read(run_id, "curves.json").decode()
+    curves = json.loads(text)
+    verdicts = adapt_copy.verdicts(table, curves)
+    write_csv(out / "results.csv", table, index=False)
+    write_text(out / "curves.json", text)  # the figure's and the verdicts' curves, beside the results
+    figure = figures.adapt_copy(curves, f"AdaptCopy of {config['method']} (thesis Fig. 4.9)")
+    save_figure(out / "adapt_copy.png", figure, dpi=80)
+    plt_close(figure)
+    write_csv(out / "verdicts.csv", verdicts, index=False)
+    _print_verdicts(verdicts)
     print(f"wrote {out}/results.csv, curves.json, adapt_copy.png, verdicts.csv")
 
 
 @experiment_app.command("features", short_help="What layer rotation does to first-layer features (Fig 4.10).")
 def experiment_features(
-    out: Path = typer.Option(Path("features"), help="Output folder."),
+    out: Path = typer.Option(Path("features"), help="Study folder (finished runs are kept: it resumes)."),
     data_dir: str | None = typer.Option(
         None,
         help="Folder with the four MNIST idx files (default: Fashion-MNIST from Debian's dataset-fashion-mnist "
@@ -214,31 +236,49 @@ def experiment_features(
     neurons: int = typer.Option(5, help="Neurons drawn as images."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, help="Seed of the shared initialisation and of the neurons drawn."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    workers: int | None = typer.Option(None, help="Runs in parallel (default: CPU cores)."),
+    executor: str = typer.Option("local", help="local or ray."),
+    address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
 ) -> None:
     """What layer rotation does to the features (thesis Fig. 4.10): a 784-unit MLP trained with
-    SGD + Layca at four rates from one initialisation, its first-layer weights drawn as images."""
+    SGD + Layca at four rates from one initialisation, its first-layer weights drawn as images;
+    run as a study in --out."""
     from clusterprior.experiments import features
-    from clusterprior.train import resolve_device
+    from clusterprior.files import save_figure, write_csv
+    from clusterprior.study.experiment import ArraysFile, load_arrays
 
     if not 1 <= neurons <= features.HIDDEN:
         raise UserError(f"--neurons must be in 1..{features.HIDDEN}")
-    with bars_per_run(quiet) as bars:
-        table = features.run(
-            out,
-            data_dir=data_dir,
-            epochs=epochs,
-            neurons=neurons,
-            seed=seed,
-            device=str(resolve_device(device)),
-            on_result=lambda r: print(
-                f"{r['label']:<10} test acc {number(r['test_acc'])}  train acc {number(r['train_acc'])}  "
-                f"first-layer rotation {number(r['rotation_first'], 3)}  ({r['data']})",
-                flush=True,
-            ),
-            progress=bars,
+    if epochs is not None and epochs < 1:
+        raise UserError(f"epochs must be >= 1, got {epochs}")
+    train_split, _, sentence = features.feature_data(data_dir)  # missing data: one line, before any run
+    options = {"epochs": epochs} if epochs is not None else {}
+    grid: dict[str, list[Any]] = {"run": [r.label for r in features.RUNS], "seed": [seed]}
+    runs, values, storage, failed = _experiment_study(
+        "features", options, data_dir, grid, out, executor, workers, address, device, quiet
+    )
+    if failed:
+        raise typer.Exit(1)
+    mine = runs[runs["seed"] == seed]
+    table = features.results_table(mine, values[values["layer"] == "all"], epochs, sentence)
+    for r in table.to_dict("records"):
+        print(
+            f"{r['label']:<10} test acc {number(r['test_acc'])}  train acc {number(r['train_acc'])}  "
+            f"first-layer rotation {number(r['rotation_first'], 3)}  ({r['data']})",
+            flush=True,
         )
-    _print_verdicts(features.verdicts(out))
+    by_label = mine.set_index("run")["id"]
+    kernels_of = [load_arrays(storage.read(by_label[label], "first_layer.npz")) for label in table["label"]]
+    arrays = features.features_arrays(table, kernels_of, train_split.input_shape[-1], neurons, seed)
+    verdicts = features.verdicts(table, arrays["similarity"])
+    write_csv(out / "results.csv", table, index=False)
+    ArraysFile(arrays).save(out / "features.npz")
+    figure = features.figure(table, arrays, sentence)
+    save_figure(out / "features.png", figure, dpi=80)
+    plt_close(figure)
+    write_csv(out / "verdicts.csv", verdicts, index=False)
+    _print_verdicts(verdicts)
     print(f"{len(table)} runs; wrote {out}/results.csv, features.npz, features.png, verdicts.csv")
 
 
@@ -299,7 +339,7 @@ def experiment_winner_take_most(
     mine, values, storage, failed = _experiment_study(
         "winner-take-most", {"scale": factor}, data_dir, grid, out, executor, workers, address, device, quiet
     )
-    table = wtm.results_table(mine, values, factor)
+    table = wtm.results_table(mine, values[values["layer"] == "all"], factor)
     for row in table.to_dict("records"):
         standard = row["standard_test_acc"]
         extra = f", noise-0.4 test {standard:.4f}" if standard == standard else ""  # NaN: no such test set

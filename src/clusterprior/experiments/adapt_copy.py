@@ -16,11 +16,9 @@ results into verdicts.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -28,15 +26,16 @@ import pandas as pd
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
 from clusterprior.experiments.layer_rotation import (
-    Progress,
-    Task,
+    TASK_FIELDS,
     Trained,
     load_splits,
     sgd_decay,
+    task_from,
+    task_of,
     train_one,
 )
-from clusterprior.files import save_figure, write_csv, write_text
 from clusterprior.models.structure import kernels
+from clusterprior.study.experiment import JsonFile
 from clusterprior.train.layca import Layca
 
 # method: the base optimizer of its copy
@@ -60,43 +59,49 @@ def replay(recorded: Sequence[Sequence[float]], group_lr: float) -> Callable[[in
     return lambda step: [r / group_lr for r in recorded[min(step, len(recorded) - 1)]]
 
 
-def run(
-    task: Task,
-    out: str | Path,
-    method: str | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    data_options: dict[str, Any] | None = None,
-    on_result: Callable[[dict], None] | None = None,
-    progress: Progress | None = None,
-) -> pd.DataFrame:
-    """The adaptive run (``method``, default the task's first), its AdaptCopy and the SGD +
-    weight decay reference on ``task``; writes ``results.csv``, ``curves.json``,
-    ``adapt_copy.png`` and ``verdicts.csv`` (:func:`verdicts`) to ``out``; ``progress`` as
-    in :func:`~clusterprior.experiments.layer_rotation.train_configs`."""
-    from clusterprior.report import figures
+HPARAMS = ("method", "seed")  # the grid keys of an AdaptCopy study (method: default the task's first)
+OPTIONS = ("task", "epochs", "data_options", "model_options")
+RECORDED = ("train_acc", "test_acc", "train_loss", "rotation_mean", "rotation_min", "classifier_norm", "finished")
 
+
+def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """One run's config (the engine's contract, :mod:`clusterprior.study.experiment`): the
+    task's deciding fields (:func:`~clusterprior.experiments.layer_rotation.task_of`), the
+    adaptive method with its settings, the copy's base optimizer, the SGD + weight decay
+    reference and the seed."""
+    task = task_of(options, OPTIONS)
+    method = hparams.get("method") or (next(iter(task.adaptive)) if task.adaptive else None)
     if method is None:
-        if not task.adaptive:
-            raise UserError("the thesis runs no adaptive method on this task (SPEC.md 4.4)")
-        method = next(iter(task.adaptive))
+        raise UserError("the thesis runs no adaptive method on this task (SPEC.md 4.4)")
     if method not in METHODS:
         raise UserError(f"unknown adaptive method {method!r}; available: {', '.join(METHODS)}")
     if method not in task.adaptive:
         raise UserError(f"the task runs no {method} (SPEC.md 4.4); its adaptive methods: {', '.join(task.adaptive)}")
-    copy_base = METHODS[method]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    splits = load_splits(task, data_options)
     decay = {"weight_decay": task.adaptive_weight_decay} if task.adaptive_weight_decay else {}
     reference = sgd_decay(task)
-    names = (method, f"AdaptCopy ({copy_base} + Layca)", reference.label)
+    return {
+        "task": {name: getattr(task, name) for name in TASK_FIELDS},
+        "method": method,
+        "adaptive": {"optimizer": method, "lr": task.adaptive[method], **decay},
+        "reference": {"label": reference.label, "train": reference.train},
+        "seed": int(hparams.get("seed", 0)),
+    }
 
-    def bars(i: int) -> Any:
-        return progress(names[i], task.epochs) if progress else ()
 
-    settings = {"optimizer": method, "lr": task.adaptive[method], **decay}
-    adaptive = train_one(task, splits, settings, seed, device, ("rates",), callbacks=bars(0))
+def names(config: dict[str, Any]) -> tuple[str, str, str]:
+    """The three runs' names: the adaptive method, its copy, the reference."""
+    return config["method"], f"AdaptCopy ({METHODS[config['method']]} + Layca)", config["reference"]["label"]
+
+
+def run(config: dict[str, Any], device: str, local: dict[str, Any]) -> dict[str, Any]:
+    """The adaptive run, its AdaptCopy and the SGD + weight decay reference from one
+    initialisation (the engine's contract): returns the adaptive run's history, each run's
+    numbers (rows whose layer is the run's name: :data:`RECORDED`, ``finished`` 1 for a run
+    that did not diverge) and the three runs' curves (``curves.json``: history and rotation)."""
+    task = task_from(config["task"])
+    splits = load_splits(task, {"root": local["data_dir"]} if local.get("data_dir") else None)
+    seed, copy_base = int(config["seed"]), METHODS[config["method"]]
+    adaptive = train_one(task, splits, config["adaptive"], seed, device, ("rates",))
     rates = adaptive.recorders["rates"].rates
     copy = train_one(
         task,
@@ -105,41 +110,49 @@ def run(
         seed,
         device,
         optimizer=lambda m: Layca(m, copy_base, COPY_LR, schedule=replay(rates, COPY_LR)),
-        callbacks=bars(1),
     )
-    baseline = train_one(task, splits, reference.train, seed, device, callbacks=bars(2))
-    runs = {names[0]: adaptive, names[1]: copy, names[2]: baseline}
+    baseline = train_one(task, splits, config["reference"]["train"], seed, device)
+    runs = dict(zip(names(config), (adaptive, copy, baseline), strict=True))
     rows = []
-    for name, run in runs.items():
-        result, final = run.result, list(run.rotation.final.values())
-        row = {
-            "run": name,
-            "status": result.status,
-            "train_acc": result.final.get("train_acc"),
-            "test_acc": result.final.get("test_acc"),
-            "train_loss": result.final.get("train_loss"),
+    for name, trained in runs.items():
+        result, final = trained.result, list(trained.rotation.final.values())
+        values = {
+            "train_acc": result.final.get("train_acc", math.nan),
+            "test_acc": result.final.get("test_acc", math.nan),
+            "train_loss": result.final.get("train_loss", math.nan),
             "rotation_mean": sum(final) / len(final),
             "rotation_min": min(final),
-            "classifier_norm": classifier_norm(run),
+            "classifier_norm": classifier_norm(trained),
+            "finished": float(result.status == "done"),
         }
-        rows.append(row)
-        if on_result:
-            on_result(row)
-    table = pd.DataFrame(rows)
-    write_csv(out / "results.csv", table, index=False)
+        rows += [{"epoch": len(result.history), "measure": k, "layer": name, "k": None, "value": float(v)}
+                 for k, v in values.items()]  # fmt: skip
     curves = {name: {"history": r.result.history, "rotation": r.rotation.history} for name, r in runs.items()}
-    write_text(out / "curves.json", json.dumps(curves))
-    save_figure(out / "adapt_copy.png", figures.adapt_copy(curves, f"AdaptCopy of {method} (thesis Fig. 4.9)"), dpi=80)
-    write_csv(out / "verdicts.csv", verdicts(out), index=False)
-    return table
+    return {
+        "status": "done" if all(r.result.status == "done" for r in runs.values()) else "diverged",
+        "stop_reason": adaptive.result.stop_reason,
+        "history": adaptive.result.history,
+        "measures": rows,
+        "files": {"curves.json": JsonFile(curves)},
+    }
 
 
-def verdicts(folder: str | Path) -> pd.DataFrame:
+def results_table(values: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """``results.csv``: one row per run of an AdaptCopy study's run (the adaptive method, its
+    copy, the reference): run, status, accuracies, training loss, mean and minimum final
+    rotation, classifier norm. ``values``: the run's stored measures (layer = run name)."""
+    wide = values.pivot_table(index="layer", columns="measure", values="value")
+    rows = []
+    for name in names(config):
+        got = wide.loc[name]
+        status = "done" if got["finished"] == 1 else "diverged"
+        rows.append({"run": name, "status": status, **{k: got[k] for k in RECORDED if k != "finished"}})
+    return pd.DataFrame(rows)
+
+
+def verdicts(table: pd.DataFrame, curves: dict[str, dict]) -> pd.DataFrame:
     """Each claim of :data:`CLAIMS` with the numbers it reads and "agrees" / "disagrees",
-    computed from ``results.csv`` and ``curves.json`` of a run of :func:`run`."""
-    folder = Path(folder)
-    table = pd.read_csv(folder / "results.csv")
-    curves = json.loads((folder / "curves.json").read_text())
+    computed from the results table (:func:`results_table`) and the three runs' curves."""
     adaptive, copy, reference = (table.iloc[i] for i in range(3))
     gap = abs(copy["test_acc"] - adaptive["test_acc"])
 

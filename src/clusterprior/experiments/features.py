@@ -18,9 +18,8 @@ from __future__ import annotations
 import itertools
 import math
 import textwrap
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,9 +31,9 @@ from clusterprior.data import fashion_mnist as fashion
 from clusterprior.data.mnist import locate
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
-from clusterprior.experiments.layer_rotation import Progress, Task, log3_of, train_one
-from clusterprior.files import atomic_path, save_figure, write_csv
+from clusterprior.experiments.layer_rotation import Task, log3_of, train_one
 from clusterprior.models.structure import kernels
+from clusterprior.study.experiment import ArraysFile
 
 PER_CLASS = 1000  # the thesis's "reduced MNIST": 1,000 training samples per class
 SUBSET_SEED = 0  # the reduced training split is the same whatever the run's seed
@@ -142,88 +141,119 @@ def feature_data(data_dir: str | None) -> tuple[Split, Split, str]:
     return train_split, test_split, sentence
 
 
-def run(
-    out: str | Path,
-    data_dir: str | None = None,
-    epochs: int | None = None,
-    neurons: int = 5,
-    seed: int = 0,
-    device: str = "cpu",
-    on_result: Callable[[dict], None] | None = None,
-    progress: Progress | None = None,
-) -> pd.DataFrame:
-    """The four runs of :data:`RUNS` (``epochs``: each shortened as :meth:`Run.scaled` says)
-    from one initialisation (``seed``), on :func:`feature_data`'s data, with the model of
-    :data:`TASK`. Writes to ``out``: ``results.csv`` (one row per run), ``features.npz`` (see
-    below), ``features.png`` (the initial and final first-layer weights of ``neurons`` random
-    neurons as images) and ``verdicts.csv`` (:func:`verdicts`); calls ``on_result(row)`` after
-    each run; ``progress`` as in :func:`~clusterprior.experiments.layer_rotation.train_configs`.
+HPARAMS = ("run", "seed")  # the grid keys of a Fig. 4.10 study: a run's label (RUNS) and the seed
+OPTIONS = ("epochs",)
 
-    ``features.npz`` (loads with ``allow_pickle=False``): ``side`` (image side), ``neurons``
-    (their indices), ``labels`` and ``lr`` of the runs (the order of ``results.csv``),
-    ``initial`` [neurons, side^2] and ``final`` [runs, neurons, side^2] (float32), and
-    ``similarity`` [runs, runs, 784]: :func:`change_similarity` of every pair of runs over the
-    whole first layer (what :func:`verdicts` reads; the kernels themselves would take 12 MB)."""
+
+def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """One run's config (the engine's contract, :mod:`clusterprior.study.experiment`): the
+    run of :data:`RUNS` that ``hparams["run"]`` names, shortened to ``options["epochs"]``
+    (:meth:`Run.scaled`), its SGD + Layca settings over :data:`TASK` and the seed."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"unknown features option {unknown[0]!r}; allowed: {', '.join(OPTIONS)}")
+    runs = {r.label: r for r in RUNS}
+    label = hparams.get("run")
+    if label not in runs:
+        raise UserError(f"unknown run {label!r}; available: {', '.join(runs)}")
+    chosen = runs[label].scaled(options.get("epochs"))
+    return {
+        "label": label,
+        "train": {**LAYCA, "lr": chosen.lr, "epochs": chosen.epochs, "milestones": list(chosen.milestones)},
+        "seed": int(hparams.get("seed", 0)),
+    }
+
+
+def run(config: dict[str, Any], device: str, local: dict[str, Any]) -> dict[str, Any]:
+    """Train one run of Fig. 4.10 from the seed's initialisation on :func:`feature_data`'s data
+    (``local["data_dir"]``: MNIST's idx files) (the engine's contract): returns its history,
+    its first-layer and mean rotation and its first layer's initial and final kernel
+    (``first_layer.npz``: ``initial``, ``final``)."""
+    splits = feature_data(local.get("data_dir"))
+    trained = train_one(TASK, splits[:2], config["train"], int(config["seed"]), device)
+    first = next(iter(trained.rotation.initial))
+    rotation = list(trained.rotation.final.values())
+    epoch = len(trained.result.history)
+    values = {"rotation_first": rotation[0], "rotation_mean": sum(rotation) / len(rotation)}
+    arrays = {
+        "initial": trained.rotation.initial[first].numpy(),
+        "final": kernels(trained.model)[first].detach().cpu().numpy(),
+    }
+    return {
+        "status": trained.result.status,
+        "stop_reason": trained.result.stop_reason,
+        "history": trained.result.history,
+        "measures": [
+            {"epoch": epoch, "measure": k, "layer": "all", "k": None, "value": float(v)} for k, v in values.items()
+        ],
+        "files": {"first_layer.npz": ArraysFile(arrays)},
+    }
+
+
+def results_table(runs: pd.DataFrame, values: pd.DataFrame, epochs: int | None, sentence: str) -> pd.DataFrame:
+    """``results.csv``: one row per run of :data:`RUNS` (their order): label, rate, epochs,
+    status, accuracies, first-layer and mean rotation, and the data used (``sentence``).
+    ``runs``: the store's runs of one seed (``run`` column), ``values``: their model-level values."""
+    wide = values.pivot_table(index="run_id", columns="measure", values="value")
+    by_label = runs.set_index("run")
+    rows = []
+    for r in (r.scaled(epochs) for r in RUNS):
+        got = by_label.loc[r.label]
+        numbers = wide.loc[got["id"]] if got["id"] in wide.index else pd.Series(dtype=float)
+        rows.append(
+            {
+                "label": r.label,
+                "lr": r.lr,
+                "log3_lr": log3_of(r.lr),
+                "epochs": r.epochs,
+                "status": got["status"],
+                "train_acc": got["train_acc"],
+                "test_acc": got["test_acc"],
+                "rotation_first": numbers.get("rotation_first", math.nan),
+                "rotation_mean": numbers.get("rotation_mean", math.nan),
+                "data": sentence,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def features_arrays(
+    table: pd.DataFrame, kernels_of: list[dict[str, np.ndarray]], side: int, neurons: int, seed: int
+) -> dict[str, np.ndarray]:
+    """What ``features.npz`` holds (loads with ``allow_pickle=False``): ``side`` (image side),
+    ``neurons`` (``neurons`` random indices, drawn with ``seed``), ``labels`` and ``lr`` of the
+    runs (the order of ``results.csv``), ``initial`` [neurons, side^2] and ``final`` [runs,
+    neurons, side^2] (float32), and ``similarity`` [runs, runs, 784]: :func:`change_similarity`
+    of every pair of runs over the whole first layer (what :func:`verdicts` reads; the kernels
+    themselves would take 12 MB). ``kernels_of``: each run's ``first_layer.npz``."""
+    chosen = np.sort(np.random.default_rng(seed).choice(HIDDEN, size=min(neurons, HIDDEN), replace=False))
+    initial = kernels_of[0]["initial"]
+    full = np.stack([k["final"] for k in kernels_of])
+    similarity = np.stack([np.stack([change_similarity(initial, a, b) for b in full]) for a in full])
+    return {
+        "side": np.int64(side),
+        "neurons": chosen,
+        "labels": table["label"].to_numpy().astype(str),
+        "lr": table["lr"].to_numpy(),
+        "initial": initial[chosen],
+        "final": full[:, chosen],
+        "similarity": similarity.astype(np.float32),
+    }
+
+
+def figure(table: pd.DataFrame, arrays: dict[str, np.ndarray], sentence: str) -> Any:
+    """``features.png``: the initial and final first-layer weights of the chosen neurons as images."""
     from clusterprior.report import figures
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    splits = feature_data(data_dir)
-    sentence, side = splits[2], splits[0].input_shape[-1]
-    chosen = np.sort(np.random.default_rng(seed).choice(HIDDEN, size=min(neurons, HIDDEN), replace=False))
-    rows, finals, runs = [], [], [r.scaled(epochs) for r in RUNS]
-    initial = np.empty(0)
-    for r in runs:
-        settings = {**LAYCA, "lr": r.lr, "epochs": r.epochs, "milestones": r.milestones}
-        trained = train_one(
-            TASK, splits[:2], settings, seed, device, callbacks=progress(r.label, r.epochs) if progress else ()
-        )
-        first = next(iter(trained.rotation.initial))
-        initial = trained.rotation.initial[first].numpy()
-        finals.append(kernels(trained.model)[first].detach().cpu().numpy())
-        rotation = list(trained.rotation.final.values())
-        row = {
-            "label": r.label,
-            "lr": r.lr,
-            "log3_lr": log3_of(r.lr),
-            "epochs": r.epochs,
-            "status": trained.result.status,
-            "train_acc": trained.result.final.get("train_acc"),
-            "test_acc": trained.result.final.get("test_acc"),
-            "rotation_first": rotation[0],
-            "rotation_mean": sum(rotation) / len(rotation),
-            "data": sentence,
-        }
-        rows.append(row)
-        if on_result:
-            on_result(row)
-    table = pd.DataFrame(rows)
-    write_csv(out / "results.csv", table, index=False)
-    full = np.stack(finals)
-    similarity = np.stack([np.stack([change_similarity(initial, a, b) for b in full]) for a in full])
-    with atomic_path(out / "features.npz") as tmp, open(tmp, "wb") as file:
-        np.savez(
-            file,
-            side=np.int64(side),
-            neurons=chosen,
-            labels=np.array([r.label for r in runs]),
-            lr=table["lr"].to_numpy(),
-            initial=initial[chosen],
-            final=full[:, chosen],
-            similarity=similarity.astype(np.float32),
-        )
-    labels = [f"{r.label}\nrotation {row['rotation_first']:.2f}" for r, row in zip(runs, rows, strict=True)]
-    fig = figures.feature_images(
-        initial[chosen],
-        list(full[:, chosen]),
+    labels = [f"{row.label}\nrotation {row.rotation_first:.2f}" for row in table.itertuples()]
+    return figures.feature_images(
+        arrays["initial"],
+        list(arrays["final"]),
         labels,
-        side,
-        [int(n) for n in chosen],
+        int(arrays["side"]),
+        [int(n) for n in arrays["neurons"]],
         "First-layer features before and after SGD + Layca (thesis Fig. 4.10)\n" + textwrap.fill(sentence, 80),
     )
-    save_figure(out / "features.png", fig, dpi=80)
-    write_csv(out / "verdicts.csv", verdicts(out), index=False)
-    return table
 
 
 def change_similarity(initial: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -235,18 +265,14 @@ def change_similarity(initial: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.n
     return np.where(norms > 0, (da * db).sum(1) / np.where(norms > 0, norms, 1.0), 0.0)
 
 
-def verdicts(folder: str | Path) -> pd.DataFrame:
+def verdicts(table: pd.DataFrame, similarity: np.ndarray) -> pd.DataFrame:
     """Each claim of :data:`CLAIMS` with the numbers it reads and "agrees" / "disagrees",
-    computed from ``results.csv`` and ``features.npz`` of a run of :func:`run` (a NaN
+    computed from ``results.csv``'s table and ``features.npz``'s ``similarity`` (a NaN
     rotation or Kendall tau disagrees)."""
     from scipy.stats import kendalltau
 
-    folder = Path(folder)
-    table = pd.read_csv(folder / "results.csv")
-    with np.load(folder / "features.npz", allow_pickle=False) as npz:
-        similarity = npz["similarity"]
     if len(similarity) != len(table):
-        raise UserError(f"{folder}: features.npz holds {len(similarity)} runs, results.csv {len(table)}")
+        raise UserError(f"features.npz holds {len(similarity)} runs, results.csv {len(table)}")
     rotated = table["rotation_first"].dropna().sort_values()
     rows = []
     if len(rotated) >= 2:

@@ -296,13 +296,14 @@ TASK_FIELDS = ("data", "model", "epochs", "milestones", "gamma", "augment", "bat
 RECORDED = ("first_loss", "last_loss", "rotation_mean", "rotation_min", "moments_across", "moments_within")
 
 
-def task_of(options: dict[str, Any]) -> Task:
+def task_of(options: dict[str, Any], allowed: tuple[str, ...] = OPTIONS) -> Task:
     """The task a study's ``options`` name (``task``, default ``cpu``), trained for
     ``epochs`` when given (:meth:`Task.with_epochs`), with ``data_options`` and
-    ``model_options`` over its own (a smaller experiment, say)."""
-    unknown = sorted(set(options) - set(OPTIONS))
+    ``model_options`` over its own (a smaller experiment, say); an option outside
+    ``allowed`` is refused."""
+    unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise UserError(f"unknown layer-rotation option {unknown[0]!r}; allowed: {', '.join(OPTIONS)}")
+        raise UserError(f"unknown option {unknown[0]!r}; allowed: {', '.join(allowed)}")
     name = options.get("task", "cpu")
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; available: {', '.join(TASKS)}")
@@ -314,6 +315,12 @@ def task_of(options: dict[str, Any]) -> Task:
         data_options={**task.data_options, **options.get("data_options", {})},
         model_options={**task.model_options, **options.get("model_options", {})},
     )
+
+
+def task_from(fields: dict[str, Any]) -> Task:
+    """The task of a run's config (its :data:`TASK_FIELDS`, as JSON gives them back)."""
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return Task(**values)
 
 
 def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -343,8 +350,7 @@ def run(config: dict[str, Any], device: str, local: dict[str, Any]) -> dict[str,
     final rotation, and :func:`moment_spread` when second moments were recorded) and its curves
     (``curves.json``: the epoch-wise rotation and history, and what its recorders saw).
     ``local["data_dir"]``: the CIFAR archives (thesis tasks)."""
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config["task"].items()}
-    task = Task(**fields)
+    task = task_from(config["task"])
     root = {"root": local["data_dir"]} if local.get("data_dir") else None
     trained = train_one(task, load_splits(task, root), config["train"], int(config["seed"]), device,
                         tuple(config["record"]))  # fmt: skip

@@ -31,11 +31,13 @@ from types import ModuleType
 from typing import Any
 
 from clusterprior.errors import UserError
-from clusterprior.files import write_text
+from clusterprior.files import atomic_path, write_text
 
 EXPERIMENTS = {
     "winner-take-most": "clusterprior.experiments.winner_take_most",
     "layer-rotation": "clusterprior.experiments.layer_rotation",
+    "adapt-copy": "clusterprior.experiments.adapt_copy",
+    "features": "clusterprior.experiments.features",
 }
 
 
@@ -56,3 +58,27 @@ class JsonFile:
 
     def save(self, path: str | Path) -> None:
         write_text(path, json.dumps(self.value))
+
+
+@dataclass
+class ArraysFile:
+    """A run's arrays to keep as one ``.npz`` file (no pickles) in the study's storage
+    (first-layer weights, say): what an experiment's ``run`` returns among its ``files``."""
+
+    arrays: dict[str, Any]
+
+    def save(self, path: str | Path) -> None:
+        import numpy as np
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:  # a file: numpy adds no suffix
+            np.savez(file, **self.arrays)
+
+
+def load_arrays(payload: bytes) -> dict[str, Any]:
+    """The arrays of an :class:`ArraysFile` read back (never runs code from the file)."""
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
