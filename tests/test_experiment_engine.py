@@ -45,9 +45,7 @@ def stored(folder: Path) -> pd.DataFrame:
 def test_an_experiment_spec_is_checked_like_any_spec(tmp_path: Path):
     spec = study.parse(write_spec(tmp_path).read_text())
     runs = study.expand(spec)
-    assert [r["hparams"] for r in runs] == [
-        {"setting": s, "seed": k} for s in ("base", "one-neuron") for k in (0, 1)
-    ]
+    assert [r["hparams"] for r in runs] == [{"setting": s, "seed": k} for s in ("base", "one-neuron") for k in (0, 1)]
     assert len({r["id"] for r in runs}) == 4 and all(r["run"]["scale"] == 0.02 for r in runs)
     with pytest.raises(UserError, match="unknown hyperparameter 'lr'; allowed: setting, seed"):
         study.parse(SPEC.format(scale=0.1, seeds="[0]") + "lr = [0.1]\n")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from clusterprior.errors import UserError
 from clusterprior.experiments import toy
 
 SMALL = {"depths": (0, 1, 3), "n_inits": 8, "epochs": 200, "n_per_cluster": 40, "grid": 40}
@@ -13,10 +14,13 @@ SMALL = {"depths": (0, 1, 3), "n_inits": 8, "epochs": 200, "n_per_cluster": 40, 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
+    from clusterprior.cli import main
+
     out = tmp_path_factory.mktemp("toy")
-    reported = []
-    table = toy.run(out, on_result=reported.append, **SMALL)
-    return out, table, reported
+    args = ["--depths", "0,1,3", "--inits", "8", "--epochs", "200", "--n-per-cluster", "40", "--grid", "40"]
+    assert main(["experiment", "toy", *args, "--workers", "2", "--quiet", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "results.csv")
+    return out, table, table.to_dict("records")
 
 
 def test_toy_data_is_balanced_with_red_clear_of_the_blue_centres():
@@ -99,9 +103,11 @@ def test_batched_training_equals_training_each_network_alone():
     assert not torch.allclose(batched[0], batched[3], atol=1e-2)  # the initialisations do differ
 
 
-def test_runs_are_deterministic(tmp_path):
-    tiny = {"depths": (2,), "n_inits": 4, "epochs": 30, "n_per_cluster": 20, "grid": 12}
-    first, second = toy.run(tmp_path / "a", **tiny), toy.run(tmp_path / "b", **tiny)
-    pd.testing.assert_frame_equal(first, second)
-    with np.load(tmp_path / "a" / "toy_heatmaps.npz") as a, np.load(tmp_path / "b" / "toy_heatmaps.npz") as b:
-        assert np.array_equal(a["mean_pred"], b["mean_pred"])
+def test_runs_are_deterministic():
+    config = toy.configure({"depth": 2, "seed": 0}, {"n_inits": 4, "epochs": 30, "n_per_cluster": 20, "grid": 12})
+    first, second = toy.run(config, "cpu", {}), toy.run(config, "cpu", {})
+    assert first["measures"] == second["measures"]
+    a, b = (r["files"]["heatmap.npz"].arrays["mean_pred"] for r in (first, second))
+    assert a.shape == (12, 12) and np.array_equal(a, b)
+    with pytest.raises(UserError, match="unknown toy option 'depths'"):
+        toy.configure({"depth": 2}, {"depths": [1]})

@@ -411,31 +411,56 @@ def experiment_plot_dynamics(
 
 @experiment_app.command("toy", short_help="The 2-D toy of Fig 2.1: heat maps of linear to deep nets.")
 def experiment_toy(
-    out: Path = typer.Option(Path("toy"), help="Output folder."),
+    out: Path = typer.Option(Path("toy"), help="Study folder (finished depths are kept: it resumes)."),
     inits: int = typer.Option(50, help="Initialisations per depth."),
     max_depth: int = typer.Option(3, help="Deepest network (hidden layers); depth 0 is the linear model."),
+    depths: str | None = typer.Option(None, help="Comma-separated depths instead of 0..--max-depth (e.g. 0,1,3)."),
     width: int = typer.Option(32, help="Hidden units per layer."),
     epochs: int = typer.Option(300, help="Full-batch Adam steps."),
+    n_per_cluster: int = typer.Option(100, help="Training points per blue cluster (the red class: twice as many)."),
+    grid: int = typer.Option(200, help="Heat-map resolution (grid x grid points)."),
     seed: int = typer.Option(0, help="Seed of the data and the initialisations."),
+    device: str = typer.Option("cpu", help="auto, cpu or cuda."),
+    workers: int | None = typer.Option(None, help="Depths trained in parallel (default: CPU cores)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress."),
 ) -> None:
-    """The 2-D toy of the thesis's Fig. 2.1: mean-prediction heat maps of linear to deep nets."""
+    """The 2-D toy of the thesis's Fig. 2.1: mean-prediction heat maps of linear to deep nets, run as a study."""
     from clusterprior.experiments import toy
+    from clusterprior.files import save_figure, write_csv
+    from clusterprior.study.experiment import ArraysFile, load_arrays
 
-    if min(inits, width, epochs) < 1 or max_depth < 0:
-        raise UserError("--inits, --width and --epochs must be >= 1 and --max-depth >= 0")
-    table = toy.run(
-        out,
-        depths=tuple(range(max_depth + 1)),
-        n_inits=inits,
-        width=width,
-        epochs=epochs,
-        seed=seed,
-        on_result=lambda r: print(
+    if min(inits, width, epochs, n_per_cluster, grid) < 1 or max_depth < 0:
+        raise UserError("--inits, --width, --epochs, --n-per-cluster and --grid must be >= 1 and --max-depth >= 0")
+    try:
+        chosen = [int(d) for d in depths.split(",")] if depths else list(range(max_depth + 1))
+    except ValueError:
+        raise UserError(f"--depths expects comma-separated whole numbers, got {depths!r}") from None
+    if min(chosen) < 0:
+        raise UserError("--depths must be >= 0")
+    options = {"n_inits": inits, "width": width, "epochs": epochs, "n_per_cluster": n_per_cluster, "grid": grid}
+    plan: dict[str, list[Any]] = {"depth": chosen, "seed": [seed]}
+    runs, values, storage, failed = _experiment_study(
+        "toy", options, None, plan, out, "local", workers, None, device, quiet
+    )
+    if failed:
+        raise typer.Exit(1)
+    mine = runs[runs["seed"] == seed]
+    config = toy.configure({"depth": chosen[0], "seed": seed}, options)
+    table = toy.results_table(mine, values[values["layer"] == "all"], config)
+    for r in table.to_dict("records"):
+        print(
             f"{r['name']}: train acc {r['train_acc_mean']:.3f} "
             f"[{r['train_acc_min']:.3f}, {r['train_acc_max']:.3f}], P(blue) at the "
             f"centres {r['centre_pred']:.3f}, in the gap {r['gap_pred']:.3f}, "
             f"envelope IoU {r['envelope_iou']:.3f}",
             flush=True,
-        ),
-    )
+        )
+    by_depth = mine.set_index("depth")["id"]
+    maps = [load_arrays(storage.read(by_depth[d], "heatmap.npz"))["mean_pred"] for d in table["depth"]]
+    arrays = toy.heatmaps(table, maps, config)
+    write_csv(out / "results.csv", table, index=False)
+    ArraysFile(arrays).save(out / "toy_heatmaps.npz")
+    figure = toy.figure(table, arrays)
+    save_figure(out / "toy_heatmaps.png", figure, dpi=80)
+    plt_close(figure)
     print(f"{len(table)} depths x {inits} initialisations; wrote {out}/toy_heatmaps.png, toy_heatmaps.npz, results.csv")

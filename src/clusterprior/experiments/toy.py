@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clusterprior.files import atomic_path, save_figure, write_csv
+from clusterprior.errors import UserError
+from clusterprior.study.experiment import ArraysFile
 
 BLUE_CENTRES = ((-2.5, 0.0), (2.5, 0.0))  # the two clusters of the blue class
 BLUE_STD = 0.4  # per-coordinate standard deviation of a blue cluster
@@ -131,78 +131,102 @@ def enveloping(mean_map: np.ndarray, axis: np.ndarray, centre_pred: float, gap_p
     }
 
 
-def run(
-    out: str | Path,
-    depths: tuple[int, ...] = (0, 1, 2, 3),
-    n_inits: int = 50,
-    width: int = 32,
-    epochs: int = 300,
-    lr: float = 0.01,
-    n_per_cluster: int = 100,
-    grid: int = 200,
-    seed: int = 0,
-    device: str = "cpu",
-    on_result: Callable[[dict], None] | None = None,
-) -> pd.DataFrame:
-    """Train ``n_inits`` networks per depth (0 = linear, d = d hidden ReLU layers of ``width`` units)
-    on ``toy_data(n_per_cluster, seed)``, map their mean prediction on a ``grid`` x ``grid`` grid, and
-    write ``results.csv``, ``toy_heatmaps.npz`` and ``toy_heatmaps.png`` to ``out``.
+HPARAMS = ("depth", "seed")  # the grid keys of a Fig. 2.1 study: 0 = linear, d = d hidden layers; the data's seed
+DEFAULTS = {"n_inits": 50, "width": 32, "epochs": 300, "lr": 0.01, "n_per_cluster": 100, "grid": 200}
+NUMBERS = ("train_acc_mean", "train_acc_min", "train_acc_max", "centre_pred", "gap_pred", "envelope_iou")
 
-    The initialisations of depth d are drawn from the seed ``1000 * seed + d``. ``results.csv`` has,
-    per depth, the training accuracy of the networks (mean, min, max) and ``enveloping``'s numbers.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    x, y, _ = toy_data(n_per_cluster, seed)
+
+def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """One run's config (the engine's contract, :mod:`clusterprior.study.experiment`): a
+    depth, the data's seed and the options of :data:`DEFAULTS` (each can be set)."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise UserError(f"unknown toy option {unknown[0]!r}; allowed: {', '.join(DEFAULTS)}")
+    depth = hparams.get("depth")
+    if not isinstance(depth, int) or depth < 0:
+        raise UserError(f"depth must be a whole number >= 0, got {depth!r}")
+    return {"depth": depth, "seed": int(hparams.get("seed", 0)), **DEFAULTS, **options}
+
+
+def run(config: dict[str, Any], device: str, local: dict[str, Any]) -> dict[str, Any]:
+    """Train ``n_inits`` networks of one depth (0 = linear, d = d hidden ReLU layers of
+    ``width`` units) on ``toy_data(n_per_cluster, seed)``, their initialisations drawn from
+    the seed ``1000 * seed + depth`` (the engine's contract): returns their training accuracy
+    (mean, min, max) and :func:`enveloping`'s numbers, and their mean prediction on a ``grid``
+    x ``grid`` grid (``heatmap.npz``: ``mean_pred``)."""
+    depth, seed, grid = config["depth"], config["seed"], config["grid"]
+    x, y, _ = toy_data(config["n_per_cluster"], seed)
     axis = grid_axes(grid)
     points = torch.from_numpy(np.stack(np.meshgrid(axis, axis, indexing="xy"), axis=-1).reshape(-1, 2))
     centres = torch.tensor(BLUE_CENTRES)
     landmarks = torch.cat([centres, centres.mean(dim=0, keepdim=True)])  # the blue centres and their midpoint
     x_dev, y_dev = x.to(device), y.to(device)
-    rows, maps = [], []
-    for depth in depths:
-        init = init_params(depth, width, n_inits, torch.Generator().manual_seed(1000 * seed + depth))
-        params = train_batched([(w.to(device), b.to(device)) for w, b in init], x_dev, y_dev, epochs, lr)
-        acc = ((predict(params, x_dev) > 0.5) == y_dev.bool()).float().mean(dim=1).cpu()
-        mean_map = predict(params, points.to(device)).mean(dim=0).cpu().numpy().reshape(grid, grid)
-        at = predict(params, landmarks.to(device)).mean(dim=0).cpu()
-        row = {
-            "depth": depth,
-            "name": depth_name(depth),
-            "n_inits": n_inits,
-            "width": width,
-            "epochs": epochs,
-            "train_acc_mean": float(acc.mean()),
-            "train_acc_min": float(acc.min()),
-            "train_acc_max": float(acc.max()),
-            **enveloping(mean_map, axis, float(at[:2].mean()), float(at[2])),
-        }
-        rows.append(row)
-        maps.append(mean_map)
-        if on_result:
-            on_result(row)
-    table = pd.DataFrame(rows)
-    write_csv(out / "results.csv", table, index=False)
-    with atomic_path(out / "toy_heatmaps.npz") as tmp, open(tmp, "wb") as file:
-        np.savez(
-            file,
-            grid_x=axis,
-            grid_y=axis,
-            depths=np.array(depths, dtype=np.int64),
-            mean_pred=np.stack(maps),
-            train_x=x.numpy(),
-            train_y=y.numpy(),
+    init = init_params(depth, config["width"], config["n_inits"], torch.Generator().manual_seed(1000 * seed + depth))
+    params = train_batched(
+        [(w.to(device), b.to(device)) for w, b in init], x_dev, y_dev, config["epochs"], config["lr"]
+    )
+    acc = ((predict(params, x_dev) > 0.5) == y_dev.bool()).float().mean(dim=1).cpu()
+    mean_map = predict(params, points.to(device)).mean(dim=0).cpu().numpy().reshape(grid, grid)
+    at = predict(params, landmarks.to(device)).mean(dim=0).cpu()
+    values = {
+        "train_acc_mean": float(acc.mean()),
+        "train_acc_min": float(acc.min()),
+        "train_acc_max": float(acc.max()),
+        **enveloping(mean_map, axis, float(at[:2].mean()), float(at[2])),
+    }
+    return {
+        "status": "done",
+        "stop_reason": "max_epochs",
+        "history": [],
+        "measures": [
+            {"epoch": config["epochs"], "measure": k, "layer": "all", "k": None, "value": v} for k, v in values.items()
+        ],
+        "files": {"heatmap.npz": ArraysFile({"mean_pred": mean_map})},
+    }
+
+
+def results_table(runs: pd.DataFrame, values: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """``results.csv``: per depth (in order), the networks' count, width and epochs, their
+    training accuracy (mean, min, max) and :func:`enveloping`'s numbers. ``runs``: the store's
+    runs of one seed (``depth`` column), ``values``: their model-level values; ``config``: one
+    run's config (the options)."""
+    wide = values.pivot_table(index="run_id", columns="measure", values="value")
+    rows = []
+    for row in runs.sort_values("depth").itertuples():
+        got = wide.loc[row.id]
+        rows.append(
+            {
+                "depth": int(row.depth),
+                "name": depth_name(int(row.depth)),
+                "n_inits": config["n_inits"],
+                "width": config["width"],
+                "epochs": config["epochs"],
+                **{k: float(got[k]) for k in NUMBERS},
+            }
         )
-    _save_figure(table, np.stack(maps), axis, x.numpy(), y.numpy(), out / "toy_heatmaps.png")
-    return table
+    return pd.DataFrame(rows)
 
 
-def _save_figure(
-    table: pd.DataFrame, maps: np.ndarray, axis: np.ndarray, x: np.ndarray, y: np.ndarray, path: Path
-) -> None:
+def heatmaps(table: pd.DataFrame, maps: list[np.ndarray], config: dict[str, Any]) -> dict[str, np.ndarray]:
+    """What ``toy_heatmaps.npz`` holds: the grid's axes, the depths, the mean prediction per
+    depth [depths, grid, grid] and the training points (``train_x``, ``train_y``)."""
+    x, y, _ = toy_data(config["n_per_cluster"], config["seed"])
+    axis = grid_axes(config["grid"])
+    return {
+        "grid_x": axis,
+        "grid_y": axis,
+        "depths": table["depth"].to_numpy(dtype=np.int64),
+        "mean_pred": np.stack(maps),
+        "train_x": x.numpy(),
+        "train_y": y.numpy(),
+    }
+
+
+def figure(table: pd.DataFrame, arrays: dict[str, np.ndarray]) -> Any:
     """One panel per depth: the mean prediction's heat map (red 0 to blue 1) under the training points."""
     from matplotlib.figure import Figure
 
+    maps, axis, x, y = arrays["mean_pred"], arrays["grid_x"], arrays["train_x"], arrays["train_y"]
     fig = Figure(figsize=(3.4 * len(table), 3.4))
     axes = fig.subplots(1, len(table), squeeze=False)
     extent = (axis[0], axis[-1], axis[0], axis[-1])
@@ -215,4 +239,4 @@ def _save_figure(
         ax.set_yticks([])
     fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="mean P(blue)")
     fig.suptitle(f"Mean prediction of {table['n_inits'].iloc[0]} initialisations per depth (thesis Fig. 2.1)")
-    save_figure(path, fig, dpi=80)
+    return fig

@@ -38,6 +38,7 @@ EXPERIMENTS = {
     "layer-rotation": "clusterprior.experiments.layer_rotation",
     "adapt-copy": "clusterprior.experiments.adapt_copy",
     "features": "clusterprior.experiments.features",
+    "toy": "clusterprior.experiments.toy",
 }
 
 
