@@ -229,3 +229,18 @@ def test_a_report_at_another_level_or_a_partial_arm_is_refused_or_waits(tmp_path
         decision.read_arm(tmp_path, "mnist1d-hier")
     row, rows = decision.read_arm(tmp_path, "digits-hier")
     assert row["status"] == "pending" and rows == []
+
+
+def test_the_committed_decision_is_the_rule_s(tmp_path: Path):
+    """results/chapter2-decided/decision/ is what the rule makes of the committed reports."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    committed = root / "chapter2-decided"
+    if not (committed / "decision").is_dir():
+        pytest.skip("no decision committed yet")
+    copy = tmp_path / "chapter2-decided"
+    shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("study.db*", "decision", "*.png", "*.html"))
+    fresh = decision.decide(copy, root / "chapter2")
+    for name in ("arms.csv", "measures.csv", "patterns.csv", "ladder.csv"):
+        pd.testing.assert_frame_equal(decision.read(fresh / name), decision.read(committed / "decision" / name))

@@ -20,6 +20,8 @@ BLOCKS = {
     "chapter2",
     "chapter2-fashion",
     "chapter2-h200-partial",
+    "chapter2-decided/decision",
+    "chapter2-decided/mnist1d-hier",
     "chapter4/adapt-copy",
     "chapter4/features",
 } | {f"chapter4/layer-rotation-{s}" for s in ("exploration", "lr", "weight-decay", "warmup", "adaptive")}
