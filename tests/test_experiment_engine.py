@@ -118,3 +118,48 @@ def test_an_experiment_runs_on_a_multi_node_ray_cluster(tmp_path: Path):
     assert not values.duplicated(["run_id", "epoch", "measure", "layer", "k"]).any()
     for run_id in set(values["run_id"]):
         assert (storage / "runs" / run_id / "dynamics.npz").is_file()
+
+
+@pytest.mark.slow
+def test_a_layer_rotation_study_killed_on_a_ray_cluster_resumes_with_every_run_once(tmp_path: Path):
+    """The driver of `clusterprior experiment layer-rotation --executor ray` on a head and two
+    worker nodes is SIGKILLed midway; a second driver finishes the study, and every run is
+    stored once with its curves."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
+    out = tmp_path / "lr"
+    command = [sys.executable, "-m", "clusterprior", "experiment", "layer-rotation", "--study", "weight-decay"]
+    command += ["--epochs", "2", "--data-option", "n_train=300", "--data-option", "n_test=100", "--seeds", "2"]
+    command += ["--executor", "ray", "--address", cluster.address, "--workers", "2", "--device", "cpu", "--quiet"]
+    command += ["--out", str(out)]
+    try:
+        proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline, done = time.time() + 300, 0
+        while time.time() < deadline and done < 2 and proc.poll() is None:
+            time.sleep(0.2)
+            if (out / "study.db").exists():
+                try:
+                    with sqlite3.connect(out / "study.db", timeout=5) as db:
+                        done = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
+                except sqlite3.OperationalError:
+                    pass
+        assert proc.poll() is None and done >= 2, "the driver should be midway"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert study.load(out).runs()["status"].tolist().count("done") < 6
+        again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-2000:]
+    finally:
+        cluster.shutdown()
+    with sqlite3.connect(out / "study.db") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs").fetchone() == (6, 6)
+        assert db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0] == 6
+    values = study.load(out).measures()
+    assert not values.duplicated(["run_id", "epoch", "measure", "layer", "k"]).any()
+    for run_id in study.load(out).runs()["id"]:
+        assert (out / "runs" / run_id / "curves.json").is_file()
+    assert len(pd.read_csv(out / "results.csv")) == 6 and (out / "verdicts.csv").is_file()
