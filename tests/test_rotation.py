@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from clusterprior import UserError, data, models, train
-from clusterprior.measures.rotation import step_tangent
-from clusterprior.models import kernel_rotation, kernels, snapshot
+from clusterprior.models import kernel_rotation, kernels, snapshot, step_tangent
 from clusterprior.probe import RotationMonitor
 from clusterprior.train.layca import BASES, Layca, alpha_multipliers
 

@@ -3,7 +3,8 @@
 The rotation of a layer is the cosine distance ``1 - <w0, w> / (|w0| |w|)`` between its
 flattened kernel now and at initialisation (:func:`clusterprior.models.kernel_rotation`);
 1 means orthogonal to the initialisation, the thesis's target. The rotation of one step is
-``tan(theta)`` between consecutive kernels. Recording rotation during training:
+``tan(theta)`` between consecutive kernels (:func:`clusterprior.models.step_tangent`). Recording
+rotation during training:
 :class:`clusterprior.probe.RotationMonitor`.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from clusterprior.models.structure import kernel_rotation, step_tangent
+from clusterprior.models.structure import kernel_rotation
 
 
 def layer_rotation(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
@@ -23,6 +24,3 @@ def layer_rotation(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> tup
     module name."""
     per = kernel_rotation(initial, dict(model.named_parameters()))
     return sum(per.values()) / len(per), {k.removesuffix(".weight"): v for k, v in per.items()}
-
-
-__all__ = ["layer_rotation", "step_tangent"]

@@ -28,6 +28,7 @@ from clusterprior.models.structure import (
     kernels,
     neuron_counts,
     snapshot,
+    step_tangent,
 )
 from clusterprior.models.wrn import wrn
 
@@ -51,6 +52,7 @@ __all__ = [
     "load_weights",
     "neuron_counts",
     "snapshot",
+    "step_tangent",
 ]
 
 
