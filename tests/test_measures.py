@@ -295,3 +295,18 @@ def test_a_neuron_whose_maximum_is_exactly_zero_is_dead():
     assert measures.layer_distance_ratio(with_zero, y, layerwise=True)[0] == pytest.approx(
         measures.layer_distance_ratio(layers, y, layerwise=True)[0], rel=1e-12
     ), "c4 drops it"
+
+
+def test_the_catalogue_is_a_table_of_named_entries():
+    """Each entry names its label (at most 10 characters, what the tables show), its
+    orientation as an Orientation, and reads only what inputs can give; the report's short
+    names are the catalogue's."""
+    from clusterprior.measures import CATALOGUE, Orientation
+    from clusterprior.measures.inputs import READS
+    from clusterprior.report.tables import SHORT
+
+    for name, entry in CATALOGUE.items():
+        assert entry.name == name and 0 < len(entry.label) <= 10, name
+        assert isinstance(entry.orientation, Orientation) and set(entry.reads) <= set(READS), name
+        assert SHORT.get(name, name) == entry.label
+    assert CATALOGUE["sigma_prime"].label == "sigma'" and CATALOGUE["param_norm"].orientation == -1

@@ -18,7 +18,8 @@ from rich.table import Table
 
 from clusterprior.cli.common import data_options
 from clusterprior.errors import UserError
-from clusterprior.measures.catalogue import CATALOGUE, INTRACLASS, Settings
+from clusterprior.measures.catalogue import CATALOGUE, INTRACLASS
+from clusterprior.measures.inputs import Settings
 from clusterprior.probe import DEFAULT_KINDS
 
 DEFAULT = Settings()

@@ -5,16 +5,8 @@ Functions take arrays (numpy or torch, on any device), not models, except c0 and
 baselines that read weights or outputs.
 """
 
-from clusterprior.measures.catalogue import (
-    BASELINE_NAMES,
-    CATALOGUE,
-    INTRACLASS,
-    Measure,
-    Probing,
-    Settings,
-    measure,
-    measure_sweep,
-)
+from clusterprior.measures.catalogue import BASELINE_NAMES, CATALOGUE, INTRACLASS, Measure, Orientation
+from clusterprior.measures.inputs import Probing, Settings
 from clusterprior.measures.intraclass import (
     interpolation_ratio,
     layer_distance_ratio,
@@ -22,12 +14,14 @@ from clusterprior.measures.intraclass import (
     neuron_subclass_selectivity,
     neuron_variance_ratio,
 )
+from clusterprior.measures.measuring import measure, measure_sweep
 
 __all__ = [
     "BASELINE_NAMES",
     "CATALOGUE",
     "INTRACLASS",
     "Measure",
+    "Orientation",
     "Probing",
     "Settings",
     "interpolation_ratio",

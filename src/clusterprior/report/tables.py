@@ -27,24 +27,7 @@ SHORT = {  # labels of the terminal table (at most 10 characters; the CSV files 
     "weight_decay": "wd",
     "dropout": "drop",
     "augment": "aug",
-    "sigma_prime": "sigma'",
-    "sigma_second": "sigma''",
-    "alpha_prime": "alpha'",
-    "alpha_second": "alpha''",
-    "distance_from_init": "dist-init",
-    "param_norm": "param-norm",
-    "log_spectral_product": "spec-prod",
-    "path_norm": "path-norm",
-    "output_margin": "margin",
-    "davies_bouldin": "DB",
-    "nc1": "NC1",
-    "layer_rotation": "rotation",
-    "ww_alpha": "ww-alpha",
-    "ww_alpha_weighted": "ww-alphaw",
-    "ww_log_norm": "ww-lognorm",
-    "ww_log_spectral_norm": "ww-logspec",
-    "ww_stable_rank": "ww-srank",
-}
+} | {name: entry.label for name, entry in CATALOGUE.items() if entry.label != name}  # the measures': the catalogue's
 
 
 @dataclass

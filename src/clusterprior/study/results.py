@@ -191,7 +191,8 @@ def _marks(values: list[Any]) -> str:
 def _own_k(measure: str, spec: str | None) -> int | None:
     """The top-k that a run's measures spec (JSON; None: the defaults) gives ``measure``'s
     model-level value."""
-    from clusterprior.measures.catalogue import CATALOGUE, Settings
+    from clusterprior.measures.catalogue import CATALOGUE
+    from clusterprior.measures.inputs import Settings
 
     entry = CATALOGUE.get(measure)
     return entry.k_of(Settings.of(json.loads(spec) if spec else {})) if entry else None

@@ -30,7 +30,8 @@ from pydantic import (
 
 from clusterprior.errors import UserError
 from clusterprior.files import fingerprint
-from clusterprior.measures.catalogue import Settings, check_names
+from clusterprior.measures.catalogue import check_names
+from clusterprior.measures.inputs import Settings
 from clusterprior.study import experiment
 from clusterprior.study.experiment import EXPERIMENTS
 from clusterprior.train.config import HELP, RULES, TrainConfig

@@ -193,7 +193,8 @@ OLD_SWEEP = re.compile(r"^(\w+)\[k=(\d+)\]$")  # the first schema named k-sweep 
 def _with_k(row: tuple, spec: dict[str, Any]) -> tuple:
     """A measures row of the first schema (run_id, epoch, measure, layer, value) with its k:
     parsed from a k-sweep row's name, else the k its run's spec gave the measure."""
-    from clusterprior.measures.catalogue import CATALOGUE, Settings
+    from clusterprior.measures.catalogue import CATALOGUE
+    from clusterprior.measures.inputs import Settings
 
     run_id, epoch, measure, layer, value = row
     swept = OLD_SWEEP.match(measure)
