@@ -9,7 +9,7 @@ limit only leaves runs unfinished), then ``clusterprior study report``. Each stu
 and status counts go to ``OUT/gpu_chapter2.json``. ``--quick`` is a CPU dry run of the
 whole script on a few runs of tiny data.
 
-    PYTHONPATH=src python3 benchmarks/gpu_chapter2.py --out "$OUT" --fashion-root data-carry/fashion-mnist
+    PYTHONPATH=src python3 scripts/gpu_chapter2.py --out "$OUT" --fashion-root data-carry/fashion-mnist
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ accuracy (mean [min, max] over seeds) of each:
 - ``new-head``: the same, with the output layer re-initialised before fine-tuning;
 - ``short-pre``: a quarter of the pre-training epochs (100, /5 at 94).
 
-Run: ``PYTHONPATH=src python3 benchmarks/wtm_pretrain_variants.py [--seeds 3] [--device cuda]``.
+Run: ``PYTHONPATH=src python3 scripts/wtm_pretrain_variants.py [--seeds 3] [--device cuda]``.
 """
 
 from __future__ import annotations
