@@ -15,7 +15,7 @@ from clusterprior.measures.sharpness import alpha_sharpness, sigma_sharpness
 
 def test_distance_from_init_grows_with_movement():
     model = nn.Linear(3, 2)
-    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    initial = models.initial_weights(model)
     assert baselines.distance_from_init(model, initial) == 0.0
     with torch.no_grad():
         model.weight.add_(0.1)

@@ -26,8 +26,8 @@ from clusterprior.models.structure import device_of, evaluating, kernels
 def distance_from_init(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> float:
     """||w - w_0||_2 over all trainable parameters, flattened together (Jiang et al. 2020).
 
-    ``initial``: the parameters at initialisation, e.g. ``{n: p.detach().clone() for n, p in
-    model.named_parameters()}`` taken before training."""
+    ``initial``: the parameters at initialisation, :func:`clusterprior.models.initial_weights`
+    taken before training."""
     return math.sqrt(sum(v * v for v in distance_from_init_layers(model, initial).values()))
 
 
@@ -38,7 +38,7 @@ def distance_from_init_layers(model: nn.Module, initial: Mapping[str, torch.Tens
     if missing:
         raise UserError(
             f"the initial weights lack {missing[0]!r}: distance from initialisation needs every parameter "
-            "({n: p.detach().clone() for n, p in model.named_parameters()}), not a snapshot of the kernels"
+            "(models.initial_weights(model)), not a snapshot of the kernels"
         )
     return {
         name: float((p.detach().double().cpu() - initial[name].double().cpu()).norm())

@@ -32,8 +32,15 @@ def kernels(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of the kernels (e.g. the initial ones)."""
+    """A detached copy of the kernels (e.g. the initial ones: what the rotation probes compare)."""
     return {k: w.detach().clone() for k, w in kernels(model).items()}
+
+
+def initial_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every parameter, by name: taken before training, the ``initial`` that
+    the measures reading the initialisation need (distance from initialisation over all
+    parameters, layer rotation over the kernels)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
 def cosine_distance(u: torch.Tensor, v: torch.Tensor) -> float:

@@ -146,7 +146,7 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
     probe = probe_split(train_split, ms["samples"])
     torch.manual_seed(t["seed"])
     model = models.from_config(m, train_split.input_shape, train_split.n_classes)
-    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    initial = models.initial_weights(model)
     rows: list[dict[str, Any]] = []
     snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
     latest: dict[str, Any] = {}
