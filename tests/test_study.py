@@ -351,7 +351,16 @@ def test_a_new_measure_is_one_catalogue_entry(monkeypatch, tmp_path: Path):
         lambda i: float(i.reps.post[-1].mean()),
         lambda i: {n: float(p.mean()) for n, p in zip(i.reps.names, i.reps.post, strict=True)},
     )
-    entry = catalogue.Measure("mean_activation", "baseline", "model", -1, ("post",), mean_post, "mean activation")
+    entry = catalogue.Measure(
+        name="mean_activation",
+        label="mean-act",
+        family="baseline",
+        level="model",
+        orientation=catalogue.Orientation.LOWER_IS_BETTER,
+        reads=("post",),
+        function=mean_post,
+        description="mean activation",
+    )
     monkeypatch.setitem(catalogue.CATALOGUE, "mean_activation", entry)
     text = """
 [data]

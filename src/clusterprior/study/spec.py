@@ -163,6 +163,10 @@ class MeasureSpec(_Strict):
         """Each point once, in training order (the same points make the same run id)."""
         return [p for p in typing.get_args(Point) if p in at]
 
+    def settings(self) -> Settings:
+        """The measurement's :class:`~clusterprior.measures.Settings` this section sets."""
+        return Settings.of(self.model_dump())
+
     @model_validator(mode="after")
     def _sweep_at_the_end(self) -> MeasureSpec:
         if self.k_sweep and "final" not in self.at:

@@ -13,16 +13,19 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
 from clusterprior.data import Split
 from clusterprior.errors import UserError
+from clusterprior.measures.inputs import Settings
 from clusterprior.study import artifacts
 
-MEASURE_SEED = 0  # the seed of the probe subset (measures use Settings.seed, also 0)
+if TYPE_CHECKING:
+    from clusterprior.study.spec import MeasureSpec
+
 EXPECTED = (  # warnings a run raises by design, each documented where it is raised: not kept
     r"layers .* have no live neuron",  # a dead layer is left out of the measures
     r"subclasses .* are alone in their class",  # a superclass of one subclass is left out of c0-c2
@@ -66,7 +69,7 @@ def kept_warnings() -> Iterator[list[str]]:
 def measure_rows(
     model: torch.nn.Module,
     split: Split,
-    spec: dict[str, Any],
+    spec: MeasureSpec,
     epoch: int,
     initial: dict[str, torch.Tensor],
     reps: Any = None,
@@ -74,19 +77,17 @@ def measure_rows(
     """The spec's measures of ``model`` as long-format rows (epoch, measure, layer, k, value;
     layer "all" for model values); ``reps``: the probe's representations of ``split.x``, when
     already captured."""
-    from clusterprior.measures import Settings, measure
+    from clusterprior.measures import measure
 
-    frame = measure(model, split, spec["names"], initial=initial, settings=Settings.of(spec), reps=reps)
+    frame = measure(model, split, spec.names, initial=initial, settings=spec.settings(), reps=reps)
     return _rows(frame, epoch)
 
 
-def sweep_rows(
-    model: torch.nn.Module, split: Split, spec: dict[str, Any], epoch: int, reps: Any
-) -> list[dict[str, Any]]:
+def sweep_rows(model: torch.nn.Module, split: Split, spec: MeasureSpec, epoch: int, reps: Any) -> list[dict[str, Any]]:
     """The k-sweep of the spec's ``k_sweep`` (thesis Fig. 2.5), as rows of :func:`measure_rows`."""
-    from clusterprior.measures import Settings, measure_sweep
+    from clusterprior.measures import measure_sweep
 
-    return _rows(measure_sweep(model, split, spec["k_sweep"], Settings.of(spec), reps), epoch)
+    return _rows(measure_sweep(model, split, spec.k_sweep, spec.settings(), reps), epoch)
 
 
 def _rows(frame: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
@@ -107,7 +108,8 @@ def probe_split(split: Split, samples: int | None) -> Split:
     """A fixed random subset of ``samples`` training examples (all of them when None)."""
     if samples is None or samples >= len(split):
         return split
-    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(MEASURE_SEED))[:samples]
+    seed = Settings().seed  # the measurements' seed draws the probe subset too
+    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:samples]
     return Split(split.x[idx], split.y[idx], None if split.sub is None else split.sub[idx], split.meta, split.split)
 
 
@@ -135,7 +137,7 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
     if threads:
         torch.set_num_threads(threads)
     d, m, t = config["data"], config["model"], config["train"]
-    ms = MeasureSpec.model_validate(config["measures"]).model_dump()  # the defaults of options added since
+    ms = MeasureSpec.model_validate(config["measures"])  # typed; the defaults of options added since
     files_at = artifacts.Storage(storage)
     files_at.check()  # before training: a node that cannot reach the storage fails at once
     try:
@@ -143,14 +145,14 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
         test_split = data.load(d["name"], "test", **d["options"])
     except UserError as e:  # each node reads the data from its own disk
         raise UserError(f"node {socket.gethostname()}: {e}") from None
-    probe = probe_split(train_split, ms["samples"])
+    probe = probe_split(train_split, ms.samples)
     torch.manual_seed(t["seed"])
     model = models.from_config(m, train_split.input_shape, train_split.n_classes)
     initial = models.initial_weights(model)
     rows: list[dict[str, Any]] = []
     snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
     latest: dict[str, Any] = {}
-    every, at = ms["track_every"], ms["at"]
+    every, at = ms.track_every, ms.at
     config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
 
     def measure(net: torch.nn.Module, epoch: int) -> None:
@@ -159,7 +161,7 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
         latest["epochs"].add(epoch)
         latest["reps"] = probe_mod.collect(net, probe.x)  # captured once per measurement
         rows.extend(measure_rows(net, probe, ms, epoch, initial, latest["reps"]))
-        if ms["save_preactivations"]:
+        if ms.save_preactivations:
             snapshots[epoch] = latest["reps"]
 
     def clean_loss(state: train.EpochState) -> float:
@@ -172,7 +174,7 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
         return train.evaluate(state.model, latest["x"], latest["y"], *args)[0]
 
     def track(state: train.EpochState) -> None:
-        if "fit" in at and "fit_epoch" not in latest and clean_loss(state) < ms["fit_loss"]:
+        if "fit" in at and "fit_epoch" not in latest and clean_loss(state) < ms.fit_loss:
             latest["fit_epoch"] = state.epoch
             measure(state.model, state.epoch)
         if every and state.epoch % every == 0:
@@ -184,7 +186,7 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
     last = len(result.history)
     if result.status == "done" and "final" in at:
         measure(model, last)
-        if ms["k_sweep"]:
+        if ms.k_sweep:
             rows.extend(sweep_rows(model, probe, ms, last, latest["reps"]))
     header = {"data": d, "train": t, "run": config["id"]}
     files: dict[str, Callable[[Path], Any]] = {
@@ -198,7 +200,7 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
         "stop_reason": result.stop_reason,
         "history": result.history,
         "measures": rows,
-        "fit_epoch": latest.get("fit_epoch", _fit_epoch(result.history, ms["fit_loss"])),
+        "fit_epoch": latest.get("fit_epoch", _fit_epoch(result.history, ms.fit_loss)),
         "n_test": len(test_split),
     }
 
