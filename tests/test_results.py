@@ -83,6 +83,13 @@ def test_every_committed_run_id_is_found_from_its_spec():
             assert not any(added[part] & set(r[part]) for r in runs for part in added), spec
         found += len(reported)
     assert found == 525
+    decided = 0  # the pre-registered study's arms (results/chapter2-decided/ARM/), with the options they set
+    for spec in sorted(RESULTS.glob("chapter2-decided/*/study.toml")):
+        if (spec.parent / "report" / "models.csv").is_file():
+            reported = set(pd.read_csv(spec.parent / "report" / "models.csv")["run_id"])
+            assert reported <= {r["id"] for r in expand(load_spec(spec))}, f"{spec}: run ids moved"
+            decided += len(reported)
+    assert decided >= 384, "the pilot's 384 runs at least"
 
 
 def test_a_new_option_set_away_from_its_default_makes_a_new_run():

@@ -419,8 +419,9 @@ def cause(found: pd.DataFrame) -> tuple[str, str]:
 
 def _arm_line(a: pd.Series) -> str:
     if a["status"] != "complete":
-        planned = "" if a["planned"] != a["planned"] else f" of {int(a['planned'])}"
-        return f"| {a['arm']} | {int(a['models'])}{planned} | pending | | | | | | |"
+        planned = "" if a["planned"] != a["planned"] else f", {int(a['planned'])} planned"
+        reported = f"{int(a['models'])} in its report" if a["models"] else "no report yet"
+        return f"| {a['arm']} | {reported}{planned} | pending | | | | | | |"
     power = f"{a['half_width_95']:.2f}" + ("" if a["powered"] else " (underpowered)")
     return (
         f"| {a['arm']} | {int(a['models'])} | {int(a['reproduced'])} of {int(a['primary'])}: **{a['final']}** | "
