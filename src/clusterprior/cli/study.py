@@ -231,7 +231,7 @@ def study_decide(
     from clusterprior.report import decision
 
     out = decision.decide(root, earlier)
-    found = decision.read(out / "patterns.csv").fillna("")
+    found = decision.read(out / "patterns.csv").astype(object).fillna("")
     for row in found.itertuples():
         print(f"{row.matches:>7}  {row.pattern}: {row.evidence}")
     named, pattern = decision.cause(found)

@@ -438,7 +438,7 @@ def block(folder: str | Path, cite: str) -> str:
     folder = Path(folder)
     arms = read(folder / "arms.csv")
     measures = read(folder / "measures.csv")
-    found = read(folder / "patterns.csv").fillna("")
+    found = read(folder / "patterns.csv").astype(object).fillna("")
     lines = [
         "The pre-registered rule ([docs/preregistration/chapter2-decided.md]"
         f"(docs/preregistration/chapter2-decided.md)) applied to the arms' reports (`{cite}/`):",
