@@ -59,7 +59,7 @@ def test_an_experiment_spec_is_checked_like_any_spec(tmp_path: Path):
 
 @pytest.mark.slow
 def test_sigkill_midway_then_resume_stores_every_run_once_and_the_same_results(tmp_path: Path, capsys):
-    spec = write_spec(tmp_path, scale=0.05, seeds="[0, 1, 2]")
+    spec = write_spec(tmp_path, scale=0.1, seeds="[0, 1, 2]")  # runs of seconds: the kill lands midway
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     command = [sys.executable, "-m", "clusterprior", "study", "run", str(spec), "--workers", "2", "--quiet", "--out"]
     proc = subprocess.Popen([*command, str(killed)], start_new_session=True, stdout=subprocess.DEVNULL)
@@ -133,7 +133,7 @@ def test_a_layer_rotation_study_killed_on_a_ray_cluster_resumes_with_every_run_o
     cluster.add_node(num_cpus=1)
     out = tmp_path / "lr"
     command = [sys.executable, "-m", "clusterprior", "experiment", "layer-rotation", "--study", "weight-decay"]
-    command += ["--epochs", "2", "--data-option", "n_train=300", "--data-option", "n_test=100", "--seeds", "2"]
+    command += ["--epochs", "8", "--data-option", "n_train=1500", "--data-option", "n_test=100", "--seeds", "2"]
     command += ["--executor", "ray", "--address", cluster.address, "--workers", "2", "--device", "cpu", "--quiet"]
     command += ["--out", str(out)]
     try:
