@@ -1,9 +1,11 @@
-"""Shared fixtures: small fake CIFAR archives in the real on-disk format."""
+"""Shared fixtures: small fake CIFAR archives in the real on-disk format, a two-node Ray cluster."""
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,3 +77,21 @@ def cifar100_root(tmp_path: Path) -> Path:
         },
     )
     return tmp_path
+
+
+@pytest.fixture
+def two_node_cluster() -> Iterator[Any]:
+    """A multi-node Ray cluster on this machine (``ray.cluster_utils.Cluster``): a head with no
+    CPU (the driver's node runs no run) and two worker nodes of one CPU each; shut down after
+    the test (and Ray with it, if the test connected)."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -32,13 +32,13 @@ seed = [0, 1]
 
 
 @pytest.mark.slow
-def test_a_node_lost_mid_run_is_retried_elsewhere_and_every_run_is_stored_once(tmp_path: Path, capsys):
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-    from ray.cluster_utils import Cluster
+def test_a_node_lost_mid_run_is_retried_elsewhere_and_every_run_is_stored_once(
+    tmp_path: Path, capsys, two_node_cluster
+):
+    import ray
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the driver's node runs no run
-    doomed = cluster.add_node(num_cpus=1)
-    cluster.add_node(num_cpus=1)
+    cluster = two_node_cluster
+    doomed = cluster.worker_nodes.copy().pop()
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     lost: dict[str, str] = {}
 
@@ -59,22 +59,18 @@ def test_a_node_lost_mid_run_is_retried_elsewhere_and_every_run_is_stored_once(t
 
     killer = threading.Thread(target=remove_a_node_holding_a_run)
     storage = tmp_path / "shared"  # a place every node reaches, apart from the study directory
-    try:
-        killer.start()
-        counts = study.run_study(
-            study.parse(SPEC),
-            tmp_path / "study",
-            executor="ray",
-            workers=2,
-            address=cluster.address,
-            device="cpu",
-            quiet=True,
-            storage=str(storage),
-        )
-        killer.join()
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    killer.start()
+    counts = study.run_study(
+        study.parse(SPEC),
+        tmp_path / "study",
+        executor="ray",
+        workers=2,
+        address=cluster.address,
+        device="cpu",
+        quiet=True,
+        storage=str(storage),
+    )
+    killer.join()
     assert lost, "a node holding a running run should have been removed"
     assert counts == {"done": 4}
     runs = study.load(tmp_path / "study").runs().set_index("id")

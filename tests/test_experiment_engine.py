@@ -3,8 +3,6 @@ lock, resume after SIGKILL and every executor (the local pool, a multi-node Ray 
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +14,7 @@ import pytest
 
 from clusterprior import UserError, study
 from clusterprior.cli import main
+from tests.running import kill_group, wait_for_done
 
 SPEC = """
 name = "wtm"
@@ -63,18 +62,9 @@ def test_sigkill_midway_then_resume_stores_every_run_once_and_the_same_results(t
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     command = [sys.executable, "-m", "clusterprior", "study", "run", str(spec), "--workers", "2", "--quiet", "--out"]
     proc = subprocess.Popen([*command, str(killed)], start_new_session=True, stdout=subprocess.DEVNULL)
-    deadline, done = time.time() + 240, 0
-    while time.time() < deadline and done < 2:
-        time.sleep(0.2)
-        if (killed / "study.db").exists():
-            try:
-                with sqlite3.connect(killed / "study.db", timeout=5) as db:
-                    done = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
-            except sqlite3.OperationalError:
-                pass
+    done = wait_for_done(killed, 2, time.time() + 240)
     assert done >= 2, "the study should have finished two runs before the kill"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     assert study.load(killed).runs()["status"].tolist().count("done") < 6
     assert subprocess.run([*command, str(killed)], timeout=300).returncode == 0
     assert subprocess.run([*command, str(clean)], timeout=300).returncode == 0
@@ -90,29 +80,21 @@ def test_sigkill_midway_then_resume_stores_every_run_once_and_the_same_results(t
 
 
 @pytest.mark.slow
-def test_an_experiment_runs_on_a_multi_node_ray_cluster(tmp_path: Path):
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-    from ray.cluster_utils import Cluster
+def test_an_experiment_runs_on_a_multi_node_ray_cluster(tmp_path: Path, two_node_cluster):
+    import ray
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the driver's node runs no run
-    cluster.add_node(num_cpus=1)
-    cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    ray.init(address=two_node_cluster.address, include_dashboard=False, log_to_driver=False)
     storage = tmp_path / "shared"
-    try:
-        counts = study.run_study(
-            study.load_spec(write_spec(tmp_path)),
-            tmp_path / "study",
-            executor="ray",
-            workers=2,
-            address=cluster.address,
-            device="cpu",
-            quiet=True,
-            storage=str(storage),
-        )
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    counts = study.run_study(
+        study.load_spec(write_spec(tmp_path)),
+        tmp_path / "study",
+        executor="ray",
+        workers=2,
+        address=two_node_cluster.address,
+        device="cpu",
+        quiet=True,
+        storage=str(storage),
+    )
     assert counts == {"done": 4}
     values = stored(tmp_path / "study")
     assert not values.duplicated(["run_id", "epoch", "measure", "layer", "k"]).any()
@@ -121,40 +103,22 @@ def test_an_experiment_runs_on_a_multi_node_ray_cluster(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_layer_rotation_study_killed_on_a_ray_cluster_resumes_with_every_run_once(tmp_path: Path):
+def test_a_layer_rotation_study_killed_on_a_ray_cluster_resumes_with_every_run_once(tmp_path: Path, two_node_cluster):
     """The driver of `clusterprior experiment layer-rotation --executor ray` on a head and two
     worker nodes is SIGKILLed midway; a second driver finishes the study, and every run is
     stored once with its curves."""
-    pytest.importorskip("ray", reason="the ray extra is not installed")
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=1)
-    cluster.add_node(num_cpus=1)
     out = tmp_path / "lr"
     command = [sys.executable, "-m", "clusterprior", "experiment", "layer-rotation", "--study", "weight-decay"]
     command += ["--epochs", "8", "--data-option", "n_train=1500", "--data-option", "n_test=100", "--seeds", "2"]
-    command += ["--executor", "ray", "--address", cluster.address, "--workers", "2", "--device", "cpu", "--quiet"]
-    command += ["--out", str(out)]
-    try:
-        proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline, done = time.time() + 300, 0
-        while time.time() < deadline and done < 2 and proc.poll() is None:
-            time.sleep(0.2)
-            if (out / "study.db").exists():
-                try:
-                    with sqlite3.connect(out / "study.db", timeout=5) as db:
-                        done = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
-                except sqlite3.OperationalError:
-                    pass
-        assert proc.poll() is None and done >= 2, "the driver should be midway"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert study.load(out).runs()["status"].tolist().count("done") < 6
-        again = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        assert again.returncode == 0, again.stderr[-2000:]
-    finally:
-        cluster.shutdown()
+    command += ["--executor", "ray", "--address", two_node_cluster.address, "--workers", "2", "--device", "cpu"]
+    command += ["--quiet", "--out", str(out)]
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = wait_for_done(out, 2, time.time() + 300, proc)
+    assert proc.poll() is None and done >= 2, "the driver should be midway"
+    kill_group(proc)
+    assert study.load(out).runs()["status"].tolist().count("done") < 6
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
     with sqlite3.connect(out / "study.db") as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs").fetchone() == (6, 6)
         assert db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0] == 6

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +13,7 @@ import pytest
 from clusterprior import UserError, study
 from clusterprior.cli import main
 from clusterprior.study.spec import dump, parse
+from tests.running import kill_group, wait_for_done
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -285,18 +284,9 @@ def test_second_driver_refused_then_sigkill_midway_and_restart_stores_every_run_
     assert proc.poll() is None, "the first driver should still be running"
     assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
     assert f"another driver is running this study (pid {proc.pid} on " in second.stderr
-    done = 0
-    while time.time() < deadline and done < 2:
-        time.sleep(0.3)
-        if (killed / "study.db").exists():
-            try:
-                with sqlite3.connect(killed / "study.db", timeout=5) as db:
-                    done = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
-            except sqlite3.OperationalError:
-                pass
+    done = wait_for_done(killed, 2, deadline)
     assert done >= 2, "the study should have finished two runs before the kill"
-    os.killpg(proc.pid, signal.SIGKILL)  # the dead driver's lock is taken over below, with no clean-up
-    proc.wait()
+    kill_group(proc)  # the dead driver's lock is taken over below, with no clean-up
     assert study.load(killed).runs()["status"].tolist().count("done") < 6
     assert subprocess.run([*command, str(killed)], timeout=300).returncode == 0
     assert subprocess.run([*command, str(clean)], timeout=300).returncode == 0
