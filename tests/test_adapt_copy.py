@@ -58,7 +58,7 @@ def test_the_command_writes_its_files_and_refuses_bad_values(tmp_path, capsys):
     assert results["classifier_norm"][0] != pytest.approx(1.0, abs=1e-3)
     capsys.readouterr()
     for args, fragment in (
-        (["--method", "sgd"], "unknown --method 'sgd'"),
+        (["--method", "sgd"], "unknown adaptive method 'sgd'"),
         (["--task", "nope"], "unknown task 'nope'"),
         (["--task", "C10-CNN1", "--method", "adam"], "the task runs no adam"),
     ):

@@ -47,8 +47,8 @@ def experiment_layer_rotation(
     from clusterprior.experiments import layer_rotation as lr_exp
     from clusterprior.files import save_figure, write_csv, write_text
 
-    if study is not None and study not in lr_exp.STUDIES:
-        raise UserError(f"unknown --study {study!r}; available: {', '.join(lr_exp.STUDIES)}")
+    if study is not None:
+        lr_exp.STUDIES.check([study])  # an unknown --study fails here, before any run
     if seeds < 1:
         raise UserError("--seeds must be >= 1")
     if epochs is not None and epochs < 1:
@@ -150,8 +150,6 @@ def _task(name: str, epochs: int | None) -> Any:
     """A layer-rotation task by name, its epochs overridden (milestones kept below them)."""
     from clusterprior.experiments import layer_rotation as lr_exp
 
-    if name not in lr_exp.TASKS:
-        raise UserError(f"unknown task {name!r}; available: {', '.join(lr_exp.TASKS)}")
     chosen = lr_exp.TASKS[name]
     if epochs is not None and epochs < 1:
         raise UserError("--epochs must be >= 1")
@@ -188,8 +186,8 @@ def experiment_adapt_copy(
     from clusterprior.files import save_figure, write_csv, write_text
     from clusterprior.report import figures
 
-    if method is not None and method not in adapt_copy.METHODS:
-        raise UserError(f"unknown --method {method!r}; available: {', '.join(adapt_copy.METHODS)}")
+    if method is not None:
+        adapt_copy.METHODS.check([method])  # an unknown --method fails here, before any run
     if epochs is not None and epochs < 1:
         raise UserError("--epochs must be >= 1")
     options: dict[str, Any] = {"task": task} | ({"epochs": epochs} if epochs is not None else {})
@@ -318,9 +316,7 @@ def experiment_winner_take_most(
     if not names:
         raise UserError(f"--setting names no setting; available: {', '.join(wtm.SETTINGS)}, all")
     names = list(dict.fromkeys(names))  # each once, in order
-    unknown = [n for n in names if n not in wtm.SETTINGS]
-    if unknown:
-        raise UserError(f"unknown setting {unknown[0]!r}; available: {', '.join(wtm.SETTINGS)}, all")
+    wtm.SETTINGS.check(names)
     if seeds < 1:
         raise UserError("--seeds must be >= 1")
     heavy = [n for n in names if wtm.SETTINGS[n].heavy]

@@ -10,43 +10,37 @@ from typing import Any
 
 from clusterprior.data.base import Raw, Split, finish
 from clusterprior.errors import UserError
+from clusterprior.registry import Registry
 
 Loader = Callable[..., Raw]
-_LOADERS: dict[str, Loader] = {}
+LOADERS: Registry[Loader] = Registry("data set", also=", or a path to an .npz file")
 _UNCACHED: set[str] = set()
 
 
 def register(name: str, cache: bool = True) -> Callable[[Loader], Loader]:
-    """Register ``loader(**options) -> Raw`` under ``name``.
+    """Register ``loader(**options) -> Raw`` under ``name`` (in :data:`LOADERS`).
 
     ``cache=False`` for loaders that read files (their result depends on more than
     the options); they may cache their own reads.
     """
 
     def deco(loader: Loader) -> Loader:
-        _LOADERS[name] = loader
         if not cache:
             _UNCACHED.add(name)
-        return loader
+        return LOADERS.add(name, loader)
 
     return deco
 
 
 def available() -> list[str]:
     """Names accepted by :func:`load` (besides a path to an ``.npz`` file)."""
-    return sorted(_LOADERS)
+    return sorted(LOADERS)
 
 
 def options_of(name: str) -> dict[str, Any]:
     """The options of data set ``name`` with their defaults."""
-    params = inspect.signature(_resolve(name)).parameters
+    params = inspect.signature(LOADERS[name]).parameters
     return {p.name: p.default for p in params.values()}
-
-
-def _resolve(name: str) -> Loader:
-    if name in _LOADERS:
-        return _LOADERS[name]
-    raise UserError(f"unknown data set {name!r}; available: {', '.join(available())}, or a path to an .npz file")
 
 
 def _hashable(value: Any) -> Any:
@@ -55,7 +49,7 @@ def _hashable(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=4)
 def _generate(name: str, frozen: tuple[tuple[str, Any], ...]) -> Raw:
-    return _LOADERS[name](**dict(frozen))
+    return LOADERS[name](**dict(frozen))
 
 
 def load(name: str, split: str = "train", *, normalize: str | None = None, **options: Any) -> Split:
@@ -69,7 +63,7 @@ def load(name: str, split: str = "train", *, normalize: str | None = None, **opt
     """
     if split not in ("train", "test"):
         raise UserError(f"split must be 'train' or 'test', got {split!r}")
-    if name not in _LOADERS and (name.endswith(".npz") or os.path.isfile(name)):
+    if name not in LOADERS and (name.endswith(".npz") or os.path.isfile(name)):
         options = {"path": name, **options}
         name = "npz"
     allowed = options_of(name)
@@ -77,6 +71,6 @@ def load(name: str, split: str = "train", *, normalize: str | None = None, **opt
     if unknown:
         raise UserError(f"data set {name!r} has no option {unknown[0]!r}; allowed: {', '.join(allowed) or 'none'}")
     if name in _UNCACHED:
-        return finish(_LOADERS[name](**options), split, normalize)
+        return finish(LOADERS[name](**options), split, normalize)
     frozen = tuple(sorted((k, _hashable(v)) for k, v in options.items()))
     return finish(_generate(name, frozen), split, normalize)

@@ -35,11 +35,14 @@ from clusterprior.experiments.layer_rotation import (
     train_one,
 )
 from clusterprior.models.structure import kernels
+from clusterprior.registry import Registry
 from clusterprior.study.experiment import JsonFile
 from clusterprior.train.layca import Layca
 
 # method: the base optimizer of its copy
-METHODS = {"adam": "sgd-amom", "rmsprop": "sgd", "adagrad": "sgd"}
+METHODS: Registry[str] = Registry(  # adaptive method -> the copy's base optimizer
+    "adaptive method", {"adam": "sgd-amom", "rmsprop": "sgd", "adagrad": "sgd"}
+)
 COPY_LR = 3.0**-3  # the group rate of the copy's non-kernel parameters (BatchNorm); the kernels follow the record
 CLAIMS = {
     "generalization": "the copy's test accuracy is within 1 point of the adaptive method's",
@@ -73,8 +76,7 @@ def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any
     method = hparams.get("method") or (next(iter(task.adaptive)) if task.adaptive else None)
     if method is None:
         raise UserError("the thesis runs no adaptive method on this task (SPEC.md 4.4)")
-    if method not in METHODS:
-        raise UserError(f"unknown adaptive method {method!r}; available: {', '.join(METHODS)}")
+    METHODS.check([method])
     if method not in task.adaptive:
         raise UserError(f"the task runs no {method} (SPEC.md 4.4); its adaptive methods: {', '.join(task.adaptive)}")
     decay = {"weight_decay": task.adaptive_weight_decay} if task.adaptive_weight_decay else {}

@@ -23,6 +23,7 @@ from clusterprior import data, models, train
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
 from clusterprior.probe.rotation import IterationRotation, RotationMonitor, SecondMoments, StepRates
+from clusterprior.registry import Registry
 from clusterprior.study.experiment import JsonFile
 
 # (alpha, rho(0)): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
@@ -76,75 +77,78 @@ class Task:
         return replace(self, epochs=epochs, milestones=kept, decay_schedule=schedule)
 
 
-TASKS: dict[str, Task] = {
-    "cpu": Task(
-        "mnist1d-hier",
-        "cnn",
-        30,
-        (20, 27),
-        note="2 CPU cores, minutes: a small 1-D CNN on MNIST-1D",
-        warmup_lr=3.0,  # 3^-1 needs no warm-up on this task; 3^1 is the large rate that does
-        warmup_epochs=(0, 2, 5),
-    ),
-    # SPEC.md 4.4, for a GPU with the CIFAR archives; our zoo's closest architectures:
-    "C10-CNN1": Task(
-        "cifar10",
-        "vgg",
-        100,
-        (80, 90, 97),
-        model_options={"stages": [32, 64, 128, 256], "convs": 6},
-        note="25-layer VGG-style CNN (ours: BN before ReLU; the thesis: Conv-ReLU-BN)",
-        adaptive={"rmsprop": 3.0**-6},
-    ),
-    "C100-resnet": Task(
-        "cifar100",
-        "wrn",
-        100,
-        (70, 90, 97),
-        gamma=0.1,
-        model_options={"stages": [16, 32, 64], "blocks": 5},
-        note="ResNet-32 (ours: pre-activation blocks)",
-        adaptive={"adam": 3.0**-5},
-    ),
-    "C10-CNN2": Task(
-        "cifar10",
-        "vgg",
-        250,
-        (100, 170, 220),
-        augment=True,
-        model_options={"stages": [64, 128, 256, 512, 512], "convs": 3},
-        note="VGG-16-like torch-blog CNN without dropout (ours: 3 convs in every stage, no dense head)",
-        weight_decay=1e-3,
-        decay_schedule={"lr": 0.5, "milestones": tuple(range(25, 250, 25)), "gamma": 0.5},
-        adaptive={"rmsprop": 3e-4},
-        adaptive_weight_decay=1e-3,
-    ),
-    "C100-WRN": Task(
-        "cifar100",
-        "wrn",
-        250,
-        (100, 170, 220),
-        augment=True,
-        model_options={"stages": [160, 320, 640], "blocks": 4},
-        note="WRN-28-10 (the thesis adds dropout 0.3)",
-        sgd={"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "lr": 3.0**-2},
-        weight_decay=1e-3,
-        # the thesis: 200 epochs, x0.2 at 60, 120, 160; here within the task's 250 epochs
-        decay_schedule={"lr": 0.1, "milestones": (60, 120, 160), "gamma": 0.2},
-        adaptive={"adam": 3e-4},
-        adaptive_weight_decay=1e-3,
-    ),
-    "C10-resnet": Task(
-        "cifar10",
-        "wrn",
-        200,
-        (60, 120, 160),
-        augment=True,
-        model_options={"stages": [16, 32, 64], "blocks": 18},
-        note="ResNet-110, the warm-up study's task (ours: pre-activation blocks)",
-        adaptive={},  # the thesis runs no adaptive method on it
-    ),
-}
+TASKS: Registry[Task] = Registry(
+    "task",
+    {
+        "cpu": Task(
+            "mnist1d-hier",
+            "cnn",
+            30,
+            (20, 27),
+            note="2 CPU cores, minutes: a small 1-D CNN on MNIST-1D",
+            warmup_lr=3.0,  # 3^-1 needs no warm-up on this task; 3^1 is the large rate that does
+            warmup_epochs=(0, 2, 5),
+        ),
+        # SPEC.md 4.4, for a GPU with the CIFAR archives; our zoo's closest architectures:
+        "C10-CNN1": Task(
+            "cifar10",
+            "vgg",
+            100,
+            (80, 90, 97),
+            model_options={"stages": [32, 64, 128, 256], "convs": 6},
+            note="25-layer VGG-style CNN (ours: BN before ReLU; the thesis: Conv-ReLU-BN)",
+            adaptive={"rmsprop": 3.0**-6},
+        ),
+        "C100-resnet": Task(
+            "cifar100",
+            "wrn",
+            100,
+            (70, 90, 97),
+            gamma=0.1,
+            model_options={"stages": [16, 32, 64], "blocks": 5},
+            note="ResNet-32 (ours: pre-activation blocks)",
+            adaptive={"adam": 3.0**-5},
+        ),
+        "C10-CNN2": Task(
+            "cifar10",
+            "vgg",
+            250,
+            (100, 170, 220),
+            augment=True,
+            model_options={"stages": [64, 128, 256, 512, 512], "convs": 3},
+            note="VGG-16-like torch-blog CNN without dropout (ours: 3 convs in every stage, no dense head)",
+            weight_decay=1e-3,
+            decay_schedule={"lr": 0.5, "milestones": tuple(range(25, 250, 25)), "gamma": 0.5},
+            adaptive={"rmsprop": 3e-4},
+            adaptive_weight_decay=1e-3,
+        ),
+        "C100-WRN": Task(
+            "cifar100",
+            "wrn",
+            250,
+            (100, 170, 220),
+            augment=True,
+            model_options={"stages": [160, 320, 640], "blocks": 4},
+            note="WRN-28-10 (the thesis adds dropout 0.3)",
+            sgd={"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "lr": 3.0**-2},
+            weight_decay=1e-3,
+            # the thesis: 200 epochs, x0.2 at 60, 120, 160; here within the task's 250 epochs
+            decay_schedule={"lr": 0.1, "milestones": (60, 120, 160), "gamma": 0.2},
+            adaptive={"adam": 3e-4},
+            adaptive_weight_decay=1e-3,
+        ),
+        "C10-resnet": Task(
+            "cifar10",
+            "wrn",
+            200,
+            (60, 120, 160),
+            augment=True,
+            model_options={"stages": [16, 32, 64], "blocks": 18},
+            note="ResNet-110, the warm-up study's task (ours: pre-activation blocks)",
+            adaptive={},  # the thesis runs no adaptive method on it
+        ),
+    },
+)
 
 
 def log3_of(rate: float) -> float:
@@ -188,11 +192,14 @@ def moment_epochs(epochs: int) -> tuple[int, ...]:
 Progress = Callable[[str, int], Sequence[train.Callback]]  # (run label, epochs) -> that run's epoch callbacks
 
 # name: (the recorder built on the model and the task, whether it is a step callback)
-RECORDERS: dict[str, tuple[Callable[[nn.Module, Task], Any], bool]] = {
-    "rates": (lambda model, task: StepRates(model), True),  # every step's tan(theta): AdaptCopy
-    "iterations": (lambda model, task: IterationRotation(model), True),  # the first epoch: Fig. 4.4
-    "second_moments": (lambda model, task: SecondMoments(model, moment_epochs(task.epochs)), False),  # Fig. 4.7
-}
+RECORDERS: Registry[tuple[Callable[[nn.Module, Task], Any], bool]] = Registry(
+    "recorder",
+    {
+        "rates": (lambda model, task: StepRates(model), True),  # every step's tan(theta): AdaptCopy
+        "iterations": (lambda model, task: IterationRotation(model), True),  # the first epoch: Fig. 4.4
+        "second_moments": (lambda model, task: SecondMoments(model, moment_epochs(task.epochs)), False),  # Fig. 4.7
+    },
+)
 
 
 @dataclass
@@ -226,9 +233,7 @@ def train_one(
     recording every kernel's rotation each epoch and what ``record`` names; ``optimizer``
     builds one for the model instead of ``settings``'; ``callbacks`` (e.g. a progress bar)
     see every epoch."""
-    unknown = set(record) - set(RECORDERS)
-    if unknown:
-        raise UserError(f"unknown recorder(s) {', '.join(sorted(unknown))}; available: {', '.join(RECORDERS)}")
+    RECORDERS.check(record)
     train_split, test_split = splits
     torch.manual_seed(seed)  # the same initialisation for every configuration
     model = models.build(task.model, train_split.input_shape, train_split.n_classes, **task.model_options)
@@ -304,10 +309,7 @@ def task_of(options: dict[str, Any], allowed: tuple[str, ...] = OPTIONS) -> Task
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise UserError(f"unknown option {unknown[0]!r}; allowed: {', '.join(allowed)}")
-    name = options.get("task", "cpu")
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; available: {', '.join(TASKS)}")
-    task = TASKS[name]
+    task = TASKS[options.get("task", "cpu")]
     if options.get("epochs") is not None:
         task = task.with_epochs(int(options["epochs"]))
     return replace(
@@ -451,185 +453,224 @@ def sgd_decay(task: Task) -> Config:
     return Config(DECAYED, {**task.sgd, "weight_decay": task.weight_decay, **task.decay_schedule})
 
 
-def study_configs(study: str, task: Task) -> list[Config]:
-    """The configurations of one study of SPEC.md 4.5 on ``task``:
-
-    - ``exploration`` (Figs. 4.1-4.2): :func:`exploration`;
-    - ``lr`` (Fig. 4.3-4.4): the task's vanilla SGD at 3^-4 ... 3^0, each recording its
-      first epoch step by step, and SGD + Layca;
-    - ``weight-decay`` (Fig. 4.5): the task's SGD without and with weight decay (with the
-      task's ``decay_schedule``), SGD + Layca;
-    - ``warmup`` (Fig. 4.6): SGD + weight decay at the task's warm-up rate, warmed up linearly
-      from a 10x smaller rate over each of the task's warm-up lengths, and SGD + Layca
-      without warm-up;
-    - ``adaptive`` (Figs. 4.7-4.8): each of the task's adaptive methods alone (with the
-      task's adaptive weight decay; the first recording its second moments) and with Layca
-      at the thesis's default rate (without weight decay: Layca keeps every kernel's norm),
-      and SGD + weight decay.
-    """
-    sgd, decayed = task.sgd, sgd_decay(task)
-    if study == "lr":
-        rates = [
-            Config(f"SGD lr 3^{k}", {**sgd, "lr": 3.0**k}, {"log3_lr": k}, record=("iterations",))
-            for k in (-4, -3, -2, -1, 0)
-        ]
-        return [*rates, LAYCA]
-    if study == "weight-decay":
-        return [Config(PLAIN, sgd), decayed, LAYCA]
-    if study == "warmup":
-        warm = {**sgd, "lr": task.warmup_lr, "weight_decay": task.weight_decay, "warmup_start": 0.1}
-        runs = [
-            Config(
-                f"SGD + weight decay, lr 3^{log3_of(task.warmup_lr):g}, warm-up {w}",
-                {**warm, "warmup_epochs": w},
-                {"warmup_epochs": w},
-            )
-            for w in task.warmup_epochs
-        ]
-        return [*runs, LAYCA]
-    if study == "exploration":
-        return exploration()
-    if study == "adaptive":
-        if not task.adaptive:
-            raise UserError("the thesis runs no adaptive method on this task; the adaptive study needs one")
-        decay = {"weight_decay": task.adaptive_weight_decay} if task.adaptive_weight_decay else {}
-        alone = [
-            Config(m, {"optimizer": m, "lr": lr, **decay}, record=("second_moments",) if i == 0 else ())
-            for i, (m, lr) in enumerate(task.adaptive.items())
-        ]
-        layca = [Config(f"{m} + Layca", {"optimizer": f"{m}-layca", "lr": LAYCA_RATES[m]}) for m in task.adaptive]
-        return [*alone, *layca, decayed]
-    raise UserError(f"unknown study {study!r}; available: exploration, {', '.join(STUDIES)}")
+def _lr_configs(task: Task) -> list[Config]:
+    """``lr`` (Figs. 4.3-4.4): the task's vanilla SGD at 3^-4 ... 3^0, each recording its first
+    epoch step by step, and SGD + Layca."""
+    rates = [
+        Config(f"SGD lr 3^{k}", {**task.sgd, "lr": 3.0**k}, {"log3_lr": k}, record=("iterations",))
+        for k in (-4, -3, -2, -1, 0)
+    ]
+    return [*rates, LAYCA]
 
 
-STUDIES = ("lr", "weight-decay", "warmup", "adaptive")  # --study; without it, "exploration"
+def _weight_decay_configs(task: Task) -> list[Config]:
+    """``weight-decay`` (Fig. 4.5): the task's SGD without and with weight decay (with the task's
+    ``decay_schedule``), SGD + Layca."""
+    return [Config(PLAIN, task.sgd), sgd_decay(task), LAYCA]
+
+
+def _warmup_configs(task: Task) -> list[Config]:
+    """``warmup`` (Fig. 4.6): SGD + weight decay at the task's warm-up rate, warmed up linearly
+    from a 10x smaller rate over each of the task's warm-up lengths, and SGD + Layca without
+    warm-up."""
+    warm = {**task.sgd, "lr": task.warmup_lr, "weight_decay": task.weight_decay, "warmup_start": 0.1}
+    runs = [
+        Config(
+            f"SGD + weight decay, lr 3^{log3_of(task.warmup_lr):g}, warm-up {w}",
+            {**warm, "warmup_epochs": w},
+            {"warmup_epochs": w},
+        )
+        for w in task.warmup_epochs
+    ]
+    return [*runs, LAYCA]
+
+
+def _adaptive_configs(task: Task) -> list[Config]:
+    """``adaptive`` (Figs. 4.7-4.8): each of the task's adaptive methods alone (with the task's
+    adaptive weight decay; the first recording its second moments) and with Layca at the
+    thesis's default rate (without weight decay: Layca keeps every kernel's norm), and SGD +
+    weight decay."""
+    if not task.adaptive:
+        raise UserError("the thesis runs no adaptive method on this task; the adaptive study needs one")
+    decay = {"weight_decay": task.adaptive_weight_decay} if task.adaptive_weight_decay else {}
+    alone = [
+        Config(m, {"optimizer": m, "lr": lr, **decay}, record=("second_moments",) if i == 0 else ())
+        for i, (m, lr) in enumerate(task.adaptive.items())
+    ]
+    layca = [Config(f"{m} + Layca", {"optimizer": f"{m}-layca", "lr": LAYCA_RATES[m]}) for m in task.adaptive]
+    return [*alone, *layca, sgd_decay(task)]
 
 
 def _row(table: pd.DataFrame, label: str) -> pd.Series:
     return table[table["config"] == label].iloc[0]
 
 
-def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
-    """The thesis's claims of ``study`` (SPEC.md 4.5), each with the numbers it reads and
-    its verdict by the rule stated in the claim, from ``table``: one row per configuration
-    (``summary.csv``: the means over seeds)."""
+def _tau(x: pd.Series, y: pd.Series) -> float:
+    """Kendall's tau of ``x`` and ``y`` (nan for fewer than two pairs)."""
     from scipy.stats import kendalltau
 
-    table = table.fillna({"test_acc": 0.0})  # a diverged run: no better than nothing
-    rows = []
-    if study == "exploration":
-        at_3 = table["log3_rho0"] == -3
-        uniform = table["alpha"] == 0
-        reference = float(table[at_3 & uniform]["test_acc"].iloc[0])  # alpha = 0, rho(0) = 3^-3
-        other_alpha = table[at_3 & ~uniform].loc[lambda t: t["test_acc"].idxmax()]
-        other_rate = table[uniform & ~at_3].loc[lambda t: t["test_acc"].idxmax()]
-        tau = float(kendalltau(table["rotation_mean"], table["test_acc"]).statistic)
+    return float(kendalltau(x, y).statistic) if len(x) > 1 else math.nan
+
+
+def _exploration_claims(table: pd.DataFrame) -> list[dict[str, str]]:
+    """Fig. 4.1-4.2. Uniform rates are best: alpha = 0 has the highest test accuracy among the
+    profiles at rho(0) = 3^-3 (ties count). The best initial rate is 3^-3: it has the highest
+    test accuracy among the rates at alpha = 0 (ties count). Larger rotations generalize
+    better: Kendall's tau of the final mean rotation and the test accuracy over every
+    configuration is positive."""
+    at_3 = table["log3_rho0"] == -3
+    uniform = table["alpha"] == 0
+    reference = float(table[at_3 & uniform]["test_acc"].iloc[0])  # alpha = 0, rho(0) = 3^-3
+    other_alpha = table[at_3 & ~uniform].loc[lambda t: t["test_acc"].idxmax()]
+    other_rate = table[uniform & ~at_3].loc[lambda t: t["test_acc"].idxmax()]
+    tau = _tau(table["rotation_mean"], table["test_acc"])
+    return [
+        claim(
+            "uniform rotation rates are best: among the alpha profiles at rho(0) = 3^-3, alpha = 0 has the "
+            "highest test accuracy (ties count)",
+            f"alpha = 0 {reference:.4f}; the best other, alpha {other_alpha['alpha']:g}, {other_alpha['test_acc']:.4f}",
+            reference >= other_alpha["test_acc"],
+        ),
+        claim(
+            "the best initial rate is rho(0) = 3^-3, as on all five of the thesis's tasks: it has the highest "
+            "test accuracy among the rates at alpha = 0 (ties count)",
+            f"3^-3 {reference:.4f}; the best other, 3^{other_rate['log3_rho0']:g}, {other_rate['test_acc']:.4f}",
+            reference >= other_rate["test_acc"],
+        ),
+        claim(
+            "the larger the layer rotations, the better the generalization: Kendall tau of final mean rotation "
+            "and test accuracy over all configurations is positive",
+            f"tau {tau:.2f} over {len(table)} configurations",
+            tau > 0,
+        ),
+    ]
+
+
+def _lr_claims(table: pd.DataFrame) -> list[dict[str, str]]:
+    """Fig. 4.3. Larger rotation is better, provided the loss improves: Kendall's tau of the
+    final mean rotation and the test accuracy over the SGD rates whose last loss is at most
+    half their first is positive."""
+    sgd = table[table["config"].str.startswith("SGD lr") & (table["last_loss"] < table["first_loss"] / 2)]
+    tau = _tau(sgd["rotation_mean"], sgd["test_acc"])
+    return [
+        claim(
+            "larger rotation is better, provided the loss improves: Kendall tau of final mean rotation and "
+            "test accuracy over the SGD rates whose loss at least halved is positive",
+            f"tau {tau:.2f} over {len(sgd)} rates",
+            tau > 0,
+        )
+    ]
+
+
+def _weight_decay_claims(table: pd.DataFrame) -> list[dict[str, str]]:
+    """Fig. 4.5. Weight decay acts through rotation: with it, SGD's final mean rotation and
+    test accuracy are both higher. Layca can replace it: SGD + Layca's test accuracy is within
+    1 point of SGD + weight decay's."""
+    plain, decay, layca = (_row(table, label) for label in (PLAIN, DECAYED, LAYCA.label))
+    return [
+        claim(
+            "weight decay acts through rotation: with it, SGD's layers rotate further and it generalizes better",
+            f"rotation {plain['rotation_mean']:.2f} -> {decay['rotation_mean']:.2f}, "
+            f"test acc {plain['test_acc']:.4f} -> {decay['test_acc']:.4f}",
+            decay["rotation_mean"] > plain["rotation_mean"] and decay["test_acc"] > plain["test_acc"],
+        ),
+        claim(
+            "so Layca can replace it: SGD + Layca within 1 point of SGD + weight decay",
+            f"{100 * abs(layca['test_acc'] - decay['test_acc']):.2f} points",
+            abs(layca["test_acc"] - decay["test_acc"]) <= 0.01,
+        ),
+    ]
+
+
+def _warmup_claims(table: pd.DataFrame) -> list[dict[str, str]]:
+    """Fig. 4.6. Warm-up tames a large rate: the best warm-up's test accuracy beats the run
+    without. Layca needs none: SGD + Layca without warm-up beats SGD without it."""
+    runs = table[table["config"].str.contains("warm-up")]
+    cold = runs[runs["warmup_epochs"] == 0].iloc[0]
+    warm = runs[runs["warmup_epochs"] > 0]["test_acc"].max()
+    layca = _row(table, LAYCA.label)
+    return [
+        claim(
+            "warm-up tames a large rate: the best warm-up beats none",
+            f"test acc {cold['test_acc']:.4f} without, {warm:.4f} with",
+            warm > cold["test_acc"],
+        ),
+        claim(
+            "Layca needs no warm-up: SGD + Layca without it beats SGD without it",
+            f"test acc {layca['test_acc']:.4f} against {cold['test_acc']:.4f}",
+            layca["test_acc"] > cold["test_acc"],
+        ),
+    ]
+
+
+def _adaptive_claims(table: pd.DataFrame) -> list[dict[str, str]]:
+    """Figs. 4.7-4.8. Each adaptive method's final mean rotation is below SGD + weight decay's.
+    Under Layca each reaches SGD + weight decay's test accuracy, within 1 point. When the
+    first method recorded its second moments: their spread across layers (log10 P90/P10 of
+    the layers' medians) is at least twice the median spread within a layer."""
+    sgd = _row(table, DECAYED)
+    methods = [m for m in table["config"] if f"{m} + Layca" in set(table["config"])]
+    if not methods:
+        raise UserError("the table holds no adaptive method with its Layca run")
+    less = [m for m in methods if _row(table, m)["rotation_mean"] < sgd["rotation_mean"]]
+    recovered = [m for m in methods if _row(table, f"{m} + Layca")["test_acc"] >= sgd["test_acc"] - 0.01]
+    rows = [
+        claim(
+            "adaptive methods rotate less than SGD + weight decay (final mean rotation, each method)",
+            f"{len(less)} of {len(methods)} ({', '.join(less) or 'none'})",
+            len(less) == len(methods),
+        ),
+        claim(
+            "Layca recovers SGD's generalization: each adaptive method under Layca reaches SGD + weight "
+            "decay's test accuracy, within 1 point",
+            f"{len(recovered)} of {len(methods)} ({', '.join(recovered) or 'none'}); SGD + weight decay "
+            f"{sgd['test_acc']:.4f}",
+            len(recovered) == len(methods),
+        ),
+    ]
+    first = _row(table, methods[0])
+    if "moments_across" in table and pd.notna(first["moments_across"]):
         rows.append(
             claim(
-                "uniform rotation rates are best: among the alpha profiles at rho(0) = 3^-3, alpha = 0 has the "
-                "highest test accuracy (ties count)",
-                f"alpha = 0 {reference:.4f}; the best other, alpha {other_alpha['alpha']:g}, "
-                f"{other_alpha['test_acc']:.4f}",
-                reference >= other_alpha["test_acc"],
+                f"{methods[0]}'s second-moment estimates vary much more across layers than within one (Fig. 4.7): "
+                "at the last epoch, the spread log10(P90 / P10) over layers of the layers' medians is at least "
+                "twice the median over layers of the spread log10(p90 / p10) within a layer",
+                f"{first['moments_across']:.2f} across, {first['moments_within']:.2f} within (decades)",
+                first["moments_across"] >= 2 * first["moments_within"],
             )
         )
-        rows.append(
-            claim(
-                "the best initial rate is rho(0) = 3^-3, as on all five of the thesis's tasks: it has the highest "
-                "test accuracy among the rates at alpha = 0 (ties count)",
-                f"3^-3 {reference:.4f}; the best other, 3^{other_rate['log3_rho0']:g}, {other_rate['test_acc']:.4f}",
-                reference >= other_rate["test_acc"],
-            )
-        )
-        rows.append(
-            claim(
-                "the larger the layer rotations, the better the generalization: Kendall tau of final mean rotation "
-                "and test accuracy over all configurations is positive",
-                f"tau {tau:.2f} over {len(table)} configurations",
-                tau > 0,
-            )
-        )
-    elif study == "lr":
-        sgd = table[table["config"].str.startswith("SGD lr") & (table["last_loss"] < table["first_loss"] / 2)]
-        tau = float(kendalltau(sgd["rotation_mean"], sgd["test_acc"]).statistic) if len(sgd) > 1 else math.nan
-        rows.append(
-            claim(
-                "larger rotation is better, provided the loss improves: Kendall tau of final mean rotation and "
-                "test accuracy over the SGD rates whose loss at least halved is positive",
-                f"tau {tau:.2f} over {len(sgd)} rates",
-                tau > 0,
-            )
-        )
-    elif study == "weight-decay":
-        plain, decay, layca = (_row(table, label) for label in (PLAIN, DECAYED, LAYCA.label))
-        rows.append(
-            claim(
-                "weight decay acts through rotation: with it, SGD's layers rotate further and it generalizes better",
-                f"rotation {plain['rotation_mean']:.2f} -> {decay['rotation_mean']:.2f}, "
-                f"test acc {plain['test_acc']:.4f} -> {decay['test_acc']:.4f}",
-                decay["rotation_mean"] > plain["rotation_mean"] and decay["test_acc"] > plain["test_acc"],
-            )
-        )
-        rows.append(
-            claim(
-                "so Layca can replace it: SGD + Layca within 1 point of SGD + weight decay",
-                f"{100 * abs(layca['test_acc'] - decay['test_acc']):.2f} points",
-                abs(layca["test_acc"] - decay["test_acc"]) <= 0.01,
-            )
-        )
-    elif study == "warmup":
-        runs = table[table["config"].str.contains("warm-up")]
-        cold = runs[runs["warmup_epochs"] == 0].iloc[0]
-        warm = runs[runs["warmup_epochs"] > 0]["test_acc"].max()
-        layca = _row(table, LAYCA.label)
-        rows.append(
-            claim(
-                "warm-up tames a large rate: the best warm-up beats none",
-                f"test acc {cold['test_acc']:.4f} without, {warm:.4f} with",
-                warm > cold["test_acc"],
-            )
-        )
-        rows.append(
-            claim(
-                "Layca needs no warm-up: SGD + Layca without it beats SGD without it",
-                f"test acc {layca['test_acc']:.4f} against {cold['test_acc']:.4f}",
-                layca["test_acc"] > cold["test_acc"],
-            )
-        )
-    elif study == "adaptive":
-        sgd = _row(table, DECAYED)
-        methods = [m for m in table["config"] if f"{m} + Layca" in set(table["config"])]
-        if not methods:
-            raise UserError("the table holds no adaptive method with its Layca run")
-        less = [m for m in methods if _row(table, m)["rotation_mean"] < sgd["rotation_mean"]]
-        recovered = [m for m in methods if _row(table, f"{m} + Layca")["test_acc"] >= sgd["test_acc"] - 0.01]
-        rows.append(
-            claim(
-                "adaptive methods rotate less than SGD + weight decay (final mean rotation, each method)",
-                f"{len(less)} of {len(methods)} ({', '.join(less) or 'none'})",
-                len(less) == len(methods),
-            )
-        )
-        rows.append(
-            claim(
-                "Layca recovers SGD's generalization: each adaptive method under Layca reaches SGD + weight "
-                "decay's test accuracy, within 1 point",
-                f"{len(recovered)} of {len(methods)} ({', '.join(recovered) or 'none'}); SGD + weight decay "
-                f"{sgd['test_acc']:.4f}",
-                len(recovered) == len(methods),
-            )
-        )
-        if "moments_across" in table and pd.notna(_row(table, methods[0])["moments_across"]):
-            first = _row(table, methods[0])
-            rows.append(
-                claim(
-                    f"{methods[0]}'s second-moment estimates vary much more across layers than within one (Fig. 4.7): "
-                    "at the last epoch, the spread log10(P90 / P10) over layers of the layers' medians is at least "
-                    "twice the median over layers of the spread log10(p90 / p10) within a layer",
-                    f"{first['moments_across']:.2f} across, {first['moments_within']:.2f} within (decades)",
-                    first["moments_across"] >= 2 * first["moments_within"],
-                )
-            )
-    else:
-        raise UserError(f"unknown study {study!r}; available: exploration, {', '.join(STUDIES)}")
-    return pd.DataFrame(rows)
+    return rows
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study of SPEC.md 4.5 on a task's schedule: the configurations it trains, and its
+    claims (verdict rows) read from its summary table (the means over seeds, one row per
+    configuration; each function states its rules)."""
+
+    configs: Callable[[Task], list[Config]]
+    claims: Callable[[pd.DataFrame], list[dict[str, str]]]
+
+
+STUDIES: Registry[Study] = Registry(
+    "study",
+    {
+        "exploration": Study(lambda task: exploration(), _exploration_claims),
+        "lr": Study(_lr_configs, _lr_claims),
+        "weight-decay": Study(_weight_decay_configs, _weight_decay_claims),
+        "warmup": Study(_warmup_configs, _warmup_claims),
+        "adaptive": Study(_adaptive_configs, _adaptive_claims),
+    },
+)
+
+
+def study_configs(study: str, task: Task) -> list[Config]:
+    """The configurations of ``study`` (:data:`STUDIES`) on ``task``."""
+    return STUDIES[study].configs(task)
+
+
+def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
+    """The thesis's claims of ``study`` (SPEC.md 4.5), each with the numbers it reads and its
+    verdict by its rule, from ``table``: one row per configuration (``summary.csv``: the means
+    over seeds); a diverged run's missing test accuracy counts as 0 (no better than nothing)."""
+    return pd.DataFrame(STUDIES[study].claims(table.fillna({"test_acc": 0.0})))

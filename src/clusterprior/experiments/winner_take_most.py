@@ -39,6 +39,7 @@ from clusterprior.errors import UserError
 from clusterprior.measures.dynamics import wtm_index, wtm_summary
 from clusterprior.models.layers import he_uniform_, scaled
 from clusterprior.probe import dynamics as recording_lib
+from clusterprior.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -69,34 +70,37 @@ ABLATION = (80.0, 84.0)
 DEEP: dict[str, Any] = dict(
     hidden=(1000,) * 5, batchnorm=True, epochs=1000, milestones=(950,), neurons_per_layer=10, heavy=True
 )
-SETTINGS: dict[str, Setting] = {
-    "base": Setting(96.1, "1 hidden layer of 1000 ReLUs, full SynthClust"),
-    "no-relu": Setting(ABLATION, "ablation: linear hidden layer", activation="linear"),
-    "one-neuron": Setting(ABLATION, "ablation: a single hidden neuron", hidden=(1,), neurons_per_layer=1),
-    "noise-0.1": Setting(
-        ABLATION, "ablation: noise std 0.1 on both splits", data_options={"noise": 0.1}, standard_test_noise=0.4
-    ),
-    "reduced": Setting(80.98, "1,500 training examples (50 per cluster)", reduced=50),
-    "reduced-dropout": Setting(88.57, "reduced data + input dropout 0.5", reduced=50, input_dropout=0.5),
-    "random-pretrain": Setting(
-        88.13,
-        "pre-trained on the 15,000 inputs with random cluster labels, then reduced",
-        reduced=50,
-        random_pretrain=True,
-    ),
-    "deep": Setting(97.68, "5 hidden layers x 1000 with BN, 1000 epochs", **DEEP),
-    "deep-slow": Setting(84.07, "5 hidden layers, learning rate / 27", lr=3.0**-3 / 27, **DEEP),
-    "mnist": Setting(
-        98.0,
-        "2-class MNIST (0-4 vs 5-9) from the user's idx files, BN, batch 20,000",
-        data="mnist",
-        data_options={"target": "binary"},
-        batchnorm=True,
-        epochs=100,
-        milestones=(85,),
-        batch_size=20_000,
-    ),
-}
+SETTINGS: Registry[Setting] = Registry(
+    "setting",
+    {
+        "base": Setting(96.1, "1 hidden layer of 1000 ReLUs, full SynthClust"),
+        "no-relu": Setting(ABLATION, "ablation: linear hidden layer", activation="linear"),
+        "one-neuron": Setting(ABLATION, "ablation: a single hidden neuron", hidden=(1,), neurons_per_layer=1),
+        "noise-0.1": Setting(
+            ABLATION, "ablation: noise std 0.1 on both splits", data_options={"noise": 0.1}, standard_test_noise=0.4
+        ),
+        "reduced": Setting(80.98, "1,500 training examples (50 per cluster)", reduced=50),
+        "reduced-dropout": Setting(88.57, "reduced data + input dropout 0.5", reduced=50, input_dropout=0.5),
+        "random-pretrain": Setting(
+            88.13,
+            "pre-trained on the 15,000 inputs with random cluster labels, then reduced",
+            reduced=50,
+            random_pretrain=True,
+        ),
+        "deep": Setting(97.68, "5 hidden layers x 1000 with BN, 1000 epochs", **DEEP),
+        "deep-slow": Setting(84.07, "5 hidden layers, learning rate / 27", lr=3.0**-3 / 27, **DEEP),
+        "mnist": Setting(
+            98.0,
+            "2-class MNIST (0-4 vs 5-9) from the user's idx files, BN, batch 20,000",
+            data="mnist",
+            data_options={"target": "binary"},
+            batchnorm=True,
+            epochs=100,
+            milestones=(85,),
+            batch_size=20_000,
+        ),
+    },
+)
 IN_ALL = [name for name in SETTINGS if name != "mnist"]
 
 
@@ -192,9 +196,7 @@ def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise UserError(f"unknown winner-take-most option {unknown[0]!r}; allowed: {', '.join(OPTIONS)}")
-    name = hparams.get("setting")
-    if name not in SETTINGS:
-        raise UserError(f"unknown setting {name!r}; available: {', '.join(SETTINGS)}, all")
+    name = str(hparams.get("setting"))
     scale = float(options.get("scale", 1.0))
     setting = scale_setting(SETTINGS[name], scale)
     deciding = {k: v for k, v in dataclasses.asdict(setting).items() if k not in LABELS}

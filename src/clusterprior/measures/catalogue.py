@@ -28,6 +28,7 @@ from clusterprior.measures.inputs import Function, Inputs, Settings
 from clusterprior.measures.intraclass import Scores
 from clusterprior.measures.rotation import layer_rotation
 from clusterprior.measures.sources import samples_of
+from clusterprior.registry import Registry
 
 
 class Orientation(IntEnum):
@@ -377,7 +378,7 @@ def _entries() -> list[Measure]:
     ]
 
 
-CATALOGUE: dict[str, Measure] = {m.name: m for m in _entries()}
+CATALOGUE: Registry[Measure] = Registry("measure", {m.name: m for m in _entries()})
 INTRACLASS = tuple(name for name, m in CATALOGUE.items() if m.family == "intraclass")
 BASELINE_NAMES = tuple(name for name, m in CATALOGUE.items() if m.family == "baseline")
 
@@ -392,20 +393,11 @@ def label(name: str) -> str:
     return CATALOGUE[name].label if name in CATALOGUE else name
 
 
-def check_names(names: Sequence[str]) -> list[str]:
-    """``names`` if the catalogue holds each one, else a :class:`UserError` naming the first
-    unknown one and listing the catalogue."""
-    unknown = [n for n in names if n not in CATALOGUE]
-    if unknown:
-        raise UserError(f"unknown measure {unknown[0]!r}; available: {', '.join(CATALOGUE)}")
-    return list(names)
-
-
 def select(names: Sequence[str] | None, has_subclasses: bool) -> list[str]:
     """The measures to compute: ``names`` checked, or every intraclass measure the data supports."""
     if names is None:
         return [n for n in INTRACLASS if has_subclasses or not CATALOGUE[n].needs_subclasses]
-    missing = [n for n in check_names(names) if CATALOGUE[n].needs_subclasses and not has_subclasses]
+    missing = [n for n in CATALOGUE.check(names) if CATALOGUE[n].needs_subclasses and not has_subclasses]
     if missing:
         supported = [n for n in INTRACLASS if not CATALOGUE[n].needs_subclasses]
         raise UserError(f"{missing[0]} needs subclass labels and this data set has none; use {', '.join(supported)}")

@@ -32,8 +32,9 @@ from clusterprior.models.structure import (
     step_tangent,
 )
 from clusterprior.models.wrn import wrn
+from clusterprior.registry import Registry
 
-BUILDERS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "cnn": cnn, "vgg": vgg, "wrn": wrn}
+BUILDERS: Registry[Callable[..., nn.Module]] = Registry("model", {"mlp": mlp, "cnn": cnn, "vgg": vgg, "wrn": wrn})
 CONFIG_ATTR = "clusterprior_config"
 __all__ = [
     "BUILDERS",
@@ -86,8 +87,7 @@ def build(
     ``stages``, ``convs``; ``wrn``: ``stages``, ``blocks``). The arguments are kept
     on the model (attribute ``clusterprior_config``) so checkpoints can rebuild it.
     """
-    if name not in BUILDERS:
-        raise UserError(f"unknown model {name!r}; available: {', '.join(available())}")
+    builder = BUILDERS[name]
     if n_classes < 1:
         raise UserError(f"n_classes must be >= 1, got {n_classes}")
     if width <= 0 or depth <= 0:
@@ -96,9 +96,7 @@ def build(
         raise UserError(f"dropout must be in [0, 1), got {dropout}")
     shape = tuple(int(s) for s in input_shape)
     try:
-        model = BUILDERS[name](
-            shape, n_classes, width=width, depth=depth, dropout=dropout, batchnorm=batchnorm, **options
-        )
+        model = builder(shape, n_classes, width=width, depth=depth, dropout=dropout, batchnorm=batchnorm, **options)
     except TypeError as e:
         raise UserError(f"model {name!r}: {e}") from None
     config = dict(

@@ -30,23 +30,24 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from clusterprior.errors import UserError
 from clusterprior.files import atomic_path, write_text
+from clusterprior.registry import Registry
 
-EXPERIMENTS = {
-    "winner-take-most": "clusterprior.experiments.winner_take_most",
-    "layer-rotation": "clusterprior.experiments.layer_rotation",
-    "adapt-copy": "clusterprior.experiments.adapt_copy",
-    "features": "clusterprior.experiments.features",
-    "toy": "clusterprior.experiments.toy",
-}
+EXPERIMENTS: Registry[str] = Registry(  # experiment name -> its module's name
+    "experiment",
+    {
+        "winner-take-most": "clusterprior.experiments.winner_take_most",
+        "layer-rotation": "clusterprior.experiments.layer_rotation",
+        "adapt-copy": "clusterprior.experiments.adapt_copy",
+        "features": "clusterprior.experiments.features",
+        "toy": "clusterprior.experiments.toy",
+    },
+)
 
 
 def module(name: str) -> ModuleType:
-    """The module of experiment ``name`` (:data:`EXPERIMENTS`), else a :class:`UserError`
-    listing the known ones."""
-    if name not in EXPERIMENTS:
-        raise UserError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
+    """The module of experiment ``name`` (:data:`EXPERIMENTS`), else a
+    :class:`~clusterprior.registry.Unknown` error listing the known ones."""
     return importlib.import_module(EXPERIMENTS[name])
 
 

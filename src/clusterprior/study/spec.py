@@ -30,7 +30,7 @@ from pydantic import (
 
 from clusterprior.errors import UserError
 from clusterprior.files import fingerprint
-from clusterprior.measures.catalogue import check_names
+from clusterprior.measures.catalogue import CATALOGUE
 from clusterprior.measures.inputs import Settings
 from clusterprior.study import experiment
 from clusterprior.study.experiment import EXPERIMENTS
@@ -119,10 +119,9 @@ else:
 
 
 def _catalogued(name: str) -> str:
-    try:
-        return check_names([name])[0]
-    except UserError as e:
-        raise ValueError(str(e)) from None
+    if name not in CATALOGUE:
+        raise ValueError(CATALOGUE.unknown(name))
+    return name
 
 
 MeasureName = Annotated[str, AfterValidator(_catalogued)]
@@ -253,7 +252,7 @@ class ExperimentSpec(_Strict):
     @classmethod
     def _known(cls, name: str) -> str:
         if name not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
+            raise ValueError(EXPERIMENTS.unknown(name))
         return name
 
 
