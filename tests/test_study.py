@@ -384,11 +384,12 @@ batch_size = [32, 64]
     assert total == total and flipped.kendall.loc["mean_activation", "total"] == pytest.approx(-total)
 
 
+TOML_VALUES = {"seed": "1", "device": '"cpu"'}
+
+
 def test_training_options_have_one_owner():
     """The spec's [train] section and the train command take their defaults, help and rules
     from TrainConfig."""
-    import dataclasses
-
     import typer
 
     from clusterprior.cli.train import train as train_command
@@ -396,13 +397,15 @@ def test_training_options_have_one_owner():
     from clusterprior.train.config import HELP, TrainConfig
 
     defaults, spec = TrainConfig(), TrainSpec()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("seed", "device"):
-            assert f.name not in TrainSpec.model_fields, "set per run by the study"
+    assert issubclass(TrainSpec, TrainConfig), "the [train] section is TrainConfig, not a copy of it"
+    for name in TrainConfig.model_fields:
+        if name in ("seed", "device"):
+            with pytest.raises(UserError, match=f"train.{name}: {name} is set per run"):
+                study.parse(f"[train]\n{name} = {TOML_VALUES[name]}")
+            assert name not in dump(study.parse("")), "set per run by the study, not written"
             continue
-        value = getattr(defaults, f.name)
-        assert getattr(spec, f.name) == (list(value) if isinstance(value, tuple) else value), f.name
-        assert TrainSpec.model_fields[f.name].description == HELP[f.name]
+        assert getattr(spec, name) == getattr(defaults, name), name
+        assert TrainSpec.model_fields[name].description == HELP[name]
     params = {p.name: p.default for p in typer.main.get_command(typer.Typer(name="x", callback=train_command)).params}
     for name in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "gamma", "stop_loss"):
         assert params[name] == getattr(defaults, name), name

@@ -8,13 +8,12 @@ finished runs again.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import sys
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,7 +22,6 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
-    create_model,
     field_validator,
     model_validator,
 )
@@ -34,7 +32,7 @@ from clusterprior.measures.catalogue import CATALOGUE
 from clusterprior.measures.inputs import Settings
 from clusterprior.study import experiment
 from clusterprior.study.experiment import EXPERIMENTS
-from clusterprior.train.config import HELP, RULES, TrainConfig
+from clusterprior.train.config import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,39 +81,24 @@ def _final_only() -> list[Point]:
     return ["final"]
 
 
-def _train_field(f: dataclasses.Field) -> tuple[Any, Any]:
-    """A pydantic field for :class:`TrainConfig` field ``f``: its type, default and help."""
-    kind = TRAIN_TYPES[f.name]
-    if f.name == "milestones":
-        kind = list[int]  # TOML arrays; TrainConfig makes them a tuple
-    if f.default_factory is not dataclasses.MISSING:
-        return kind, Field(default_factory=f.default_factory, description=HELP[f.name])
-    return kind, Field(list(f.default) if isinstance(f.default, tuple) else f.default, description=HELP[f.name])
+class TrainSpec(TrainConfig):
+    """The spec's ``[train]`` section: :class:`~clusterprior.train.TrainConfig`'s options
+    (defaults, help, rules) but the two a study sets per run (``seed`` from the grid,
+    ``device`` from the executor), and one more."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seed: int = Field(0, exclude=True)
+    device: str = Field("cpu", exclude=True)
+    adam_lr_scale: float = Field(1.0, gt=0, description="Adam runs use lr * adam_lr_scale (thesis: 0.01)")
 
-def _train_rule(value: Any, info: ValidationInfo) -> Any:
-    """:class:`TrainConfig`'s rule for the field being validated."""
-    name = str(info.field_name)
-    ok, message = RULES[name]
-    if not ok(value):
-        raise ValueError(f"{name} {message}")
-    return value
+    def __init__(self, **values: Any) -> None:  # validation errors stay pydantic's, for the spec's error line
+        BaseModel.__init__(self, **values)
 
-
-TRAIN_TYPES = typing.get_type_hints(TrainConfig)
-if TYPE_CHECKING:  # the type checker sees a model; its fields are built below, at run time
-
-    class TrainSpec(_Strict):
-        def __getattr__(self, name: str) -> Any: ...
-
-else:
-    TrainSpec = create_model(  # the spec's [train] section: TrainConfig's options (defaults, help, rules) and one more
-        "TrainSpec",
-        __base__=_Strict,
-        __validators__={"rules": field_validator(*(n for n in RULES if n not in RUNTIME))(_train_rule)},
-        **{f.name: _train_field(f) for f in dataclasses.fields(TrainConfig) if f.name not in RUNTIME},
-        adam_lr_scale=(float, Field(1.0, gt=0, description="Adam runs use lr * adam_lr_scale (thesis: 0.01)")),
-    )
+    @field_validator(*RUNTIME)
+    @classmethod
+    def _not_per_run(cls, value: Any, info: ValidationInfo) -> Any:
+        """Run only on a value the section sets (defaults are not validated): refused."""
+        raise ValueError(f"{info.field_name} is set per run (the grid's seed, the executor's device), not in [train]")
 
 
 def _catalogued(name: str) -> str:
@@ -181,7 +164,7 @@ FIRST_MEASURE_FIELDS = tuple(
 HPARAMS = (
     ("seed", "model")
     + tuple(f for f in ModelSpec.model_fields if f not in ("name", "options"))
-    + tuple(f for f in TrainSpec.model_fields if f != "adam_lr_scale")
+    + tuple(f for f in TrainSpec.model_fields if f not in ("adam_lr_scale", *RUNTIME))
 )
 
 
@@ -285,7 +268,9 @@ def _error_line(source: str, error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         parent = _model_at(first["loc"][:-1])
-        allowed = ", ".join(parent.model_fields) if parent else "see the documentation"
+        allowed = (
+            ", ".join(n for n, f in parent.model_fields.items() if not f.exclude) if parent else "see the documentation"
+        )
         message = f"unknown key; allowed: {allowed}"
     elif "input" in first and first["loc"] and first["type"] != "literal_error":  # literal errors list the choices
         message += f" (got {first['input']!r})"

@@ -1,11 +1,17 @@
-"""Training hyperparameters, validated, and the learning-rate schedule."""
+"""Training hyperparameters, validated, and the learning-rate schedule.
+
+:class:`TrainConfig` is the one statement of every training option (its default, help and
+rule): the ``train`` command, the study spec's ``[train]`` section (a subclass,
+``study.spec.TrainSpec``) and the worker use it as it is.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from clusterprior.errors import UserError
 from clusterprior.train.augment import KEYS as AUGMENT_KEYS
@@ -24,29 +30,36 @@ OPTIMIZERS = (
     "adagrad-layca",
 )
 
-Rule = tuple[Callable[[Any], bool], str]  # (the check of a value, the message when it fails)
+
+class Rule(NamedTuple):
+    """A training option's validity rule: the check of a value, and the message when it fails."""
+
+    ok: Callable[[Any], bool]
+    message: str
 
 
 def option(default: Any, help: str, rule: Rule | None = None, factory: Callable[[], Any] | None = None) -> Any:
-    """A :class:`TrainConfig` field: its default, its help text and its validity rule, the one
-    statement of each that the study spec and the CLI read (``field.metadata``)."""
-    metadata = {"help": help, "rule": rule}
-    return field(default_factory=factory, metadata=metadata) if factory else field(default=default, metadata=metadata)
+    """A :class:`TrainConfig` field: its default, its help text (the field's description) and
+    its validity rule (:data:`RULES`), the one statement of each that the study spec and the
+    CLI read."""
+    info = Field(default_factory=factory, description=help) if factory else Field(default, description=help)
+    if rule:
+        info.metadata.append(rule)  # kept beside the field, read into RULES
+    return info
 
 
 def _at_least(low: float, why: str = "") -> Rule:
-    return (lambda v: v >= low), f"must be >= {low}{why}"
+    return Rule(lambda v: v >= low, f"must be >= {low}{why}")
 
 
 def _one_of(choices: tuple[str, ...]) -> Rule:
-    return (lambda v: v in choices), f"must be one of {', '.join(choices)}"
+    return Rule(lambda v: v in choices, f"must be one of {', '.join(choices)}")
 
 
-POSITIVE: Rule = ((lambda v: math.isfinite(v) and v > 0), "must be a positive number")
+POSITIVE = Rule(lambda v: math.isfinite(v) and v > 0, "must be a positive number")
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(BaseModel):
     """Everything that decides a training run besides the model and the data.
 
     The learning rate at a step of epoch ``e`` (1-based) is
@@ -66,8 +79,11 @@ class TrainConfig:
       trainable parameter (biases and BatchNorm's scale and shift too): their decay of the
       others is left out of the objective the rule reads, as Keras would never count it (with
       BatchNorm's scales near 1 it would add about ``weight_decay / 2`` per channel).
-    Each field's help and validity rule are in its metadata (:func:`option`).
+    Each field's help and validity rule are in its declaration (:func:`option`). A config is
+    frozen; a bad value is a :class:`~clusterprior.errors.UserError` naming the option.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = option(20, "maximum epochs", _at_least(1))
     batch_size: int = option(128, "batch size", _at_least(2, " (BatchNorm needs two samples)"))
@@ -75,31 +91,31 @@ class TrainConfig:
         "sgd", "sgd, adam, rmsprop, adagrad, or a Layca optimizer (<base>-layca)", _one_of(OPTIMIZERS)
     )
     lr: float = option(0.05, "learning rate (Layca: the rotation rate rho)", POSITIVE)
-    momentum: float = option(0.9, "SGD momentum", ((lambda v: 0.0 <= v < 1.0), "must be in [0, 1)"))
+    momentum: float = option(0.9, "SGD momentum", Rule(lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"))
     nesterov: bool = option(False, "Nesterov momentum (SGD)")
     weight_decay: float = option(0.0, "weight decay", _at_least(0))
     milestones: tuple[int, ...] = option(
         (),
         "epochs after which the rate is multiplied by gamma",
-        ((lambda v: all(m >= 1 for m in v)), "must be epochs >= 1"),
+        Rule(lambda v: all(m >= 1 for m in v), "must be epochs >= 1"),
     )
     gamma: float = option(0.2, "learning-rate factor at each milestone", POSITIVE)
     warmup_epochs: int = option(0, "linear warm-up epochs", _at_least(0))
     warmup_start: float = option(
-        0.1, "warm-up starts at this fraction of lr", ((lambda v: 0.0 < v <= 1.0), "must be in (0, 1]")
+        0.1, "warm-up starts at this fraction of lr", Rule(lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")
     )
     augment: bool = option(False, "data augmentation (the data set's defaults)")
     augment_options: dict[str, Any] = option(
         None,
         "augmentation parameters over the data set's defaults",
-        ((lambda v: set(v) <= set(AUGMENT_KEYS)), f"keys must be among {', '.join(AUGMENT_KEYS)}"),
+        Rule(lambda v: set(v) <= set(AUGMENT_KEYS), f"keys must be among {', '.join(AUGMENT_KEYS)}"),
         factory=dict,
     )
     stop_loss: float | None = option(
         None,
         "train until the whole training split's loss (eval mode, no augmentation) is below this, or for "
         "`epochs` at most",
-        ((lambda v: v is None or v > 0), "must be > 0"),
+        Rule(lambda v: v is None or v > 0, "must be > 0"),
     )
     stop_rule: str = option(
         "clean",
@@ -112,7 +128,7 @@ class TrainConfig:
     layca_alpha: float = option(
         0.0,
         "Layca optimizers: layer-wise rate profile (Eq. 4.2); 0 = uniform",
-        ((lambda v: -1.0 < v < 1.0), "must be in (-1, 1)"),
+        Rule(lambda v: -1.0 < v < 1.0, "must be in (-1, 1)"),
     )
     channels_last: bool = option(True, "channels_last memory format for images")
     amp: bool = option(True, "bf16 autocast of forward passes on CUDA (ignored on CPU)")
@@ -124,18 +140,41 @@ class TrainConfig:
         "ce", "ce: softmax cross-entropy; bce: one sigmoid output, binary cross-entropy", _one_of(LOSSES)
     )
 
-    def __post_init__(self) -> None:
-        self.milestones = tuple(int(m) for m in self.milestones)
-        for name, (ok, message) in RULES.items():
-            if not ok(getattr(self, name)):
-                raise UserError(f"{name} {message}")
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise UserError(error_line(e)) from None
+
+    @field_validator("*")
+    @classmethod
+    def _rule(cls, value: Any, info: ValidationInfo) -> Any:
+        """The field's rule (:data:`RULES`), if it has one."""
+        name = str(info.field_name)
+        if name in RULES and not RULES[name][0](value):
+            raise ValueError(f"{name} {RULES[name][1]}")
+        return value
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "milestones": list(self.milestones)}
+        """Every option as plain data (``milestones`` a list)."""
+        return {**self.model_dump(), "milestones": list(self.milestones)}
 
 
-RULES: dict[str, Rule] = {f.name: f.metadata["rule"] for f in fields(TrainConfig) if f.metadata["rule"]}
-HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
+def error_line(error: ValidationError) -> str:
+    """The first problem of a validation ``error`` as one line: the option's rule, or pydantic's
+    message with the option's name."""
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    name = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"unknown training option {name!r}"
+    return message if message.startswith(f"{name} ") else f"{name}: {message}"
+
+
+RULES: dict[str, Rule] = {
+    name: rule for name, f in TrainConfig.model_fields.items() for rule in f.metadata if isinstance(rule, Rule)
+}
+HELP: dict[str, str] = {name: str(f.description) for name, f in TrainConfig.model_fields.items()}
 
 
 def lr_at(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
