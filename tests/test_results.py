@@ -22,6 +22,7 @@ BLOCKS = {
     "chapter2-h200-partial",
     "chapter2-decided/decision",
     "chapter2-decided/mnist1d-hier",
+    "chapter2-decided/digits-hier",
     "chapter4/adapt-copy",
     "chapter4/features",
 } | {f"chapter4/layer-rotation-{s}" for s in ("exploration", "lr", "weight-decay", "warmup", "adaptive")}
@@ -68,7 +69,7 @@ def test_every_committed_run_id_is_found_from_its_spec():
     """Options added since a study ran (the stopping rule, the measurement points) leave its
     run ids as they were: expanding each committed spec finds every model it reports, so a
     study resumes instead of retraining (the demo, regenerated since, sets them)."""
-    from clusterprior.study import expand, load_spec
+    from clusterprior.study import expand, recorded
     from clusterprior.study.spec import FIRST_MEASURE_FIELDS, FIRST_TRAIN_FIELDS, MeasureSpec, TrainSpec
 
     added = {"train": {"stop_rule"}, "measures": {"at", "fit_loss"}}
@@ -76,7 +77,7 @@ def test_every_committed_run_id_is_found_from_its_spec():
     assert added["measures"] <= set(MeasureSpec.model_fields) - set(FIRST_MEASURE_FIELDS)
     found = 0
     for spec in sorted(RESULTS.glob("*/study.toml")):
-        runs = expand(load_spec(spec))
+        runs = expand(recorded(spec.parent))
         reported = set(pd.read_csv(spec.parent / "report" / "models.csv")["run_id"])
         assert reported <= {r["id"] for r in runs}, f"{spec}: run ids moved"
         if spec.parent.name != "demo":  # studies run before these fields existed: left out of their configs
@@ -87,7 +88,7 @@ def test_every_committed_run_id_is_found_from_its_spec():
     for spec in sorted(RESULTS.glob("chapter2-decided/*/study.toml")):
         if (spec.parent / "report" / "models.csv").is_file():
             reported = set(pd.read_csv(spec.parent / "report" / "models.csv")["run_id"])
-            assert reported <= {r["id"] for r in expand(load_spec(spec))}, f"{spec}: run ids moved"
+            assert reported <= {r["id"] for r in expand(recorded(spec.parent))}, f"{spec}: run ids moved"
             decided += len(reported)
     assert decided >= 384, "the pilot's 384 runs at least"
 
