@@ -256,22 +256,29 @@ def test_capped_runs_are_flagged_and_the_total_without_them_is_given(tmp_path: P
     assert report.capped_note(whole).startswith("Every one of the 12 models reached the stop-loss")
 
 
-def test_run_ids_of_existing_studies_survive_options_added_later():
-    base = study.parse(SPEC)
-    again = study.parse(SPEC.replace("epochs = 3", "epochs = 3\ntest_every = 1"))
-    other = study.parse(SPEC.replace("epochs = 3", "epochs = 3\ntest_every = 0"))
+@pytest.mark.parametrize("scheme", [1, 2])
+def test_run_ids_of_existing_studies_survive_options_added_later(scheme: int):
+    """An option at its default (test_every = 1, added after the first studies) leaves the run
+    ids as they were, under both id schemes: scheme 1 leaves it out of the config (by the list
+    of the first options), scheme 2 out of the hash (every option at its default is)."""
+    text = f"id_scheme = {scheme}\n" + SPEC
+    base = study.parse(text)
+    again = study.parse(text.replace("epochs = 3", "epochs = 3\ntest_every = 1"))
+    other = study.parse(text.replace("epochs = 3", "epochs = 3\ntest_every = 0"))
     ids = [r["id"] for r in study.expand(base)]
-    assert ids == [r["id"] for r in study.expand(again)] and "test_every" not in study.expand(base)[0]["train"]
+    assert ids == [r["id"] for r in study.expand(again)]
+    assert ("test_every" in study.expand(base)[0]["train"]) == (scheme == 2), "scheme 2 keeps the whole config"
     assert set(ids).isdisjoint(r["id"] for r in study.expand(other))
+    assert set(ids).isdisjoint(r["id"] for r in study.expand(study.parse(f"id_scheme = {3 - scheme}\n" + SPEC)))
 
 
 def test_runs_outside_the_current_spec_stay_out_of_the_statistics(finished: Path, tmp_path: Path):
-    from clusterprior.study.spec import dump
+    from clusterprior.study.spec import dump, for_folder
 
     folder = tmp_path / "copy"
     shutil.copytree(finished, folder, ignore=shutil.ignore_patterns("runs", "report"))
     smaller = study.parse(SPEC.replace("batch_size = [50, 100]", "batch_size = [50]"))
-    (folder / "study.toml").write_text(dump(smaller))
+    (folder / "study.toml").write_text(dump(for_folder(smaller, folder)))  # as a rerun would record it
     models, axes, _ = report.tables.final_models(folder, "test_acc")
     assert len(models) == 4 and set(models["batch_size"]) == {50} and "batch_size" not in axes
 

@@ -106,7 +106,7 @@ def test_dump_round_trips():
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("bogus = 1", "bogus: unknown key; allowed: name, storage, data, model"),
+        ("bogus = 1", "bogus: unknown key; allowed: name, id_scheme, storage, data, model"),
         ("[train]\nlearning_rate = 0.1", "train.learning_rate: unknown key; allowed: epochs"),
         ("[train]\nepochs = 'ten'", "train.epochs"),
         ("[train]\nlr = -1", "train.lr"),
@@ -153,7 +153,8 @@ def test_run_resume_frame_and_status(tmp_path: Path, capsys):
     runs = study.load(out).runs()
     assert list(runs["attempts"]) == [1, 1, 1, 1]
     assert (out / "runs" / runs["id"][0] / "model.safetensors").is_file()
-    assert parse((out / "study.toml").read_text()) == study.load_spec(spec), "the resolved spec is kept"
+    kept = study.load_spec(spec).model_copy(update={"id_scheme": 2})
+    assert parse((out / "study.toml").read_text()) == kept, "the resolved spec is kept, with its runs' id scheme"
     capsys.readouterr()
     assert main(["study", "run", str(spec), "--out", str(out), "--workers", "2"]) == 0
     assert "4 already finished, 0 to run" in capsys.readouterr().out
@@ -533,3 +534,22 @@ def test_a_failed_run_keeps_its_traceback_and_warnings_and_only_the_documented_o
     assert main(["study", "export", str(out), "--out", str(tmp_path / "frame.csv")]) == 0
     exported = pd.read_csv(tmp_path / "frame.csv")
     assert "no such layer" in exported.loc[0, "traceback"] and "an old API" in exported.loc[0, "warnings"]
+
+
+def test_a_study_folder_keeps_the_id_scheme_of_its_runs(tmp_path: Path):
+    """A new folder takes the latest scheme and records it; a folder written before the
+    schemes (no id_scheme in its study.toml) resumes under scheme 1, so its runs are found;
+    a spec asking for another scheme than the folder's is refused in one line."""
+    from clusterprior.study.spec import LATEST_SCHEME, for_folder, recorded
+
+    spec = study.parse(TINY.format(n_train=300, epochs=3, seeds="[0, 1]"))
+    assert for_folder(spec, tmp_path / "new").id_scheme == LATEST_SCHEME == 2
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "study.toml").write_text(dump(spec))  # no id_scheme: the record of a study run before them
+    assert recorded(old).id_scheme == 1 and for_folder(spec, old).id_scheme == 1
+    assert {r["id"] for r in study.expand(for_folder(spec, old))} == {
+        r["id"] for r in study.expand(spec.model_copy(update={"id_scheme": 1}))
+    }
+    with pytest.raises(UserError, match="its runs have id scheme 1, the spec asks for 2"):
+        for_folder(spec.model_copy(update={"id_scheme": 2}), old)

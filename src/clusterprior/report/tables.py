@@ -154,7 +154,7 @@ def final_models(folder: str | Path, target: str, at: str = "final") -> tuple[pd
     hyperparameter, replicates (seeds) included; :func:`analyse` separates them."""
     if target not in TARGETS:
         raise UserError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    from clusterprior.study import expand, load, load_spec  # lazily: the figures alone need no pydantic
+    from clusterprior.study import expand, load, load_spec, recorded  # lazily: the figures alone need no pydantic
 
     spec = Path(folder) / "study.toml"
     named = load_spec(spec).experiment if spec.is_file() else None
@@ -169,7 +169,7 @@ def final_models(folder: str | Path, target: str, at: str = "final") -> tuple[pd
     finally:
         study.close()
     if spec.is_file():  # the spec run last: runs of an earlier version of the spec stay out of the statistics
-        runs = runs[runs["id"].isin({r["id"] for r in expand(load_spec(spec))})]
+        runs = runs[runs["id"].isin({r["id"] for r in expand(recorded(folder))})]
     done = runs[runs["status"] == "done"].rename(columns={"id": "run_id"})
     measured = done[done["run_id"].isin(values["run_id"])]
     if len(measured) < 2:

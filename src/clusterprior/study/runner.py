@@ -17,7 +17,7 @@ from clusterprior.files import write_text
 from clusterprior.measures.catalogue import not_installed
 from clusterprior.study import artifacts, executors
 from clusterprior.study.lock import driver_lock
-from clusterprior.study.spec import StudySpec, dump, expand
+from clusterprior.study.spec import StudySpec, dump, expand, for_folder
 from clusterprior.study.store import VERSION, Store
 
 EXECUTORS = ("local", "ray")
@@ -62,6 +62,7 @@ def run_study(
     executors.gpu_share(gpus_per_run)  # a bad share of a GPU is refused before anything runs
     folder = Path(folder)
     with driver_lock(folder):  # one live driver per study
+        spec = for_folder(spec, folder)  # the run ids' scheme: the folder's, else the latest; recorded below
         runs = expand(spec)
         store = Store(folder)
         if storage or spec.storage:  # recorded in study.toml, where the report finds the files

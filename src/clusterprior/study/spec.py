@@ -41,7 +41,7 @@ else:  # pragma: no cover
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DataSpec(_Strict):
@@ -86,7 +86,6 @@ class TrainSpec(TrainConfig):
     (defaults, help, rules) but the two a study sets per run (``seed`` from the grid,
     ``device`` from the executor), and one more."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     seed: int = Field(0, exclude=True)
     device: str = Field("cpu", exclude=True)
     adam_lr_scale: float = Field(1.0, gt=0, description="Adam runs use lr * adam_lr_scale (thesis: 0.01)")
@@ -159,6 +158,19 @@ class MeasureSpec(_Strict):
 FIRST_MEASURE_FIELDS = tuple(
     name for name in MeasureSpec.model_fields if name not in ("at", "fit_loss")
 )  # the first spec's measurement options
+
+
+class RunConfig(_Strict):
+    """One model run of a study as the worker receives it (:func:`expand`'s plain config,
+    validated): typed and frozen. ``train`` is the run's :class:`~clusterprior.train.TrainConfig`
+    (its seed the grid's; options a scheme-1 config leaves out take their defaults)."""
+
+    id: str
+    data: DataSpec
+    model: ModelSpec
+    train: TrainConfig
+    measures: MeasureSpec
+    hparams: dict[str, Any]
 
 
 HPARAMS = (
@@ -239,8 +251,19 @@ class ExperimentSpec(_Strict):
         return name
 
 
+IdScheme = Literal[1, 2]
+LATEST_SCHEME: IdScheme = 2
+
+
 class StudySpec(_Strict):
     name: str = "study"
+    id_scheme: IdScheme | None = Field(
+        None,
+        description="how a model study's run ids are computed (run_id): 1, the first studies' (the whole "
+        "resolved config; options added since, at their defaults, left out); 2, the options that differ from "
+        "their defaults. Unset: the scheme its study folder records when it resumes one, else the latest. "
+        "An experiment's run ids are the same under both",
+    )
     storage: str | None = Field(
         None,
         description="where runs put their files: a path or fsspec URI every worker reaches (default: the study "
@@ -306,6 +329,28 @@ def load(path: str | Path) -> StudySpec:
     return parse(path.read_text(), str(path))
 
 
+def recorded(folder: str | Path) -> StudySpec:
+    """The spec a study folder records (``study.toml``, written by the last run), with the id
+    scheme of its runs: a record without one predates the schemes, scheme 1."""
+    spec = load(Path(folder) / "study.toml")
+    return spec if spec.id_scheme else spec.model_copy(update={"id_scheme": 1})
+
+
+def for_folder(spec: StudySpec, folder: str | Path) -> StudySpec:
+    """``spec`` with the id scheme it runs under in ``folder``: the folder's recorded scheme
+    when it holds a study (a spec asking for another one is refused: its runs would all be
+    new), else the spec's, else the latest."""
+    if not (Path(folder) / "study.toml").is_file():
+        return spec.model_copy(update={"id_scheme": scheme_of(spec)})
+    scheme = recorded(folder).id_scheme
+    if spec.id_scheme not in (None, scheme):
+        raise UserError(
+            f"{folder}: its runs have id scheme {scheme}, the spec asks for {spec.id_scheme}; "
+            "drop id_scheme from the spec to resume, or run it into a new folder"
+        )
+    return spec.model_copy(update={"id_scheme": scheme})
+
+
 def _combinations(grid: GridSpec) -> list[dict[str, Any]]:
     """Cartesian product of the plain axes and the rows of each paired axis, in spec order."""
     blocks: list[list[dict[str, Any]]] = [[{key: v} for v in values] for key, values in grid.axes.items()]
@@ -317,13 +362,33 @@ def _excluded(combo: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
     return any(all(combo.get(k) == v for k, v in rule.items()) for rule in rules)
 
 
-def run_id(config: dict[str, Any]) -> str:
-    """A stable hash of a resolved run config."""
-    return fingerprint(config)
+def run_id(config: dict[str, Any], scheme: IdScheme = 1) -> str:
+    """A stable hash of a resolved run ``config`` under id ``scheme``.
+
+    Scheme 1 hashes the config as :func:`resolve` gives it under scheme 1 (the options added
+    after the first studies left out at their defaults, :func:`_drop_new_defaults`). Scheme 2
+    hashes the scheme's number, the data section, the grid values and, of the model, training
+    and measurement sections, the options that differ from their defaults: an option added
+    later, at its default, changes no id, with no list of the first options to keep."""
+    if scheme == 1 or "experiment" in config:
+        return fingerprint(config)
+    defaults = {"model": ModelSpec().model_dump(), "train": {**TrainSpec().model_dump(), "seed": 0}}
+    defaults["measures"] = MeasureSpec().model_dump()
+    deciding = {
+        part: {k: v for k, v in config[part].items() if k not in defaults[part] or v != defaults[part][k]}
+        for part in defaults
+    }
+    return fingerprint({"id_scheme": 2, "data": config["data"], "hparams": config["hparams"], **deciding})
+
+
+def scheme_of(spec: StudySpec) -> IdScheme:
+    """The spec's id scheme, the latest when it sets none."""
+    return spec.id_scheme or LATEST_SCHEME
 
 
 def resolve(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
-    """The full config of the run that sets the grid values ``combo``."""
+    """The full config of the run that sets the grid values ``combo`` (under id scheme 1, the
+    options added since the first studies left out at their defaults)."""
     model = spec.model.model_dump()
     train = spec.train.model_dump()
     seed = 0
@@ -341,9 +406,10 @@ def resolve(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
         TrainSpec.model_validate(train)
     except ValidationError as e:
         raise UserError(_error_line(f"grid value {combo}", e)) from None
-    _drop_new_defaults(train, (*FIRST_TRAIN_FIELDS, "adam_lr_scale"), TrainSpec().model_dump())
     measures = spec.measures.model_dump()
-    _drop_new_defaults(measures, FIRST_MEASURE_FIELDS, MeasureSpec().model_dump())
+    if scheme_of(spec) == 1:
+        _drop_new_defaults(train, (*FIRST_TRAIN_FIELDS, "adam_lr_scale"), TrainSpec().model_dump())
+        _drop_new_defaults(measures, FIRST_MEASURE_FIELDS, MeasureSpec().model_dump())
     scale = train.pop("adam_lr_scale")
     if train["optimizer"] == "adam":
         train["lr"] = train["lr"] * scale
@@ -383,16 +449,16 @@ def resolve_experiment(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]
 
 
 def expand(spec: StudySpec) -> list[dict[str, Any]]:
-    """Every run of the study, each with its ``id`` (a hash of its resolved config), in grid
-    order (exclusions removed); an experiment's runs also carry the spec's ``local`` options,
-    outside the hash."""
+    """Every run of the study, each with its ``id`` (a hash of its resolved config under the
+    spec's id scheme, :func:`run_id`), in grid order (exclusions removed); an experiment's runs
+    also carry the spec's ``local`` options, outside the hash."""
     runs = []
     for combo in _combinations(spec.grid):
         if _excluded(combo, spec.grid.exclude):
             continue
         if spec.experiment is None:
             config = resolve(spec, combo)
-            runs.append({"id": run_id(config), **config})
+            runs.append({"id": run_id(config, scheme_of(spec)), **config})
         else:
             config = resolve_experiment(spec, combo)
             runs.append({"id": run_id(config), **config, "local": dict(spec.experiment.local)})

@@ -24,7 +24,7 @@ from clusterprior.measures.inputs import Settings
 from clusterprior.study import artifacts
 
 if TYPE_CHECKING:
-    from clusterprior.study.spec import MeasureSpec
+    from clusterprior.study.spec import MeasureSpec, RunConfig
 
 EXPECTED = (  # warnings a run raises by design, each documented where it is raised: not kept
     r"layers .* have no live neuron",  # a dead layer is left out of the measures
@@ -119,8 +119,8 @@ def _fit_epoch(history: list[dict[str, float]], threshold: float) -> int | None:
     return next((int(row["epoch"]) for row in history if row.get("fit_loss", threshold) < threshold), None)
 
 
-def _run(config: dict[str, Any], storage: str, device: str, threads: int | None) -> dict[str, Any]:
-    """Train and measure the run ``config``, put its checkpoint (and saved pre-activations) in
+def _run(config: RunConfig, storage: str, device: str, threads: int | None) -> dict[str, Any]:
+    """Train and measure the run ``config`` (typed and frozen), put its checkpoint (and saved pre-activations) in
     ``storage`` (a path or URI, :class:`clusterprior.study.artifacts.Storage`); returns
     ``{status, stop_reason, history, measures, fit_epoch, n_test}``.
 
@@ -132,28 +132,26 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
     loss."""
     from clusterprior import data, models, train
     from clusterprior import probe as probe_mod
-    from clusterprior.study.spec import MeasureSpec
 
     if threads:
         torch.set_num_threads(threads)
-    d, m, t = config["data"], config["model"], config["train"]
-    ms = MeasureSpec.model_validate(config["measures"])  # typed; the defaults of options added since
+    d, ms = config.data, config.measures
     files_at = artifacts.Storage(storage)
     files_at.check()  # before training: a node that cannot reach the storage fails at once
     try:
-        train_split = data.load(d["name"], "train", **d["options"])
-        test_split = data.load(d["name"], "test", **d["options"])
+        train_split = data.load(d.name, "train", **d.options)
+        test_split = data.load(d.name, "test", **d.options)
     except UserError as e:  # each node reads the data from its own disk
         raise UserError(f"node {socket.gethostname()}: {e}") from None
     probe = probe_split(train_split, ms.samples)
-    torch.manual_seed(t["seed"])
-    model = models.from_config(m, train_split.input_shape, train_split.n_classes)
+    torch.manual_seed(config.train.seed)
+    model = models.from_config(config.model.model_dump(), train_split.input_shape, train_split.n_classes)
     initial = models.initial_weights(model)
     rows: list[dict[str, Any]] = []
     snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
     latest: dict[str, Any] = {}
     every, at = ms.track_every, ms.at
-    config_train = train.TrainConfig(device=str(train.resolve_device(device)), **t)
+    config_train = config.train.model_copy(update={"device": str(train.resolve_device(device))})
 
     def measure(net: torch.nn.Module, epoch: int) -> None:
         if epoch in latest.setdefault("epochs", set()):
@@ -188,13 +186,13 @@ def _run(config: dict[str, Any], storage: str, device: str, threads: int | None)
         measure(model, last)
         if ms.k_sweep:
             rows.extend(sweep_rows(model, probe, ms, last, latest["reps"]))
-    header = {"data": d, "train": t, "run": config["id"]}
+    header = {"data": d.model_dump(), "train": config_train.to_dict(), "run": config.id}
     files: dict[str, Callable[[Path], Any]] = {
         artifacts.CHECKPOINT: lambda path: train.checkpoint.save(path, model, extra=header)
     }
     if snapshots:
         files[artifacts.PREACTIVATIONS] = lambda path: artifacts.save_preactivations(path, snapshots, probe)
-    artifacts.save_run(files_at, config["id"], files)
+    artifacts.save_run(files_at, config.id, files)
     return {
         "status": result.status,
         "stop_reason": result.stop_reason,
@@ -224,14 +222,19 @@ def _run_experiment(config: dict[str, Any], storage: str, device: str, threads: 
 
 def execute(config: dict[str, Any], storage: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """Run ``config`` (an experiment's run, :func:`_run_experiment`, else a model to train
-    and measure, :func:`_run`) and return its result with ``seconds`` and ``warnings``
+    and measure, :func:`_run`, which receives it validated: a frozen
+    :class:`~clusterprior.study.spec.RunConfig`) and return its result with ``seconds`` and ``warnings``
     (:func:`kept_warnings`); an exception becomes a "failed" result with its error line and
     traceback, never fatal to the study."""
     start = time.perf_counter()
     with kept_warnings() as raised:
         try:
-            run = _run_experiment if "experiment" in config else _run
-            result = run(config, storage, device, threads)
+            if "experiment" in config:
+                result = _run_experiment(config, storage, device, threads)
+            else:
+                from clusterprior.study.spec import RunConfig
+
+                result = _run(RunConfig.model_validate(config), storage, device, threads)
         except Exception as e:
             line = f"{type(e).__name__}: {e}".splitlines()[0]
             result = {"status": "failed", "error": line, "traceback": traceback.format_exc()[-TRACEBACK_CHARS:]}
