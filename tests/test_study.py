@@ -403,7 +403,7 @@ def test_training_options_have_one_owner():
         if name in ("seed", "device"):
             with pytest.raises(UserError, match=f"train.{name}: {name} is set per run"):
                 study.parse(f"[train]\n{name} = {TOML_VALUES[name]}")
-            assert name not in dump(study.parse("")), "set per run by the study, not written"
+            assert name not in study.parse("").train.model_dump(), "set per run by the study, not written"
             continue
         assert getattr(spec, name) == getattr(defaults, name), name
         assert TrainSpec.model_fields[name].description == HELP[name]
@@ -412,6 +412,16 @@ def test_training_options_have_one_owner():
         assert params[name] == getattr(defaults, name), name
     with pytest.raises(UserError, match="train.momentum: momentum must be in"):
         study.parse("[train]\nmomentum = 1.5")
+    from clusterprior.measures import Settings
+    from clusterprior.study.spec import MeasureSpec
+
+    assert issubclass(MeasureSpec, Settings), "the [measures] section is Settings, not a copy of it"
+    for name, f in Settings.model_fields.items():
+        assert MeasureSpec.model_fields[name].default == f.default and MeasureSpec.model_fields[name].description
+    with pytest.raises(UserError, match="k_neuron: Input should be greater than or equal to 1"):
+        Settings(k_neuron=0)
+    with pytest.raises(UserError, match="measures.k_neuron: Input should be greater than or equal to 1"):
+        study.parse("[measures]\nk_neuron = 0")
 
 
 def test_the_exported_frame_keeps_hyperparameter_names(tmp_path: Path):

@@ -5,51 +5,44 @@ of the catalogue receives them (representations captured at most once)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from clusterprior.data import Split
-from clusterprior.errors import UserError
 from clusterprior.measures import spectral
 from clusterprior.measures.distributed import Local
 from clusterprior.measures.intraclass import Scores
 from clusterprior.measures.sources import Stream
 from clusterprior.measures.streaming import STREAMED, Progress, stream_scores
+from clusterprior.options import Options
 
 READS = ("model", "pre", "post", "outputs", "weights", "initial", "subclasses")  # what a measure may read
 
 
-@dataclass
-class Settings:
-    """The options of a measurement (the study spec's ``[measures]`` section)."""
+class Settings(Options):
+    """The options of a measurement (the study spec's ``[measures]`` section extends them):
+    frozen, each with its default, help and bounds; a bad value is one
+    :class:`~clusterprior.errors.UserError` line."""
 
-    k_neuron: int = 30  # top-k neurons of c1 and c3
-    k_layer: int = 1  # top-k layers of c2 and c4 (thesis: 1 for VGG, 5 for ResNets)
-    layerwise_k: int = 5  # top-k neurons inside each layer for the per-layer values of c1 and c3
-    max_samples: int | None = None  # c4: samples of the whole-set spread
-    sharpness_budget: float = 1.0  # fraction of the thesis's sharpness draws and ascent steps
-    batch_size: int = 512
-    seed: int = 0
+    k_neuron: int = Field(30, ge=1, description="top-k neurons of c1 and c3")
+    k_layer: int = Field(1, ge=1, description="top-k layers of c2 and c4 (thesis: 1 for VGG, 5 for ResNets)")
+    layerwise_k: int = Field(5, ge=1, description="c1 and c3 per layer: top-k neurons of the layer")
+    max_samples: int | None = Field(None, ge=2, description="c4: samples of the whole-set spread")
+    sharpness_budget: float = Field(
+        1.0, gt=0, le=1, description="fraction of the thesis's sharpness draws and ascent steps"
+    )
+    batch_size: int = Field(512, ge=1, description="batch size of the measurement's forward passes")
+    seed: int = Field(0, description="seed of the measurement's draws (the probe subset, sharpness)")
 
-    def __post_init__(self) -> None:
-        checks = [
-            (min(self.k_neuron, self.k_layer, self.layerwise_k) >= 1, "k_neuron, k_layer and layerwise_k must be >= 1"),
-            (self.max_samples is None or self.max_samples >= 2, "max_samples must be >= 2"),
-            (0.0 < self.sharpness_budget <= 1.0, "sharpness_budget must be in (0, 1]"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-
-    @classmethod
-    def of(cls, options: Mapping[str, Any]) -> Settings:
+    @staticmethod
+    def of(options: Mapping[str, Any]) -> Settings:
         """The settings given in ``options`` (a run's ``measures`` config; other keys ignored)."""
-        return cls(**{f.name: options[f.name] for f in fields(cls) if f.name in options})
+        return Settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
 
 
 @dataclass

@@ -81,7 +81,16 @@ def _final_only() -> list[Point]:
     return ["final"]
 
 
-class TrainSpec(TrainConfig):
+class _SpecErrors:
+    """Mixed into a spec section built on :class:`~clusterprior.options.Options`: its
+    validation errors stay pydantic's, with their location, for the spec's error line (pydantic
+    calls a model's own ``__init__`` when it validates it inside another)."""
+
+    def __init__(self, **values: Any) -> None:
+        BaseModel.__init__(self, **values)  # type: ignore[arg-type]
+
+
+class TrainSpec(_SpecErrors, TrainConfig):
     """The spec's ``[train]`` section: :class:`~clusterprior.train.TrainConfig`'s options
     (defaults, help, rules) but the two a study sets per run (``seed`` from the grid,
     ``device`` from the executor), and one more."""
@@ -89,9 +98,6 @@ class TrainSpec(TrainConfig):
     seed: int = Field(0, exclude=True)
     device: str = Field("cpu", exclude=True)
     adam_lr_scale: float = Field(1.0, gt=0, description="Adam runs use lr * adam_lr_scale (thesis: 0.01)")
-
-    def __init__(self, **values: Any) -> None:  # validation errors stay pydantic's, for the spec's error line
-        BaseModel.__init__(self, **values)
 
     @field_validator(*RUNTIME)
     @classmethod
@@ -107,19 +113,12 @@ def _catalogued(name: str) -> str:
 
 
 MeasureName = Annotated[str, AfterValidator(_catalogued)]
-SETTINGS = Settings()
+class MeasureSpec(_SpecErrors, Settings):
+    """The spec's ``[measures]`` section: :class:`~clusterprior.measures.Settings` (their
+    defaults, help and bounds, stated there once) and what a study adds: the measures, the
+    probe subset, and when to measure."""
 
-
-class MeasureSpec(_Strict):
     names: list[MeasureName] = Field(default_factory=lambda: ["c3", "c4"], description="measures of the catalogue")
-    # the measurement settings: defaults from measures.Settings, their one statement
-    sharpness_budget: float = Field(
-        SETTINGS.sharpness_budget, gt=0, le=1, description="scales sharpness's Monte-Carlo draws and ascent steps"
-    )
-    k_neuron: int = Field(SETTINGS.k_neuron, ge=1, description="top-k neurons of c1 and c3")
-    k_layer: int = Field(SETTINGS.k_layer, ge=1, description="top-k layers of c2 and c4")
-    layerwise_k: int = Field(SETTINGS.layerwise_k, ge=1, description="c1 and c3 per layer: top-k neurons of the layer")
-    max_samples: int | None = Field(SETTINGS.max_samples, ge=2, description="c4: samples of the whole-set spread")
     samples: int | None = Field(None, ge=2, description="measure on a fixed random subset of the training split")
     track_every: int = Field(0, ge=0, description="measure every N epochs as well; 0 = at the end only")
     k_sweep: list[Annotated[int, Field(ge=1)]] = Field(
@@ -155,9 +154,18 @@ class MeasureSpec(_Strict):
         return self
 
 
-FIRST_MEASURE_FIELDS = tuple(
-    name for name in MeasureSpec.model_fields if name not in ("at", "fit_loss")
-)  # the first spec's measurement options
+FIRST_MEASURE_FIELDS = (  # the first spec's measurement options (id scheme 1)
+    "names",
+    "sharpness_budget",
+    "k_neuron",
+    "k_layer",
+    "layerwise_k",
+    "max_samples",
+    "samples",
+    "track_every",
+    "k_sweep",
+    "save_preactivations",
+)
 
 
 class RunConfig(_Strict):

@@ -20,7 +20,6 @@ import torch
 
 from clusterprior.data import Split
 from clusterprior.errors import UserError
-from clusterprior.measures.inputs import Settings
 from clusterprior.study import artifacts
 
 if TYPE_CHECKING:
@@ -104,11 +103,11 @@ def _rows(frame: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
     ]
 
 
-def probe_split(split: Split, samples: int | None) -> Split:
-    """A fixed random subset of ``samples`` training examples (all of them when None)."""
+def probe_split(split: Split, samples: int | None, seed: int) -> Split:
+    """A fixed random subset of ``samples`` training examples (all of them when None), drawn
+    with the measurement's ``seed``."""
     if samples is None or samples >= len(split):
         return split
-    seed = Settings().seed  # the measurements' seed draws the probe subset too
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:samples]
     return Split(split.x[idx], split.y[idx], None if split.sub is None else split.sub[idx], split.meta, split.split)
 
@@ -143,7 +142,7 @@ def _run(config: RunConfig, storage: str, device: str, threads: int | None) -> d
         test_split = data.load(d.name, "test", **d.options)
     except UserError as e:  # each node reads the data from its own disk
         raise UserError(f"node {socket.gethostname()}: {e}") from None
-    probe = probe_split(train_split, ms.samples)
+    probe = probe_split(train_split, ms.samples, ms.seed)
     torch.manual_seed(config.train.seed)
     model = models.from_config(config.model.model_dump(), train_split.input_shape, train_split.n_classes)
     initial = models.initial_weights(model)

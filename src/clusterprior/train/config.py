@@ -11,9 +11,9 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from clusterprior.errors import UserError
+from clusterprior.options import Options
 from clusterprior.train.augment import KEYS as AUGMENT_KEYS
 
 LOSSES = ("ce", "bce")
@@ -59,7 +59,7 @@ def _one_of(choices: tuple[str, ...]) -> Rule:
 POSITIVE = Rule(lambda v: math.isfinite(v) and v > 0, "must be a positive number")
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Options):
     """Everything that decides a training run besides the model and the data.
 
     The learning rate at a step of epoch ``e`` (1-based) is
@@ -82,8 +82,6 @@ class TrainConfig(BaseModel):
     Each field's help and validity rule are in its declaration (:func:`option`). A config is
     frozen; a bad value is a :class:`~clusterprior.errors.UserError` naming the option.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = option(20, "maximum epochs", _at_least(1))
     batch_size: int = option(128, "batch size", _at_least(2, " (BatchNorm needs two samples)"))
@@ -140,12 +138,6 @@ class TrainConfig(BaseModel):
         "ce", "ce: softmax cross-entropy; bce: one sigmoid output, binary cross-entropy", _one_of(LOSSES)
     )
 
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as e:
-            raise UserError(error_line(e)) from None
-
     @field_validator("*")
     @classmethod
     def _rule(cls, value: Any, info: ValidationInfo) -> Any:
@@ -158,17 +150,6 @@ class TrainConfig(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """Every option as plain data (``milestones`` a list)."""
         return {**self.model_dump(), "milestones": list(self.milestones)}
-
-
-def error_line(error: ValidationError) -> str:
-    """The first problem of a validation ``error`` as one line: the option's rule, or pydantic's
-    message with the option's name."""
-    first = error.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    name = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
-        return f"unknown training option {name!r}"
-    return message if message.startswith(f"{name} ") else f"{name}: {message}"
 
 
 RULES: dict[str, Rule] = {
