@@ -14,7 +14,7 @@ import torch
 from clusterprior import data, models, train
 from clusterprior.cli import main
 from clusterprior.experiments import adapt_copy
-from clusterprior.experiments.layer_rotation import TASKS
+from clusterprior.presets.tasks import STUDY_SETTINGS
 from clusterprior.probe import StepRates
 from clusterprior.report.readme import experiment_block
 from clusterprior.train.layca import Layca
@@ -35,7 +35,7 @@ def _rates(split, config, build=None):
 @pytest.mark.parametrize("method", ["adam", "rmsprop", "adagrad"])
 def test_the_copy_turns_each_kernel_by_the_recorded_rate(method):
     split = data.load("mnist1d-hier", n_train=300, n_test=50)
-    recorded = _rates(split, {"optimizer": method, "lr": TASKS["cpu"].adaptive[method]})
+    recorded = _rates(split, {"optimizer": method, "lr": STUDY_SETTINGS["cpu"].adaptive[method]})
     assert len(recorded) == 10 and all(r > 0 for r in recorded[0])
     base, lr = adapt_copy.METHODS[method], adapt_copy.COPY_LR
     copied = _rates(

@@ -127,3 +127,15 @@ def test_a_layer_rotation_study_killed_on_a_ray_cluster_resumes_with_every_run_o
     for run_id in study.load(out).runs()["id"]:
         assert (out / "runs" / run_id / "curves.json").is_file()
     assert len(pd.read_csv(out / "results.csv")) == 6 and (out / "verdicts.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("example", "runs"), [("chapter3-winner-take-most.toml", 4), ("chapter4-layer-rotation-lr.toml", 12)]
+)
+def test_the_experiment_examples_name_presets_and_plan(example: str, runs: int, capsys):
+    """The user-facing specs of Chapters 3-4 name the presets (a setting, a task and a study)
+    and expand into their runs."""
+    path = Path(__file__).resolve().parents[1] / "examples" / example
+    assert len(study.expand(study.load_spec(path))) == runs
+    assert main(["study", "plan", str(path)]) == 0
+    assert f"{runs} runs of the" in " ".join(capsys.readouterr().out.split())  # rich wraps the line

@@ -1,4 +1,4 @@
-"""DESIGN.md's layering, checked on the source: data -> models -> train -> probe -> measures
+"""DESIGN.md's layering, checked on the source: presets -> data -> models -> train -> probe -> measures
 -> stats -> study -> report. A package imports only itself, the packages before it and the
 shared leaves (errors, files, options, registry); experiments and cli sit on top and may import anything."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "clusterprior"
-ORDER = ["data", "models", "train", "probe", "measures", "stats", "study", "report"]
+ORDER = ["presets", "data", "models", "train", "probe", "measures", "stats", "study", "report"]
 LEAVES = {"errors", "files", "options", "registry"}
 
 

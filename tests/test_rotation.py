@@ -244,7 +244,7 @@ def test_each_study_s_verdicts_follow_their_rule():
     assert verdict("lr", lr) == ["agrees"], "the rate whose loss did not halve is left out"
     lr[2]["last_loss"] = 0.1  # now it counts: the largest rotation with the worst accuracy
     assert verdict("lr", lr) == ["disagrees"]
-    labels = [c.label for c in exp.study_configs("weight-decay", exp.TASKS["cpu"])]
+    labels = [c.label for c in exp.study_configs("weight-decay", exp.STUDY_SETTINGS["cpu"])]
     wd = [
         {"config": labels[0], "rotation_mean": 0.2, "test_acc": 0.90},
         {"config": labels[1], "rotation_mean": 0.8, "test_acc": 0.95},
@@ -345,13 +345,17 @@ def test_moment_spread_reads_the_last_epoch_in_decades():
         moment_spread({3: {}})
 
 
-def test_the_thesis_tasks_carry_their_study_settings():
+def test_the_thesis_tasks_and_their_study_settings():
     """SPEC.md 4.4-4.5: ResNet-110 with SGD + L2 at 3^-1 warmed up over 0/5/10/15 epochs from a
-    10x smaller rate; C100-WRN's SGD is Nesterov at 3^-2; each task's adaptive method and rate."""
+    10x smaller rate; C100-WRN's SGD is Nesterov at 3^-2; each task's adaptive method and rate.
+    A task holds only what is its own; the studies' settings on it are apart, by the same name."""
     from clusterprior.experiments import layer_rotation as exp
+    from clusterprior.presets.tasks import STUDY_SETTINGS, TASKS
 
-    resnet = exp.TASKS["C10-resnet"]
-    warm = exp.study_configs("warmup", resnet)
+    assert list(TASKS) == list(STUDY_SETTINGS)
+    assert set(exp.TASK_FIELDS) == {f for f in exp.Task.__dataclass_fields__ if f != "note"}
+    resnet, settings = TASKS["C10-resnet"], STUDY_SETTINGS["C10-resnet"]
+    warm = exp.study_configs("warmup", settings)
     assert [c.train["warmup_epochs"] for c in warm[:-1]] == [0, 5, 10, 15] and warm[-1] == exp.LAYCA
     assert all(c.train["lr"] == pytest.approx(1 / 3) and c.train["weight_decay"] == 2e-3 for c in warm[:-1])
     assert all(c.train["warmup_start"] == 0.1 and c.train["momentum"] == 0.0 for c in warm[:-1])
@@ -361,23 +365,25 @@ def test_the_thesis_tasks_carry_their_study_settings():
         m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and m.weight.shape[-1] != 1
     ]
     assert len(weighted) == 110, "ResNet-110: 109 3x3 convolutions and the classifier (1x1 shortcuts aside)"
-    wrn = exp.study_configs("weight-decay", exp.TASKS["C100-WRN"])
+    wrn = exp.study_configs("weight-decay", STUDY_SETTINGS["C100-WRN"])
     assert wrn[0].train == {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "lr": 3.0**-2}
     assert wrn[1].train["weight_decay"] == 1e-3
-    adaptive = exp.study_configs("adaptive", exp.TASKS["C10-CNN2"])
+    adaptive = exp.study_configs("adaptive", STUDY_SETTINGS["C10-CNN2"])
     assert [c.label for c in adaptive] == ["rmsprop", "rmsprop + Layca", "SGD + weight decay"]
     assert adaptive[0].train == {"optimizer": "rmsprop", "lr": 3e-4, "weight_decay": 1e-3}
     assert adaptive[0].record == ("second_moments",) and adaptive[1].train["lr"] == 3.0**-3
-    assert exp.study_configs("adaptive", exp.TASKS["C100-resnet"])[1].train["lr"] == 3.0**-5  # Adam + Layca
+    assert exp.study_configs("adaptive", STUDY_SETTINGS["C100-resnet"])[1].train["lr"] == 3.0**-5  # Adam + Layca
     with pytest.raises(UserError, match="unknown study 'momentum'"):
-        exp.study_configs("momentum", resnet)
+        exp.study_configs("momentum", settings)
     with pytest.raises(UserError, match="runs no adaptive method"):
-        exp.study_configs("adaptive", resnet)
-    cnn2 = exp.TASKS["C10-CNN2"]
+        exp.study_configs("adaptive", settings)
+    cnn2 = STUDY_SETTINGS["C10-CNN2"]
     decayed = exp.study_configs("weight-decay", cnn2)[1].train  # the thesis's own schedule for SGD + L2
     assert decayed["lr"] == 0.5 and decayed["gamma"] == 0.5 and decayed["milestones"][:2] == (25, 50)
-    short = cnn2.with_epochs(60)
-    assert short.milestones == () and short.decay_schedule["milestones"] == (25, 50)
+    assert TASKS["C10-CNN2"].with_epochs(60).milestones == ()
+    assert cnn2.with_epochs(60).decay_schedule["milestones"] == (25, 50)
+    options = {"task": "C10-CNN2", "epochs": 60}
+    assert exp.task_of(options).epochs == 60 and exp.settings_of(options) == cnn2.with_epochs(60)
 
 
 def test_the_warm_up_study_runs_on_resnet_110_from_the_cifar_archives(cifar10_root, tmp_path, capsys):
@@ -427,7 +433,7 @@ def test_runs_resume_add_seeds_and_keep_studies_apart(tmp_path):
     runs = study.load(tmp_path).runs()
     assert len(runs) == 6 + 5 and (runs["attempts"] == 1).all()  # SGD + Layca's runs are shared
     lr = pd.read_csv(tmp_path / "results.csv")
-    assert lr["config"].tolist() == [c.label for c in exp.study_configs("lr", exp.TASKS["cpu"])]
+    assert lr["config"].tolist() == [c.label for c in exp.study_configs("lr", exp.STUDY_SETTINGS["cpu"])]
 
 
 def test_a_failed_start_leaves_the_folder_free(tmp_path, capsys):

@@ -58,7 +58,7 @@ def experiment_layer_rotation(
     options |= {"data_options": parse_options(data_option), "model_options": parse_options(model_option)}
     options = {k: v for k, v in options.items() if v not in (None, {})}
     chosen = lr_exp.task_of(options)
-    configs = lr_exp.study_configs(name, chosen)
+    configs = lr_exp.study_configs(name, lr_exp.settings_of(options))
     lr_exp.load_splits(chosen, {"root": data_dir} if data_dir else None)  # missing data: one line, before any run
     print(
         f"task {task}: {chosen.note}; {len(configs)} configurations, {chosen.epochs} epochs each, "
@@ -144,16 +144,6 @@ def _experiment_study(
     for row in mine[mine["status"] == "failed"].itertuples():
         print(f"  failed: {' '.join(f'{k}={getattr(row, k)}' for k in grid)}: {row.error}", flush=True)
     return mine, values, storage, bool(counts.get("failed"))
-
-
-def _task(name: str, epochs: int | None) -> Any:
-    """A layer-rotation task by name, its epochs overridden (milestones kept below them)."""
-    from clusterprior.experiments import layer_rotation as lr_exp
-
-    chosen = lr_exp.TASKS[name]
-    if epochs is not None and epochs < 1:
-        raise UserError("--epochs must be >= 1")
-    return chosen if epochs is None else chosen.with_epochs(epochs)
 
 
 def _print_verdicts(verdicts: Any) -> None:
@@ -244,10 +234,11 @@ def experiment_features(
     run as a study in --out."""
     from clusterprior.experiments import features
     from clusterprior.files import save_figure, write_csv
+    from clusterprior.presets.tasks import FEATURES_HIDDEN
     from clusterprior.study.experiment import ArraysFile, load_arrays
 
-    if not 1 <= neurons <= features.HIDDEN:
-        raise UserError(f"--neurons must be in 1..{features.HIDDEN}")
+    if not 1 <= neurons <= FEATURES_HIDDEN:
+        raise UserError(f"--neurons must be in 1..{FEATURES_HIDDEN}")
     if epochs is not None and epochs < 1:
         raise UserError(f"epochs must be >= 1, got {epochs}")
     train_split, _, sentence = features.feature_data(data_dir)  # missing data: one line, before any run
@@ -305,13 +296,11 @@ def experiment_winner_take_most(
 
     from clusterprior.experiments import winner_take_most as wtm
     from clusterprior.files import save_figure, write_csv
+    from clusterprior.presets.winner_take_most import IN_ALL
     from clusterprior.probe.dynamics import Dynamics
 
     names = [
-        n
-        for part in setting.split(",")
-        if part.strip()
-        for n in (wtm.IN_ALL if part.strip() == "all" else [part.strip()])
+        n for part in setting.split(",") if part.strip() for n in (IN_ALL if part.strip() == "all" else [part.strip()])
     ]
     if not names:
         raise UserError(f"--setting names no setting; available: {', '.join(wtm.SETTINGS)}, all")

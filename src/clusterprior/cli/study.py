@@ -28,7 +28,7 @@ def demo(
     parsed = (
         study.load_spec(spec)
         if spec
-        else study.parse(resources.files("clusterprior.study").joinpath("demo.toml").read_text(), "demo.toml")
+        else study.parse(resources.files("clusterprior.presets").joinpath("demo.toml").read_text(), "demo.toml")
     )
     study.run_study(parsed, out, workers=workers, device="cpu", quiet=quiet)
     built = report.build(out)
@@ -50,10 +50,11 @@ def study_plan(
     parsed = study.load_spec(spec)
     runs = study.expand(parsed)
     console = Console()
-    console.print(
-        f"{spec}: study {parsed.name!r}, {len(runs)} runs on {parsed.data.name} with {parsed.model.name}; "
-        f"measures {', '.join(parsed.measures.names)}"
-    )
+    if parsed.experiment is not None:  # the thesis experiment's runs: no data, model or measures sections
+        what = f"of the {parsed.experiment.name} experiment {parsed.experiment.options or ''}".rstrip()
+    else:
+        what = f"on {parsed.data.name} with {parsed.model.name}; measures {', '.join(parsed.measures.names)}"
+    console.print(f"{spec}: study {parsed.name!r}, {len(runs)} runs {what}")
     if runs:
         table = Table(title=f"first {min(show, len(runs))} of {len(runs)} runs")
         table.add_column("id")

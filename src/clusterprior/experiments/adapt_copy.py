@@ -29,6 +29,7 @@ from clusterprior.experiments.layer_rotation import (
     TASK_FIELDS,
     Trained,
     load_splits,
+    settings_of,
     sgd_decay,
     task_from,
     task_of,
@@ -72,19 +73,20 @@ def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any
     task's deciding fields (:func:`~clusterprior.experiments.layer_rotation.task_of`), the
     adaptive method with its settings, the copy's base optimizer, the SGD + weight decay
     reference and the seed."""
-    task = task_of(options, OPTIONS)
-    method = hparams.get("method") or (next(iter(task.adaptive)) if task.adaptive else None)
+    task, settings = task_of(options, OPTIONS), settings_of(options)
+    adaptive = settings.adaptive
+    method = hparams.get("method") or (next(iter(adaptive)) if adaptive else None)
     if method is None:
         raise UserError("the thesis runs no adaptive method on this task (SPEC.md 4.4)")
     METHODS.check([method])
-    if method not in task.adaptive:
-        raise UserError(f"the task runs no {method} (SPEC.md 4.4); its adaptive methods: {', '.join(task.adaptive)}")
-    decay = {"weight_decay": task.adaptive_weight_decay} if task.adaptive_weight_decay else {}
-    reference = sgd_decay(task)
+    if method not in adaptive:
+        raise UserError(f"the task runs no {method} (SPEC.md 4.4); its adaptive methods: {', '.join(adaptive)}")
+    decay = {"weight_decay": settings.adaptive_weight_decay} if settings.adaptive_weight_decay else {}
+    reference = sgd_decay(settings)
     return {
         "task": {name: getattr(task, name) for name in TASK_FIELDS},
         "method": method,
-        "adaptive": {"optimizer": method, "lr": task.adaptive[method], **decay},
+        "adaptive": {"optimizer": method, "lr": adaptive[method], **decay},
         "reference": {"label": reference.label, "train": reference.train},
         "seed": int(hparams.get("seed", 0)),
     }

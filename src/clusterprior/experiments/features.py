@@ -31,26 +31,13 @@ from clusterprior.data import fashion_mnist as fashion
 from clusterprior.data.mnist import locate
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
-from clusterprior.experiments.layer_rotation import Task, log3_of, train_one
+from clusterprior.experiments.layer_rotation import log3_of, train_one
 from clusterprior.models.structure import kernels
+from clusterprior.presets.tasks import FEATURES_HIDDEN, FEATURES_TASK
 from clusterprior.study.experiment import ArraysFile
 
 PER_CLASS = 1000  # the thesis's "reduced MNIST": 1,000 training samples per class
 SUBSET_SEED = 0  # the reduced training split is the same whatever the run's seed
-HIDDEN = 784
-# the model and training of every run: Dense(784) -> BN -> ReLU -> Dense, He-uniform kernels (SPEC.md 3.1:
-# Layca keeps their norm), SGD + Layca (over plain SGD, as the layer-rotation exploration) at batch 2048,
-# the rate divided by 5 at each milestone; the test split once, at the end. Its data come from feature_data.
-TASK = Task(
-    "mnist",
-    "mlp",
-    100,
-    (),
-    gamma=0.2,
-    batch_size=2048,
-    model_options={"hidden": (HIDDEN,), "batchnorm": True},
-    init="he_uniform",
-)
 LAYCA = {"optimizer": "sgd-layca", "test_every": 0}
 
 
@@ -148,7 +135,7 @@ OPTIONS = ("epochs",)
 def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """One run's config (the engine's contract, :mod:`clusterprior.study.experiment`): the
     run of :data:`RUNS` that ``hparams["run"]`` names, shortened to ``options["epochs"]``
-    (:meth:`Run.scaled`), its SGD + Layca settings over :data:`TASK` and the seed."""
+    (:meth:`Run.scaled`), its SGD + Layca settings over :data:`FEATURES_TASK` and the seed."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise UserError(f"unknown features option {unknown[0]!r}; allowed: {', '.join(OPTIONS)}")
@@ -170,7 +157,7 @@ def run(config: dict[str, Any], device: str, local: dict[str, Any]) -> dict[str,
     its first-layer and mean rotation and its first layer's initial and final kernel
     (``first_layer.npz``: ``initial``, ``final``)."""
     splits = feature_data(local.get("data_dir"))
-    trained = train_one(TASK, splits[:2], config["train"], int(config["seed"]), device)
+    trained = train_one(FEATURES_TASK, splits[:2], config["train"], int(config["seed"]), device)
     first = next(iter(trained.rotation.initial))
     rotation = list(trained.rotation.final.values())
     epoch = len(trained.result.history)
@@ -226,7 +213,9 @@ def features_arrays(
     neurons, side^2] (float32), and ``similarity`` [runs, runs, 784]: :func:`change_similarity`
     of every pair of runs over the whole first layer (what :func:`verdicts` reads; the kernels
     themselves would take 12 MB). ``kernels_of``: each run's ``first_layer.npz``."""
-    chosen = np.sort(np.random.default_rng(seed).choice(HIDDEN, size=min(neurons, HIDDEN), replace=False))
+    chosen = np.sort(
+        np.random.default_rng(seed).choice(FEATURES_HIDDEN, size=min(neurons, FEATURES_HIDDEN), replace=False)
+    )
     initial = kernels_of[0]["initial"]
     full = np.stack([k["final"] for k in kernels_of])
     similarity = np.stack([np.stack([change_similarity(initial, a, b) for b in full]) for a in full])

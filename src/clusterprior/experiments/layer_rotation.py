@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -22,133 +22,10 @@ from torch import nn
 from clusterprior import data, models, train
 from clusterprior.errors import UserError
 from clusterprior.experiments.claims import claim
+from clusterprior.presets.tasks import EXPLORATION, LAYCA_RATES, STUDY_SETTINGS, TASKS, StudySettings, Task
 from clusterprior.probe.rotation import IterationRotation, RotationMonitor, SecondMoments, StepRates
 from clusterprior.registry import Registry
 from clusterprior.study.experiment import JsonFile
-
-# (alpha, rho(0)): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
-EXPLORATION = [(a, 3.0**-3) for a in (-0.6, -0.3, 0.0, 0.3, 0.6)] + [(0.0, 3.0**-k) for k in (2, 4, 5)]
-
-
-# the thesis's default Layca rates (SPEC.md 4.2, S3's get_optimized_training_schedule)
-LAYCA_RATES = {"sgd": 3.0**-3, "rmsprop": 3.0**-3, "adagrad": 3.0**-3, "adam": 3.0**-5, "sgd-amom": 3.0**-5}
-# the adaptive methods' own rates on the CPU task (PyTorch's usual defaults; Adagrad's is 1e-2)
-ADAPTIVE_LR = {"adam": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
-
-
-@dataclass(frozen=True)
-class Task:
-    """A data set, a model and its training schedule, with the settings of the thesis's
-    studies on it (SPEC.md 4.4): ``sgd``, its best "vanilla" SGD (no momentum, except
-    Nesterov on C100-WRN); ``weight_decay`` (PyTorch's, 2 x Keras's l2) and ``decay_schedule``,
-    what SGD + weight decay sets over ``sgd`` and the task's schedule (the thesis's exceptions
-    for C10-CNN2 and C100-WRN); ``warmup_lr`` and ``warmup_epochs``, the warm-up study's rate
-    and lengths; ``adaptive``, each adaptive method's rate (``adaptive_weight_decay`` for the
-    thesis's "+L2" runs); ``init="he_uniform"`` re-initialises the kernels He-uniform."""
-
-    data: str
-    model: str
-    epochs: int
-    milestones: tuple[int, ...]
-    gamma: float = 0.2
-    augment: bool = False
-    batch_size: int = 128
-    data_options: dict[str, Any] = field(default_factory=dict)
-    model_options: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
-    sgd: dict[str, Any] = field(default_factory=lambda: {"optimizer": "sgd", "momentum": 0.0, "lr": 3.0**-1})
-    weight_decay: float = 2e-3
-    decay_schedule: dict[str, Any] = field(default_factory=dict)
-    warmup_lr: float = 3.0**-1
-    warmup_epochs: tuple[int, ...] = (0, 5, 10, 15)
-    adaptive: dict[str, float] = field(default_factory=lambda: dict(ADAPTIVE_LR))
-    adaptive_weight_decay: float = 0.0
-    init: str = "default"
-
-    def with_epochs(self, epochs: int) -> Task:
-        """The task trained for ``epochs`` epochs, its milestones (and those of its
-        ``decay_schedule``) kept below them."""
-        if epochs < 1:
-            raise UserError(f"epochs must be >= 1, got {epochs}")
-        schedule = dict(self.decay_schedule)
-        if "milestones" in schedule:
-            schedule["milestones"] = tuple(m for m in schedule["milestones"] if m < epochs)
-        kept = tuple(m for m in self.milestones if m < epochs)
-        return replace(self, epochs=epochs, milestones=kept, decay_schedule=schedule)
-
-
-TASKS: Registry[Task] = Registry(
-    "task",
-    {
-        "cpu": Task(
-            "mnist1d-hier",
-            "cnn",
-            30,
-            (20, 27),
-            note="2 CPU cores, minutes: a small 1-D CNN on MNIST-1D",
-            warmup_lr=3.0,  # 3^-1 needs no warm-up on this task; 3^1 is the large rate that does
-            warmup_epochs=(0, 2, 5),
-        ),
-        # SPEC.md 4.4, for a GPU with the CIFAR archives; our zoo's closest architectures:
-        "C10-CNN1": Task(
-            "cifar10",
-            "vgg",
-            100,
-            (80, 90, 97),
-            model_options={"stages": [32, 64, 128, 256], "convs": 6},
-            note="25-layer VGG-style CNN (ours: BN before ReLU; the thesis: Conv-ReLU-BN)",
-            adaptive={"rmsprop": 3.0**-6},
-        ),
-        "C100-resnet": Task(
-            "cifar100",
-            "wrn",
-            100,
-            (70, 90, 97),
-            gamma=0.1,
-            model_options={"stages": [16, 32, 64], "blocks": 5},
-            note="ResNet-32 (ours: pre-activation blocks)",
-            adaptive={"adam": 3.0**-5},
-        ),
-        "C10-CNN2": Task(
-            "cifar10",
-            "vgg",
-            250,
-            (100, 170, 220),
-            augment=True,
-            model_options={"stages": [64, 128, 256, 512, 512], "convs": 3},
-            note="VGG-16-like torch-blog CNN without dropout (ours: 3 convs in every stage, no dense head)",
-            weight_decay=1e-3,
-            decay_schedule={"lr": 0.5, "milestones": tuple(range(25, 250, 25)), "gamma": 0.5},
-            adaptive={"rmsprop": 3e-4},
-            adaptive_weight_decay=1e-3,
-        ),
-        "C100-WRN": Task(
-            "cifar100",
-            "wrn",
-            250,
-            (100, 170, 220),
-            augment=True,
-            model_options={"stages": [160, 320, 640], "blocks": 4},
-            note="WRN-28-10 (the thesis adds dropout 0.3)",
-            sgd={"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "lr": 3.0**-2},
-            weight_decay=1e-3,
-            # the thesis: 200 epochs, x0.2 at 60, 120, 160; here within the task's 250 epochs
-            decay_schedule={"lr": 0.1, "milestones": (60, 120, 160), "gamma": 0.2},
-            adaptive={"adam": 3e-4},
-            adaptive_weight_decay=1e-3,
-        ),
-        "C10-resnet": Task(
-            "cifar10",
-            "wrn",
-            200,
-            (60, 120, 160),
-            augment=True,
-            model_options={"stages": [16, 32, 64], "blocks": 18},
-            note="ResNet-110, the warm-up study's task (ours: pre-activation blocks)",
-            adaptive={},  # the thesis runs no adaptive method on it
-        ),
-    },
-)
 
 
 def log3_of(rate: float) -> float:
@@ -296,8 +173,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 HPARAMS = ("config", "seed")  # the grid keys of a layer-rotation study: a configuration's label and the seed
 OPTIONS = ("study", "task", "epochs", "data_options", "model_options")
 # what a run's result depends on in its task (the rest are the studies' settings)
-TASK_FIELDS = ("data", "model", "epochs", "milestones", "gamma", "augment", "batch_size", "data_options",
-               "model_options", "init")  # fmt: skip
+TASK_FIELDS = tuple(f.name for f in fields(Task) if f.compare)  # all but its note
 RECORDED = ("first_loss", "last_loss", "rotation_mean", "rotation_min", "moments_across", "moments_within")
 
 
@@ -319,6 +195,13 @@ def task_of(options: dict[str, Any], allowed: tuple[str, ...] = OPTIONS) -> Task
     )
 
 
+def settings_of(options: dict[str, Any]) -> StudySettings:
+    """The settings of the thesis's studies on the task ``options`` name (``task``, default
+    ``cpu``; :data:`~clusterprior.presets.tasks.STUDY_SETTINGS`), for its ``epochs`` when given."""
+    settings = STUDY_SETTINGS[options.get("task", "cpu")]
+    return settings if options.get("epochs") is None else settings.with_epochs(int(options["epochs"]))
+
+
 def task_from(fields: dict[str, Any]) -> Task:
     """The task of a run's config (its :data:`TASK_FIELDS`, as JSON gives them back)."""
     values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
@@ -332,7 +215,7 @@ def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any
     names, and the seed of the shared initialisation."""
     task = task_of(options)
     study = options.get("study", "exploration")
-    configs = {c.label: c for c in study_configs(study, task)}
+    configs = {c.label: c for c in study_configs(study, settings_of(options))}
     label = hparams.get("config")
     if label not in configs:
         raise UserError(f"unknown configuration {label!r} of the {study} study; available: {', '.join(configs)}")
@@ -448,57 +331,57 @@ LAYCA = Config("SGD + Layca (3^-3)", {"optimizer": "sgd-layca", "lr": LAYCA_RATE
 PLAIN, DECAYED = "SGD", "SGD + weight decay"
 
 
-def sgd_decay(task: Task) -> Config:
-    """SGD + weight decay on ``task``: its vanilla SGD, weight decay and ``decay_schedule``."""
-    return Config(DECAYED, {**task.sgd, "weight_decay": task.weight_decay, **task.decay_schedule})
+def sgd_decay(settings: StudySettings) -> Config:
+    """SGD + weight decay on a task: its vanilla SGD, weight decay and ``decay_schedule``."""
+    return Config(DECAYED, {**settings.sgd, "weight_decay": settings.weight_decay, **settings.decay_schedule})
 
 
-def _lr_configs(task: Task) -> list[Config]:
+def _lr_configs(settings: StudySettings) -> list[Config]:
     """``lr`` (Figs. 4.3-4.4): the task's vanilla SGD at 3^-4 ... 3^0, each recording its first
     epoch step by step, and SGD + Layca."""
     rates = [
-        Config(f"SGD lr 3^{k}", {**task.sgd, "lr": 3.0**k}, {"log3_lr": k}, record=("iterations",))
+        Config(f"SGD lr 3^{k}", {**settings.sgd, "lr": 3.0**k}, {"log3_lr": k}, record=("iterations",))
         for k in (-4, -3, -2, -1, 0)
     ]
     return [*rates, LAYCA]
 
 
-def _weight_decay_configs(task: Task) -> list[Config]:
+def _weight_decay_configs(settings: StudySettings) -> list[Config]:
     """``weight-decay`` (Fig. 4.5): the task's SGD without and with weight decay (with the task's
     ``decay_schedule``), SGD + Layca."""
-    return [Config(PLAIN, task.sgd), sgd_decay(task), LAYCA]
+    return [Config(PLAIN, settings.sgd), sgd_decay(settings), LAYCA]
 
 
-def _warmup_configs(task: Task) -> list[Config]:
+def _warmup_configs(settings: StudySettings) -> list[Config]:
     """``warmup`` (Fig. 4.6): SGD + weight decay at the task's warm-up rate, warmed up linearly
     from a 10x smaller rate over each of the task's warm-up lengths, and SGD + Layca without
     warm-up."""
-    warm = {**task.sgd, "lr": task.warmup_lr, "weight_decay": task.weight_decay, "warmup_start": 0.1}
+    warm = {**settings.sgd, "lr": settings.warmup_lr, "weight_decay": settings.weight_decay, "warmup_start": 0.1}
     runs = [
         Config(
-            f"SGD + weight decay, lr 3^{log3_of(task.warmup_lr):g}, warm-up {w}",
+            f"SGD + weight decay, lr 3^{log3_of(settings.warmup_lr):g}, warm-up {w}",
             {**warm, "warmup_epochs": w},
             {"warmup_epochs": w},
         )
-        for w in task.warmup_epochs
+        for w in settings.warmup_epochs
     ]
     return [*runs, LAYCA]
 
 
-def _adaptive_configs(task: Task) -> list[Config]:
+def _adaptive_configs(settings: StudySettings) -> list[Config]:
     """``adaptive`` (Figs. 4.7-4.8): each of the task's adaptive methods alone (with the task's
     adaptive weight decay; the first recording its second moments) and with Layca at the
     thesis's default rate (without weight decay: Layca keeps every kernel's norm), and SGD +
     weight decay."""
-    if not task.adaptive:
+    if not settings.adaptive:
         raise UserError("the thesis runs no adaptive method on this task; the adaptive study needs one")
-    decay = {"weight_decay": task.adaptive_weight_decay} if task.adaptive_weight_decay else {}
+    decay = {"weight_decay": settings.adaptive_weight_decay} if settings.adaptive_weight_decay else {}
     alone = [
         Config(m, {"optimizer": m, "lr": lr, **decay}, record=("second_moments",) if i == 0 else ())
-        for i, (m, lr) in enumerate(task.adaptive.items())
+        for i, (m, lr) in enumerate(settings.adaptive.items())
     ]
-    layca = [Config(f"{m} + Layca", {"optimizer": f"{m}-layca", "lr": LAYCA_RATES[m]}) for m in task.adaptive]
-    return [*alone, *layca, sgd_decay(task)]
+    layca = [Config(f"{m} + Layca", {"optimizer": f"{m}-layca", "lr": LAYCA_RATES[m]}) for m in settings.adaptive]
+    return [*alone, *layca, sgd_decay(settings)]
 
 
 def _row(table: pd.DataFrame, label: str) -> pd.Series:
@@ -644,18 +527,19 @@ def _adaptive_claims(table: pd.DataFrame) -> list[dict[str, str]]:
 
 @dataclass(frozen=True)
 class Study:
-    """One study of SPEC.md 4.5 on a task's schedule: the configurations it trains, and its
-    claims (verdict rows) read from its summary table (the means over seeds, one row per
-    configuration; each function states its rules)."""
+    """One study of SPEC.md 4.5 on a task's schedule: the configurations it trains (from the
+    settings the thesis gives the studies on the task, :data:`~clusterprior.presets.tasks.STUDY_SETTINGS`),
+    and its claims (verdict rows) read from its summary table (the means over seeds, one row
+    per configuration; each function states its rules)."""
 
-    configs: Callable[[Task], list[Config]]
+    configs: Callable[[StudySettings], list[Config]]
     claims: Callable[[pd.DataFrame], list[dict[str, str]]]
 
 
 STUDIES: Registry[Study] = Registry(
     "study",
     {
-        "exploration": Study(lambda task: exploration(), _exploration_claims),
+        "exploration": Study(lambda settings: exploration(), _exploration_claims),
         "lr": Study(_lr_configs, _lr_claims),
         "weight-decay": Study(_weight_decay_configs, _weight_decay_claims),
         "warmup": Study(_warmup_configs, _warmup_claims),
@@ -664,9 +548,10 @@ STUDIES: Registry[Study] = Registry(
 )
 
 
-def study_configs(study: str, task: Task) -> list[Config]:
-    """The configurations of ``study`` (:data:`STUDIES`) on ``task``."""
-    return STUDIES[study].configs(task)
+def study_configs(study: str, settings: StudySettings) -> list[Config]:
+    """The configurations of ``study`` (:data:`STUDIES`) on a task, from the studies'
+    ``settings`` on it."""
+    return STUDIES[study].configs(settings)
 
 
 def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:

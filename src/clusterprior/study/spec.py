@@ -113,6 +113,8 @@ def _catalogued(name: str) -> str:
 
 
 MeasureName = Annotated[str, AfterValidator(_catalogued)]
+
+
 class MeasureSpec(_SpecErrors, Settings):
     """The spec's ``[measures]`` section: :class:`~clusterprior.measures.Settings` (their
     defaults, help and bounds, stated there once) and what a study adds: the measures, the
