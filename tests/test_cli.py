@@ -244,3 +244,15 @@ def test_measure_an_external_model_bad_inputs_exit_2_with_one_line(tmp_path: Pat
         assert main(["measure", *args]) == 2, args
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and fragment in err, (args, err)
+
+
+def test_version_prints_the_installed_version_and_the_citation_file_matches_it(capsys):
+    from importlib.metadata import version
+
+    import yaml
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"clusterprior {version('clusterprior')}"
+    citation = yaml.safe_load((Path(__file__).resolve().parents[1] / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["version"] == version("clusterprior")
+    assert citation["preferred-citation"]["identifiers"][0]["value"] == "arXiv:2203.08174"

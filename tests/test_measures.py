@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -310,3 +311,17 @@ def test_the_catalogue_is_a_table_of_named_entries():
         assert isinstance(entry.orientation, Orientation) and set(entry.reads) <= set(READS), name
         assert SHORT.get(name, name) == entry.label
     assert CATALOGUE["sigma_prime"].label == "sigma'" and CATALOGUE["param_norm"].orientation == -1
+
+
+def test_tensors_in_memory_are_measured_like_the_split():
+    """``measure(model, (x, y, sub))``, the call one writes first, gives the Split's values;
+    tensors of different lengths are one clear error."""
+    split = data.load("mnist1d-hier", n_train=300, n_test=50)
+    torch.manual_seed(0)
+    model = models.build("mlp", split.input_shape, split.n_classes, width=0.2).eval()
+    names = ["c0", "c1", "c2", "c3", "c4"]
+    expected = measures.measure(model, split, names).query("layer == 'all'").set_index("measure")["value"]
+    given = measures.measure(model, (split.x, split.y, split.sub), names).query("layer == 'all'")
+    pd.testing.assert_series_equal(given.set_index("measure")["value"], expected, atol=1e-12, rtol=0)
+    with pytest.raises(UserError, match=r"one entry per sample, got lengths \[300, 10\]"):
+        measures.measure(model, (split.x, split.y[:10]))

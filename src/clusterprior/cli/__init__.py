@@ -24,6 +24,25 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Measure the natural clustering prior of deep networks (Carbonnelle 2022).",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"clusterprior {version('clusterprior')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the installed version and exit."
+    ),
+) -> None:
+    """Measure the natural clustering prior of deep networks (Carbonnelle 2022)."""
+
+
 app.command()(demo)
 app.command("train")(train)
 app.command()(measure)

@@ -17,7 +17,7 @@ from clusterprior.errors import UserError
 from clusterprior.measures.catalogue import CATALOGUE, not_installed, select
 from clusterprior.measures.distributed import Distributed, Local
 from clusterprior.measures.inputs import Inputs, Probing, Settings
-from clusterprior.measures.sources import Stream
+from clusterprior.measures.sources import Stream, tensors_of
 from clusterprior.measures.streaming import Progress
 
 COLUMNS = ["measure", "layer", "k", "value"]  # the tidy result of :func:`measure`
@@ -75,7 +75,8 @@ def measure(
     (or parameter) name otherwise; ``k`` is the top-k used (None where a measure has none).
     Measures with ``sweep`` add a model-level row at each k of ``k_sweep``.
 
-    ``data``: a :class:`Split` (measured in memory), or a map-style ``Dataset``, a
+    ``data``: a :class:`Split` (measured in memory), or tensors ``(x, y)`` / ``(x, y, sub)``,
+    a map-style ``Dataset``, a
     ``DataLoader`` (without shuffling) or a re-iterable of ``(x, y)`` / ``(x, y, sub)``
     batches, streamed: c1-c4 in a few passes that never hold all activations
     (:mod:`.streaming`), c0 from random access to the data set. ``stream=True`` streams a
@@ -93,6 +94,7 @@ def measure(
     """
     settings = settings or Settings()
     probing = probing or Probing()
+    data = tensors_of(data)
     streamed = stream if stream is not None else not isinstance(data, Split)
     source = (
         Stream(model, data, settings.batch_size, probing.layers, probing.activations, probing.tokens)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 
 from clusterprior.data import Split
 from clusterprior.errors import UserError
@@ -37,6 +37,17 @@ def _triple(item: Any) -> Triple:
     if sub is not None and bool((sub < 0).all()):
         sub = None
     return x, y, sub
+
+
+def tensors_of(data: Any) -> Any:
+    """``(x, y)`` or ``(x, y, sub)`` given as tensors in memory (the first call one writes) as
+    a map-style ``TensorDataset`` of them, streamed like any data set; other data as it is."""
+    if not (isinstance(data, tuple | list) and len(data) in (2, 3) and all(isinstance(t, torch.Tensor) for t in data)):
+        return data
+    lengths = [len(t) for t in data]
+    if len(set(lengths)) != 1:
+        raise UserError(f"x, y (and sub) must hold one entry per sample, got lengths {lengths}")
+    return TensorDataset(*data)
 
 
 def loader_of(data: Any, batch_size: int) -> Iterable[Any]:
