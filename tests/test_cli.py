@@ -256,3 +256,19 @@ def test_version_prints_the_installed_version_and_the_citation_file_matches_it(c
     citation = yaml.safe_load((Path(__file__).resolve().parents[1] / "CITATION.cff").read_text())
     assert citation["cff-version"] == "1.2.0" and citation["version"] == version("clusterprior")
     assert citation["preferred-citation"]["identifiers"][0]["value"] == "arXiv:2203.08174"
+
+
+def test_the_train_command_shows_the_steps_of_the_epoch_in_progress():
+    """A bar over the steps of the current epoch, reset when the next epoch starts."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from clusterprior.cli.common import epoch_progress, step_bar
+
+    progress = epoch_progress(Console(quiet=True))
+    advance = step_bar(progress, 5)
+    for epoch, steps in ((1, 5), (2, 2)):
+        for _ in range(steps):
+            advance(SimpleNamespace(epoch=epoch))
+        assert progress.tasks[0].completed == steps and progress.tasks[0].total == 5

@@ -68,6 +68,22 @@ def epoch_bar(progress: Progress, total: int, label: str) -> Any:
     return callback
 
 
+def step_bar(progress: Progress, steps: int) -> Callable[[Any], None]:
+    """A bar over the optimisation steps of the epoch in progress (``steps`` per epoch), reset
+    when the next epoch starts, advanced by the returned step callback: a long epoch (a CIFAR
+    epoch on a CPU) is seen moving, not frozen."""
+    task = progress.add_task("  steps of the epoch", total=steps, info="")
+    current: dict[str, int] = {}
+
+    def callback(state: Any) -> None:
+        if current.get("epoch") != state.epoch:
+            current["epoch"] = state.epoch
+            progress.reset(task, total=steps)
+        progress.update(task, advance=1)
+
+    return callback
+
+
 @contextmanager
 def bars_per_run(quiet: bool) -> Iterator[Callable[[str, int], list]]:
     """A progress display (none when ``quiet``) open for the block, which gets

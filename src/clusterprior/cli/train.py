@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clusterprior.cli.common import data_options, epoch_bar, epoch_progress, parse_milestones
+from clusterprior.cli.common import data_options, epoch_bar, epoch_progress, parse_milestones, step_bar
 from clusterprior.train.config import HELP, TrainConfig
 
 DEFAULT = TrainConfig()
@@ -107,9 +107,9 @@ def train(
     )
     progress = epoch_progress(console)
     with progress:
-        result = train_lib.fit(
-            net, train_split, test_split, config, callbacks=[epoch_bar(progress, config.epochs, f"training {model}")]
-        )
+        per_epoch = epoch_bar(progress, config.epochs, f"training {model}")
+        per_step = step_bar(progress, train_lib.steps_per_epoch(len(train_split), config.batch_size))
+        result = train_lib.fit(net, train_split, test_split, config, callbacks=[per_epoch], step_callbacks=[per_step])
     files = run.save(out, net, result, config, data, options, checkpoint_format)
     counts = json.loads(files["result"].read_text())["neurons"]
     console.print(_history_table(result.history))
