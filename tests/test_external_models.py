@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from clusterprior import UserError, models
+from clusterprior.models.external import import_factory
 from clusterprior.train import checkpoint
 
 ZOO = "cp_test_external_zoo"
@@ -75,10 +76,10 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
 
 
 def test_import_factory_by_module_and_by_file(zoo):
-    by_module, by_file = models.import_factory(f"{ZOO}:net"), models.import_factory(f"{zoo}:net")
+    by_module, by_file = import_factory(f"{ZOO}:net"), import_factory(f"{zoo}:net")
     assert by_module.__name__ == by_file.__name__ == "net"
     assert type(by_file(n_classes=3)).__name__ == "Net" and by_file(n_classes=3).fc.out_features == 3
-    assert models.import_factory("torch.nn:Linear") is nn.Linear
+    assert import_factory("torch.nn:Linear") is nn.Linear
 
 
 def test_build_external_calls_the_factory_and_returns_eval_mode(zoo):
@@ -106,7 +107,7 @@ def test_build_external_calls_the_factory_and_returns_eval_mode(zoo):
 )
 def test_import_factory_errors(zoo, spec, message):
     with pytest.raises(UserError, match=message) as e:
-        models.import_factory(spec.format(zoo=zoo))
+        import_factory(spec.format(zoo=zoo))
     assert "\n" not in str(e.value)
 
 
@@ -114,10 +115,10 @@ def test_a_module_that_fails_while_importing(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("import torch\nraise RuntimeError('no GPU here\\nsecond line')\n")
     with pytest.raises(UserError, match=r"cannot import .*broken\.py \(RuntimeError: no GPU here\)$"):
-        models.import_factory(f"{broken}:net")
+        import_factory(f"{broken}:net")
     broken.write_text("def net(:\n")
     with pytest.raises(UserError, match=r"broken\.py \(SyntaxError: "):
-        models.import_factory(f"{broken}:net")
+        import_factory(f"{broken}:net")
 
 
 def test_build_external_errors(zoo):

@@ -109,3 +109,14 @@ def test_the_file_io_checker_sees_calls_and_imports(tmp_path: Path):
         "    fig = draw(t)\n    return fig\n"
     )
     assert file_io_calls(module) == ["2: from clusterprior.files", "5: to_csv", "6: dump", "6: open", "7: write_text"]
+
+
+def test_the_named_internals_stay_in_their_modules():
+    """What users do not call is not exported by its subpackage (it stays importable from its
+    module): the training loop's helpers, the models' attribute name and loaders."""
+    from clusterprior import models, train
+
+    for name in ("steps_per_epoch", "resolve_device", "make_optimizer", "per_example_loss"):
+        assert name not in train.__all__ and not hasattr(train, name), name
+    for name in ("CONFIG_ATTR", "import_factory", "device_of"):
+        assert name not in models.__all__, name

@@ -10,6 +10,7 @@ from torch import nn
 from clusterprior import UserError, data, models, train
 from clusterprior.train.augment import random_translate
 from clusterprior.train.config import TrainConfig, lr_at
+from clusterprior.train.loop import per_example_loss, resolve_device, steps_per_epoch
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +177,9 @@ def test_config_validation(kwargs: dict, message: str):
 def test_device_errors():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA"):
-            train.resolve_device("cuda")
+            resolve_device("cuda")
     with pytest.raises(UserError, match="unknown device"):
-        train.resolve_device("tpu9")
+        resolve_device("tpu9")
 
 
 # ---- augmentation ----------------------------------------------------------------------------
@@ -256,7 +257,7 @@ def test_checkpoint_without_header(tmp_path: Path):
 def test_bce_loss_for_one_output_logit():
     z, y = torch.tensor([[2.0], [-1.0], [0.5]]), torch.tensor([1, 0, 0])
     expected = -(y * torch.log(torch.sigmoid(z[:, 0])) + (1 - y) * torch.log(1 - torch.sigmoid(z[:, 0])))
-    torch.testing.assert_close(train.per_example_loss(z, y, "bce"), expected)
+    torch.testing.assert_close(per_example_loss(z, y, "bce"), expected)
     assert train.predict(z, "bce").tolist() == [1, 0, 1]
     split = data.load("synthclust", n_clusters=4, dim=20, hot=2, n_train_per_cluster=30, n_test_per_cluster=10)
     torch.manual_seed(0)
@@ -275,7 +276,7 @@ def test_steps_per_epoch_counts_the_batches_fit_runs():
 
     for n, batch_size in [(10, 3), (10, 5), (10, 9), (10, 10), (7, 2), (1, 4)]:
         batches = _batches(n, batch_size, torch.Generator().manual_seed(0), torch.device("cpu"))
-        assert train.steps_per_epoch(n, batch_size) == len(batches)
+        assert steps_per_epoch(n, batch_size) == len(batches)
 
 
 def test_test_split_every_n_epochs_and_always_at_the_last(small):

@@ -76,7 +76,7 @@ def measure(
 ) -> None:
     """Compute the intraclass clustering measures c0-c4 (and baselines) of one trained model."""
     from clusterprior import measures as measures_lib
-    from clusterprior.train import resolve_device
+    from clusterprior.train.loop import resolve_device
 
     if format not in FORMATS:
         raise UserError(f"--format must be {', '.join(FORMATS)}, got {format!r}")

@@ -87,7 +87,7 @@ def study_run(
 ) -> None:
     """Train and measure every unfinished run of a study (resumes where it stopped)."""
     from clusterprior import study
-    from clusterprior.train import resolve_device
+    from clusterprior.train.loop import resolve_device
 
     if executor == "local":  # on a Ray cluster the GPUs are the workers', not the driver's
         resolve_device(device)

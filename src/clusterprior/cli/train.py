@@ -79,6 +79,7 @@ def train(
     """Train one model and save its checkpoint and history."""
     from clusterprior import train as train_lib
     from clusterprior.train import run
+    from clusterprior.train.loop import resolve_device, steps_per_epoch
 
     config = TrainConfig(
         epochs=epochs,
@@ -94,7 +95,7 @@ def train(
         stop_loss=stop_loss,
         stop_rule=stop_rule,
         seed=seed,
-        device=str(train_lib.resolve_device(device)),
+        device=str(resolve_device(device)),
     )
     run.check_format(checkpoint_format)  # before training, not after
     options = data_options(data_option, data_dir)
@@ -108,7 +109,7 @@ def train(
     progress = epoch_progress(console)
     with progress:
         per_epoch = epoch_bar(progress, config.epochs, f"training {model}")
-        per_step = step_bar(progress, train_lib.steps_per_epoch(len(train_split), config.batch_size))
+        per_step = step_bar(progress, steps_per_epoch(len(train_split), config.batch_size))
         result = train_lib.fit(net, train_split, test_split, config, callbacks=[per_epoch], step_callbacks=[per_step])
     files = run.save(out, net, result, config, data, options, checkpoint_format)
     counts = json.loads(files["result"].read_text())["neurons"]

@@ -40,6 +40,7 @@ from clusterprior.measures.dynamics import wtm_index, wtm_summary
 from clusterprior.models.layers import he_uniform_, scaled
 from clusterprior.presets.winner_take_most import SETTINGS, Setting
 from clusterprior.probe import dynamics as recording_lib
+from clusterprior.train.loop import resolve_device, steps_per_epoch
 
 
 def scale_setting(setting: Setting, scale: float) -> Setting:
@@ -115,7 +116,7 @@ def train_config(setting: Setting, n_train: int, seed: int, device: str) -> trai
         gamma=0.2,
         loss="bce",
         seed=seed,
-        device=str(train.resolve_device(device)),
+        device=str(resolve_device(device)),
         amp=False,
         eval_batch_size=8192,
     )
@@ -174,7 +175,7 @@ def run(config: dict[str, Any], device: str, local: dict[str, Any]) -> dict[str,
             )
             > 0
         ).astype(int)
-    steps = config_train.epochs * train.steps_per_epoch(len(train_split), config_train.batch_size)
+    steps = config_train.epochs * steps_per_epoch(len(train_split), config_train.batch_size)
     model.to(config_train.device)  # the recorder's buffers live where the model trains
     recorder = recording_lib.DynamicsRecorder(
         model,

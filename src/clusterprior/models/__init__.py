@@ -17,12 +17,12 @@ from torch import nn
 
 from clusterprior.errors import UserError
 from clusterprior.models.convnet import cnn, vgg
-from clusterprior.models.external import build_external, import_factory, load_weights
+from clusterprior.models.external import build_external, load_weights
 from clusterprior.models.layers import NoActivation, he_uniform_
 from clusterprior.models.mlp import mlp
 from clusterprior.models.structure import (
+    CONFIG_ATTR,
     activation_modules,
-    device_of,
     evaluating,
     initial_weights,
     kernel_rotation,
@@ -35,20 +35,16 @@ from clusterprior.models.wrn import wrn
 from clusterprior.registry import Registry
 
 BUILDERS: Registry[Callable[..., nn.Module]] = Registry("model", {"mlp": mlp, "cnn": cnn, "vgg": vgg, "wrn": wrn})
-CONFIG_ATTR = "clusterprior_config"
 __all__ = [
     "BUILDERS",
-    "CONFIG_ATTR",
     "NoActivation",
     "activation_modules",
     "available",
     "build",
     "build_external",
-    "device_of",
     "evaluating",
     "from_config",
     "he_uniform_",
-    "import_factory",
     "initial_weights",
     "kernel_rotation",
     "kernels",
@@ -62,7 +58,7 @@ __all__ = [
 def from_config(config: Mapping[str, Any], input_shape: tuple[int, ...] | list[int], n_classes: int) -> nn.Module:
     """:func:`build` from a config of its arguments (``name``, ``width``, ``depth``,
     ``dropout``, ``batchnorm``, ``options``): a study run's model section, or the one a
-    checkpoint keeps (:data:`CONFIG_ATTR`)."""
+    checkpoint keeps (:data:`~clusterprior.models.structure.CONFIG_ATTR`)."""
     options = {key: config[key] for key in ("width", "depth", "dropout", "batchnorm")}
     return build(config["name"], input_shape, n_classes, **options, **config["options"])
 

@@ -21,6 +21,8 @@ from clusterprior.models.layers import NoActivation
 KERNEL_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 ACTIVATION_TYPES = (nn.ReLU, NoActivation)
 
+CONFIG_ATTR = "clusterprior_config"  # the attribute where build() keeps a model's arguments (checkpoints rebuild it)
+
 
 def kernels(model: nn.Module) -> dict[str, torch.Tensor]:
     """``{"<module>.weight": weight}`` of every Conv/Linear layer, in registration order."""

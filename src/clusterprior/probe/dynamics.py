@@ -38,7 +38,8 @@ from torch import nn
 
 from clusterprior.errors import UserError
 from clusterprior.files import atomic_path
-from clusterprior.models import activation_modules, device_of
+from clusterprior.models import activation_modules
+from clusterprior.models.structure import device_of
 
 PER_LAYER_ARRAYS = ("neurons", "cluster_means", "sign_sum", "first", "last", "full", "final_norms")
 FLAT_ARRAYS = ("seen", "group_loss", "group_count", "epoch", "cluster", "target", "group", "class_of_cluster")

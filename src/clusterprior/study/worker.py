@@ -21,6 +21,7 @@ import torch
 from clusterprior.data import Split
 from clusterprior.errors import UserError
 from clusterprior.study import artifacts
+from clusterprior.train.loop import resolve_device
 
 if TYPE_CHECKING:
     from clusterprior.study.spec import MeasureSpec, RunConfig
@@ -150,7 +151,7 @@ def _run(config: RunConfig, storage: str, device: str, threads: int | None) -> d
     snapshots: dict[int, Any] = {}  # representations kept per measured epoch (save_preactivations)
     latest: dict[str, Any] = {}
     every, at = ms.track_every, ms.at
-    config_train = config.train.model_copy(update={"device": str(train.resolve_device(device))})
+    config_train = config.train.model_copy(update={"device": str(resolve_device(device))})
 
     def measure(net: torch.nn.Module, epoch: int) -> None:
         if epoch in latest.setdefault("epochs", set()):
@@ -205,7 +206,6 @@ def _run(config: RunConfig, storage: str, device: str, threads: int | None) -> d
 def _run_experiment(config: dict[str, Any], storage: str, device: str, threads: int | None) -> dict[str, Any]:
     """Run one run of an experiment (:mod:`clusterprior.study.experiment`): its ``run`` trains
     and records it; the files it returns go to ``storage``, the rest is returned."""
-    from clusterprior import train
     from clusterprior.study import experiment
 
     if threads:
@@ -213,7 +213,7 @@ def _run_experiment(config: dict[str, Any], storage: str, device: str, threads: 
     files_at = artifacts.Storage(storage)
     files_at.check()
     module = experiment.module(config["experiment"])
-    result = module.run(config["run"], str(train.resolve_device(device)), dict(config.get("local", {})))
+    result = module.run(config["run"], str(resolve_device(device)), dict(config.get("local", {})))
     files = result.pop("files", {})
     artifacts.save_run(files_at, config["id"], {name: record.save for name, record in files.items()})
     return result

@@ -12,11 +12,7 @@ from clusterprior.train.loop import (
     TrainResult,
     evaluate,
     fit,
-    make_optimizer,
-    per_example_loss,
     predict,
-    resolve_device,
-    steps_per_epoch,
 )
 
 __all__ = [
@@ -31,10 +27,6 @@ __all__ = [
     "evaluate",
     "fit",
     "lr_at",
-    "make_optimizer",
-    "per_example_loss",
     "predict",
-    "resolve_device",
     "StepState",
-    "steps_per_epoch",
 ]

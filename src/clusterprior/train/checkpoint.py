@@ -19,7 +19,8 @@ from torch import nn
 
 from clusterprior.errors import UserError
 from clusterprior.files import atomic_path
-from clusterprior.models import CONFIG_ATTR, from_config
+from clusterprior.models import from_config
+from clusterprior.models.structure import CONFIG_ATTR
 
 HEADER = "clusterprior"
 

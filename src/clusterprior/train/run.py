@@ -15,6 +15,7 @@ from clusterprior import data, models
 from clusterprior.data import Split
 from clusterprior.errors import UserError
 from clusterprior.files import write_csv, write_text
+from clusterprior.models.structure import CONFIG_ATTR
 from clusterprior.train import checkpoint
 from clusterprior.train.config import TrainConfig
 from clusterprior.train.loop import TrainResult
@@ -68,7 +69,7 @@ def save(
         extra={"data": {"name": data_name, "options": data_options}, "train": config.to_dict()},
     )
     write_csv(files["history"], result.frame(), index=False)
-    input_shape = getattr(model, models.CONFIG_ATTR)["input_shape"]
+    input_shape = getattr(model, CONFIG_ATTR)["input_shape"]
     summary = {
         "status": result.status,
         "stop_reason": result.stop_reason,
