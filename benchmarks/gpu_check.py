@@ -1,5 +1,5 @@
 """One prepared script for a lent GPU: checks of the CUDA path, timings, and the
-winner-take-most experiment at the thesis's scale (SPEC.md 3), written to ``--out``.
+winner-take-most experiment at the thesis's scale (thesis Ch. 3), written to ``--out``.
 
 1. Measures on GPU arrays: c0-c4 (``measure``) of one trained CNN computed on
    CUDA and on CPU from the same weights; the largest relative difference.

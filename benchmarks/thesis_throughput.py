@@ -7,7 +7,7 @@ device trains them, as a study runs them, and projects the study's wall time.
 
 * **Models.** ``clusterprior.models.build("vgg" | "wrn", (3, 32, 32), 100)`` at width and depth
   1: the thesis's base VGG (960 ReLU channels) and base wide ResNet (1920 ReLU channels,
-  WRN-16-4.25), SPEC.md 5.1, with CIFAR-100's input shape and 100 classes.
+  WRN-16-4.25), thesis Fig. 2.5's neuron counts, with CIFAR-100's input shape and 100 classes.
 * **Training.** ``clusterprior.train.fit`` itself, as a study run calls it: SGD (momentum 0.9,
   lr 0.01), batch 128, augmentation on (CIFAR's defaults, random 4-pixel shift + horizontal
   flip, vectorised on the device), ``channels_last=True``, and on CUDA bf16 autocast
@@ -96,7 +96,7 @@ MOMENTUM = 0.9
 MODELS = ("vgg", "wrn")
 BARRIER_TIMEOUT = 900.0
 
-# Chapter 2's studies (SPEC.md 2.5, 2.8): model family, runs, data set
+# Chapter 2's studies (thesis §2.2.1, 2.8): model family, runs, data set
 STUDIES = {
     "Table 2.1": ("wrn", 192, "CIFAR-100 superclasses"),
     "Table 2.2": ("wrn", 192, "CIFAR-100"),
@@ -643,7 +643,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
 **What is measured.** How fast one device trains the thesis's base CIFAR models as a study run
 trains them, and what that means for the Chapter 2 study's wall time. `clusterprior.models.build`
 makes the base VGG (`"vgg"`, 960 ReLU channels) and the base wide ResNet (`"wrn"`, WRN-16-4.25,
-1920 ReLU channels; SPEC.md 5.1) for CIFAR-100 shapes (input 3x32x32, 100 classes, width and
+1920 ReLU channels; thesis Fig. 2.5's neuron counts) for CIFAR-100 shapes (input 3x32x32, 100 classes, width and
 depth 1). Each run is `clusterprior.train.fit` on a synthetic CIFAR-shaped split (random
 tensors and labels; speed does not depend on the pixels) of exactly (warm-up + timed steps) x
 batch 128 images, one epoch, `test=None`: SGD momentum 0.9, augmentation on (random 4-pixel
@@ -681,7 +681,7 @@ H200 989, A100 312 TFLOP/s), with a measured bf16 GEMM beside it.
 
 {flops_md(flops_source)}
 
-**The study.** SPEC.md 2.5/2.8: Table 2.1 is **192 wide ResNets only** (CIFAR-100 20
+**The study.** thesis §2.2.1/2.8: Table 2.1 is **192 wide ResNets only** (CIFAR-100 20
 superclasses); Table 2.2 is another 192 WRNs (CIFAR-100), Table 2.3 144 VGGs (CIFAR-10). So
 Table 2.1 has no VGG; the VGG rows below say what the same 192 x 250 x 50,000 would cost with the
 VGG, and Table 2.3 is the VGG study. Every run trains at most **250 epochs x 50,000 images**

@@ -1,5 +1,5 @@
 """Independent reference computations of c0-c4: direct numpy loops and scikit-learn,
-written from SPEC.md, sharing no code with clusterprior.measures."""
+written from the thesis's formulas (docs/method.md), sharing no code with clusterprior.measures."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def c4(layers, y, k):
 
 
 def c0(predict, x, y, sub, steps, rng, aggregate="max"):
-    """``predict(batch) -> probabilities``; pairs drawn in the order SPEC.md's algorithm gives."""
+    """``predict(batch) -> probabilities``; pairs drawn in the order the authors' algorithm gives."""
     ratios = []
     for s in np.unique(sub):
         c = y[sub == s][0]

@@ -205,7 +205,7 @@ def test_alpha_prime_ascends_on_batch_statistics_and_checks_on_running_ones(digi
 
 @pytest.mark.parametrize("table", ["2-1", "2-2", "2-3"])
 def test_thesis_table_specs_list_the_four_sharpness_baselines(table):
-    """Tables 2.1-2.3 all have the sigma', sigma'', alpha' and alpha'' rows (SPEC.md 2.8)."""
+    """Tables 2.1-2.3 all have the sigma', sigma'', alpha' and alpha'' rows (thesis Tables 2.1-2.3)."""
     from pathlib import Path
 
     from clusterprior import study

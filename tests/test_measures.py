@@ -279,7 +279,7 @@ def test_measure_gives_one_tidy_frame():
 
 
 def test_a_neuron_whose_maximum_is_exactly_zero_is_dead():
-    """The project's rule (SPEC.md 2.1): dead = no positive pre-activation, so a maximum of
+    """The project's rule (thesis §2.1.1): dead = no positive pre-activation, so a maximum of
     exactly 0 (bias-free nets without BN) is dead, where the thesis's code ("all < 0") keeps it."""
     layers, y, _ = random_case(9, dead=False, zero_rows=False)
     rng = np.random.default_rng(9)

@@ -37,7 +37,7 @@ def test_forward_shapes(name: str, shape: tuple[int, ...]):
     ],
 )
 def test_thesis_scale_neuron_counts(name: str, width: float, depth: float, total: int):
-    """SPEC.md 5.1: base VGG 960, base WRN 1920 ReLU channels; x1.5 about 1.5 times that."""
+    """thesis Fig. 2.5's neuron counts: base VGG 960, base WRN 1920 ReLU channels; x1.5 about 1.5 times that."""
     model = models.build(name, (3, 32, 32), 10, width=width, depth=depth)
     counts = models.neuron_counts(model, (3, 32, 32))
     assert sum(counts.values()) == total

@@ -346,7 +346,7 @@ def test_moment_spread_reads_the_last_epoch_in_decades():
 
 
 def test_the_thesis_tasks_and_their_study_settings():
-    """SPEC.md 4.4-4.5: ResNet-110 with SGD + L2 at 3^-1 warmed up over 0/5/10/15 epochs from a
+    """thesis Table 4.1-4.5: ResNet-110 with SGD + L2 at 3^-1 warmed up over 0/5/10/15 epochs from a
     10x smaller rate; C100-WRN's SGD is Nesterov at 3^-2; each task's adaptive method and rate.
     A task holds only what is its own; the studies' settings on it are apart, by the same name."""
     from clusterprior.experiments import layer_rotation as exp

@@ -18,7 +18,7 @@ experiment_app = typer.Typer(help="Reproductions of the thesis's experiments.", 
 )
 def experiment_layer_rotation(
     study: str | None = typer.Option(
-        None, help="A study of SPEC 4.5: lr, weight-decay, warmup or adaptive (default: the Fig. 4.1 exploration)."
+        None, help="A study of thesis Ch. 4: lr, weight-decay, warmup or adaptive (default: the Fig. 4.1 exploration)."
     ),
     task: str = typer.Option(
         "cpu",

@@ -17,7 +17,7 @@ Registered set ``mnist`` (images ``[1, 28, 28]`` scaled to [0, 1]; default
 normalisation: global scalar; no default augmentation):
 
 - ``target="digit"``: 10 classes, no subclasses.
-- ``target="binary"``: the thesis's 2-class MNIST (SPEC): digits 0-4 are class 0,
+- ``target="binary"``: the thesis's 2-class MNIST (thesis §3.1): digits 0-4 are class 0,
   5-9 class 1; ``sub`` = the digit.
 """
 

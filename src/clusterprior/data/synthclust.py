@@ -1,4 +1,4 @@
-"""``synthclust``: the thesis's SynthClust generator (SPEC.md section 3.1).
+"""``synthclust``: the thesis's SynthClust generator (thesis §3.1).
 
 ``n_clusters`` binary centroids in ``R^dim``, each with exactly ``hot`` ones on
 coordinates no other centroid uses; the clusters are dealt at random, in equal

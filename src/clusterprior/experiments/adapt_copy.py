@@ -1,4 +1,4 @@
-"""AdaptCopy (thesis Fig. 4.9, SPEC.md 4.5): do adaptive methods act through layer rotation?
+"""AdaptCopy (thesis Fig. 4.9): do adaptive methods act through layer rotation?
 
 1. Train with an adaptive method (Adam, RMSprop or Adagrad) and record every kernel's
    rotation rate ``tan(theta)`` at every step (:class:`clusterprior.probe.StepRates`).
@@ -77,10 +77,10 @@ def configure(hparams: dict[str, Any], options: dict[str, Any]) -> dict[str, Any
     adaptive = settings.adaptive
     method = hparams.get("method") or (next(iter(adaptive)) if adaptive else None)
     if method is None:
-        raise UserError("the thesis runs no adaptive method on this task (SPEC.md 4.4)")
+        raise UserError("the thesis runs no adaptive method on this task (thesis Table 4.1)")
     METHODS.check([method])
     if method not in adaptive:
-        raise UserError(f"the task runs no {method} (SPEC.md 4.4); its adaptive methods: {', '.join(adaptive)}")
+        raise UserError(f"the task runs no {method} (thesis Table 4.1); its adaptive methods: {', '.join(adaptive)}")
     decay = {"weight_decay": settings.adaptive_weight_decay} if settings.adaptive_weight_decay else {}
     reference = sgd_decay(settings)
     return {

@@ -1,4 +1,4 @@
-"""What layer rotation does to the features (thesis Fig. 4.10, SPEC.md 4.5 "Interpretation").
+"""What layer rotation does to the features (thesis Fig. 4.10).
 
 A 1-hidden-layer MLP (784 hidden units, Dense -> BN -> ReLU -> Dense) on reduced MNIST (at most
 1,000 training samples per class) is trained four times from one initialisation with SGD +

@@ -1,4 +1,4 @@
-"""The layer-rotation exploration of the thesis's Fig. 4.1 (SPEC.md 4.3-4.5).
+"""The layer-rotation exploration of the thesis's Fig. 4.1 (thesis Eq. 4.2, Figs. 4.1-4.2).
 
 Every configuration trains the same initialisation with SGD + Layca; they differ in the
 layer-wise rotation-rate profile alpha (Eq. 4.2) and the initial rate rho(0). The thesis's
@@ -325,7 +325,7 @@ def figures(curves: dict[str, dict]) -> dict[str, Any]:
     return drawn
 
 
-# ---- the thesis's studies (SPEC.md 4.5, Figs. 4.3-4.8) on a task's schedule ------------------------
+# ---- the thesis's studies (thesis Ch. 4, Figs. 4.3-4.8) on a task's schedule ------------------------
 
 LAYCA = Config("SGD + Layca (3^-3)", {"optimizer": "sgd-layca", "lr": LAYCA_RATES["sgd"]})
 PLAIN, DECAYED = "SGD", "SGD + weight decay"
@@ -527,7 +527,7 @@ def _adaptive_claims(table: pd.DataFrame) -> list[dict[str, str]]:
 
 @dataclass(frozen=True)
 class Study:
-    """One study of SPEC.md 4.5 on a task's schedule: the configurations it trains (from the
+    """One study of thesis Ch. 4 on a task's schedule: the configurations it trains (from the
     settings the thesis gives the studies on the task, :data:`~clusterprior.presets.tasks.STUDY_SETTINGS`),
     and its claims (verdict rows) read from its summary table (the means over seeds, one row
     per configuration; each function states its rules)."""
@@ -555,7 +555,7 @@ def study_configs(study: str, settings: StudySettings) -> list[Config]:
 
 
 def verdicts(study: str, table: pd.DataFrame) -> pd.DataFrame:
-    """The thesis's claims of ``study`` (SPEC.md 4.5), each with the numbers it reads and its
+    """The thesis's claims of ``study`` (thesis Ch. 4), each with the numbers it reads and its
     verdict by its rule, from ``table``: one row per configuration (``summary.csv``: the means
     over seeds); a diverged run's missing test accuracy counts as 0 (no better than nothing)."""
     return pd.DataFrame(STUDIES[study].claims(table.fillna({"test_acc": 0.0})))

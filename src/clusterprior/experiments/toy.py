@@ -1,4 +1,4 @@
-"""The 2-D toy of the thesis's Fig. 2.1 (SPEC.md 2.9): deeper nets envelop the clusters of a class.
+"""The 2-D toy of the thesis's Fig. 2.1 (thesis §2.3): deeper nets envelop the clusters of a class.
 
 Two classes in the plane. The blue class (label 1) is made of two tight Gaussian clusters; the
 red class (label 0) is a uniform background around them, kept clear of a disc around each blue

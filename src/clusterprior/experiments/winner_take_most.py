@@ -1,4 +1,4 @@
-"""Winner-take-most on SynthClust (thesis Chapter 3, SPEC.md 3.1-3.4).
+"""Winner-take-most on SynthClust (thesis Chapter 3).
 
 A one-hidden-layer MLP without biases, ``sigmoid(W2 ReLU(W1 x) + b2)`` with binary
 cross-entropy, trained full batch by SGD + Layca (rho(0) = 3^-3, divided by 5 at epoch 375
@@ -8,7 +8,7 @@ smaller) caps the logits and stalls near 90%. A :class:`~clusterprior.probe.dyna
 follows 50 hidden neurons (10 per layer in the 5-layer nets) through every step.
 
 Settings (:data:`SETTINGS`): the base run, the ablations of Fig. 3.4 (no ReLU, one hidden
-neuron, noise 0.1), and the links to standard practice of SPEC.md 3.3 (reduced data, reduced
+neuron, noise 0.1), and the links to standard practice of thesis Ch. 3 (reduced data, reduced
 data with input dropout, random-label pre-training, 5 hidden layers with BN, the same with the
 learning rate divided by 27), plus the 2-class MNIST variant on the user's idx files (not in
 ``all``). Reduced data = the first 50 training examples of each cluster (1,500). The noise-0.1

@@ -1,4 +1,4 @@
-"""Measures: c0-c4 of intraclass clustering (SPEC.md 2), the baselines, and the catalogue
+"""Measures: c0-c4 of intraclass clustering (thesis Ch. 2), the baselines, and the catalogue
 (:data:`CATALOGUE`) that names them all, with :func:`measure`, one call for one model.
 
 Functions take arrays (numpy or torch, on any device), not models, except c0 and the

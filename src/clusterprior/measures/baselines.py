@@ -2,7 +2,7 @@
 
 Each has an orientation in the catalogue (:mod:`clusterprior.measures.catalogue`): the sign
 that makes "higher oriented value" predict better generalization, so that a positive
-correlation always means a correct prediction (SPEC.md 2.6): minus for the norm-based
+correlation always means a correct prediction (thesis §2.2.2): minus for the norm-based
 complexities, NC1 and Davies-Bouldin; plus for the margin, layer rotation (thesis Ch. 4) and
 the sharpness measures (flatter minima generalize better). The cheap ones cost at most one
 forward pass over the probe data; sharpness (:mod:`clusterprior.measures.sharpness`) is separate.

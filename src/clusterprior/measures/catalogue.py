@@ -32,7 +32,7 @@ from clusterprior.registry import Registry
 
 
 class Orientation(IntEnum):
-    """Which way a measure predicts better generalization (SPEC.md 2.6): the sign that makes
+    """Which way a measure predicts better generalization (thesis §2.2.2): the sign that makes
     its oriented value higher for better models, so that a positive correlation with
     generalization is a correct prediction."""
 

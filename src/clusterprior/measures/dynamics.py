@@ -1,4 +1,4 @@
-"""The winner-take-most index of a neuron-level recording (thesis Chapter 3, SPEC.md 3.4).
+"""The winner-take-most index of a neuron-level recording (thesis Ch. 3; the index is ours, docs/method.md).
 
 Recordings come from :class:`clusterprior.probe.dynamics.DynamicsRecorder`.
 """
@@ -20,7 +20,7 @@ def negative_class(average_sign: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def wtm_index(dyn: Dynamics) -> pd.DataFrame:
-    """Winner-take-most index per recorded neuron (SPEC.md 3.4; not in the thesis).
+    """Winner-take-most index per recorded neuron (docs/method.md, the winner-take-most index; not in the thesis).
 
     With ``m[c]`` the mean pre-activation of cluster c at the first (0) and last (T) step and
     ``A`` the neuron's negative-derivative class (:func:`negative_class`), ``B`` the other clusters:

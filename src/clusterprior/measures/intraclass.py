@@ -1,4 +1,4 @@
-"""The five intraclass clustering measures of Carbonnelle's thesis (SPEC.md 2.2-2.4).
+"""The five intraclass clustering measures of Carbonnelle's thesis (thesis §2.1; docs/method.md).
 
 Notation: ``C_i`` the samples of (sub)class ``i``, ``S(i)`` those of the class that
 holds subclass ``i``, ``D`` all samples; ``mu``/``sigma`` the mean and population std
@@ -9,7 +9,7 @@ per (sub)class. Higher always means more intraclass clustering.
 Layer inputs are ``[N, C_l]`` arrays (numpy or torch, any device), given as a list
 (layer-wise results keyed by position) or a dict (keyed by name). Dead neurons (no
 positive pre-activation on any sample: a ReLU that never fires) score 0 in c1 and c3 and
-are dropped in c4. This is the project's rule; the thesis's code (SPEC.md 2.1) calls a
+are dropped in c4. This is the project's rule; the authors' code calls a
 neuron dead when its pre-activations are all *below* 0. The two differ only for a neuron
 whose maximum pre-activation is exactly 0, e.g. in a bias-free net without BatchNorm: it
 is dead here (and would count as live there). A layer with no live neuron is left out of

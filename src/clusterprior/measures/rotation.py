@@ -1,4 +1,4 @@
-"""Layer rotation (thesis Chapter 4, SPEC.md 4.1): how far each layer's kernel has turned.
+"""Layer rotation (thesis Eq. 4.1): how far each layer's kernel has turned.
 
 The rotation of a layer is the cosine distance ``1 - <w0, w> / (|w0| |w|)`` between its
 flattened kernel now and at initialisation (:func:`clusterprior.models.kernel_rotation`);

@@ -1,4 +1,4 @@
-"""Magnitude-aware sharpness (Jiang et al. 2020; SPEC.md 2.7): the thesis's baselines.
+"""Magnitude-aware sharpness (Jiang et al. 2020; thesis §2.2.2): the thesis's baselines.
 
 - sigma' (``sigma_prime``): the largest m, found by bisection in [0, 2], such that random
   perturbations ``w + N(0, m^2) (|w| + 1e-3)`` of all parameters keep the accuracy on random
@@ -11,8 +11,8 @@
   the accuracy checks use BatchNorm on batch statistics (dropout off).
 
 BatchNorm and dropout. The gradient ascent of alpha' runs like that of alpha'': BatchNorm on
-batch statistics, dropout off, since the thesis's code ascends in training mode (SPEC.md
-2.7); its forward passes also update the running statistics of the perturbed copy. The
+batch statistics, dropout off, since the thesis's code ascends in training mode
+(docs/method.md); its forward passes also update the running statistics of the perturbed copy. The
 accuracy checks of the bisection use running statistics (eval mode) for sigma' and alpha'
 (alpha' thus reads the running averages its ascent left) and batch statistics for sigma''
 and alpha''. Each check restores the saved parameters and buffers, and the caller's

@@ -5,7 +5,7 @@ and models defined elsewhere (:mod:`clusterprior.models.external`: ``build_exter
 Every model puts a BatchNorm before every ReLU (unless ``batchnorm=False``) and
 uses one ``nn.ReLU`` module per activation, so :mod:`clusterprior.probe` can hook
 it. ``width`` and ``depth`` scale channels and layer/block counts (the thesis
-uses x1 and x1.5, SPEC.md 2.5).
+uses x1 and x1.5, thesis §2.2.1).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Stages of ``convs`` x ``[Conv3 -> BN -> ReLU]``, 2x max pooling between stages
 (none after the last), dropout after every stage, global average pooling and a
 linear classifier. ``vgg`` at width and depth 1 has 2 x (32 + 64 + 128 + 256) =
-960 ReLU channels, the thesis's base VGG (SPEC.md 5.1); x1.5 width or depth
+960 ReLU channels, the thesis's base VGG (thesis Fig. 2.5's neuron counts); x1.5 width or depth
 gives 1440.
 """
 

@@ -28,7 +28,7 @@ def mlp(
     """``len(hidden) * depth`` hidden layers (extra ones repeat the last width), each
     ``hidden[i] * width`` units. ``bias=False`` drops the hidden layers' biases;
     ``activation="linear"`` replaces the ReLUs by identities; ``input_dropout`` drops
-    input features (the thesis's data augmentation of SPEC.md 3.3)."""
+    input features (the thesis's data augmentation, thesis §3.4)."""
     widths = [scaled(h, width) for h in hidden]
     n_layers = scaled(len(widths), depth)
     widths = (widths + [widths[-1]] * n_layers)[:n_layers]

@@ -62,7 +62,7 @@ def step_tangent(previous: torch.Tensor, current: torch.Tensor) -> float:
 def kernel_rotation(initial: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """Cosine distance of each kernel in ``initial`` to the same kernel in ``current`` (two
     state dicts, or :func:`snapshot` s); entries with fewer than 2 dimensions (biases,
-    BatchNorm) are skipped. The layer rotation of SPEC.md 4.1."""
+    BatchNorm) are skipped. The layer rotation of thesis Eq. 4.1."""
     return {k: cosine_distance(w0, current[k]) for k, w0 in initial.items() if w0.ndim >= 2}
 
 

@@ -8,7 +8,7 @@ where the shape changes).
 
 ReLU channels: ``16 + 14 * w * N`` for stage-1 width ``w`` and ``N`` blocks per
 stage, so the base model (``w = 68``, ``N = 2``, a WRN-16-4.25) has exactly 1920,
-the thesis's base ResNet (SPEC.md 5.1); x1.5 width (``w = 102``) or x1.5 depth
+the thesis's base ResNet (thesis Fig. 2.5's neuron counts); x1.5 width (``w = 102``) or x1.5 depth
 (``N = 3``) gives 2872, the thesis's "about 2880".
 """
 

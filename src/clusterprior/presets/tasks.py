@@ -1,4 +1,4 @@
-"""The thesis's tasks of Chapter 4 (SPEC.md 4.4) and, apart from them, the settings of the
+"""The thesis's tasks of Chapter 4 (thesis Table 4.1) and, apart from them, the settings of the
 layer-rotation studies on each task: one :class:`Task` (the data, the model and its
 schedule: what decides a run besides its optimizer) and one :class:`StudySettings` (what the
 studies set over it) per name, in two registries with the same names; the task of the
@@ -14,7 +14,7 @@ from clusterprior.registry import Registry
 
 # (alpha, rho(0)) of the exploration (Fig. 4.1): the alpha sweep at rho(0) = 3^-3 and the rho(0) sweep at alpha = 0
 EXPLORATION = [(a, 3.0**-3) for a in (-0.6, -0.3, 0.0, 0.3, 0.6)] + [(0.0, 3.0**-k) for k in (2, 4, 5)]
-# the thesis's default Layca rates (SPEC.md 4.2, S3's get_optimized_training_schedule)
+# the thesis's default Layca rates (thesis Algorithm 1; the authors' get_optimized_training_schedule)
 LAYCA_RATES = {"sgd": 3.0**-3, "rmsprop": 3.0**-3, "adagrad": 3.0**-3, "adam": 3.0**-5, "sgd-amom": 3.0**-5}
 # the adaptive methods' own rates on the CPU task (PyTorch's usual defaults; Adagrad's is 1e-2)
 ADAPTIVE_LR = {"adam": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
@@ -26,7 +26,7 @@ def _below(milestones: tuple[int, ...], epochs: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Task:
-    """A data set, a model and its training schedule (SPEC.md 4.4); ``init="he_uniform"``
+    """A data set, a model and its training schedule (thesis Table 4.1); ``init="he_uniform"``
     re-initialises the kernels He-uniform. Every field decides a run's result."""
 
     data: str
@@ -50,7 +50,7 @@ class Task:
 
 @dataclass(frozen=True)
 class StudySettings:
-    """What the thesis's layer-rotation studies set over a task (SPEC.md 4.4-4.5): ``sgd``, its
+    """What the thesis's layer-rotation studies set over a task (thesis Table 4.1, Figs. 4.3-4.8): ``sgd``, its
     best "vanilla" SGD (no momentum, except Nesterov on C100-WRN); ``weight_decay`` (PyTorch's,
     2 x Keras's l2) and ``decay_schedule``, what SGD + weight decay sets over ``sgd`` and the
     task's schedule (the thesis's exceptions for C10-CNN2 and C100-WRN); ``warmup_lr`` and
@@ -78,7 +78,7 @@ TASKS: Registry[Task] = Registry(
     "task",
     {
         "cpu": Task("mnist1d-hier", "cnn", 30, (20, 27), note="2 CPU cores, minutes: a small 1-D CNN on MNIST-1D"),
-        # SPEC.md 4.4, for a GPU with the CIFAR archives; our zoo's closest architectures:
+        # thesis Table 4.1, for a GPU with the CIFAR archives; our zoo's closest architectures:
         "C10-CNN1": Task(
             "cifar10",
             "vgg",
@@ -151,7 +151,7 @@ STUDY_SETTINGS: Registry[StudySettings] = Registry(  # by task name, as TASKS
     },
 )
 
-# the features of Fig. 4.10 (SPEC.md 4.6): Dense(784) -> BN -> ReLU -> Dense on reduced MNIST, He-uniform
+# the features of Fig. 4.10 (thesis Ch. 4): Dense(784) -> BN -> ReLU -> Dense on reduced MNIST, He-uniform
 # kernels (Layca keeps their norm), batch 2048, the rate divided by 5 at each milestone of a run
 FEATURES_HIDDEN = 784
 FEATURES_TASK = Task(

@@ -1,4 +1,4 @@
-"""The settings of the winner-take-most experiments of Chapter 3 (SPEC.md 3.1-3.3): the base
+"""The settings of the winner-take-most experiments of Chapter 3 (thesis §3.1-3.3): the base
 run, the ablations of Fig. 3.4, the links to standard practice and the 2-class MNIST variant
 (not in ``all``: it reads the user's idx files)."""
 
@@ -12,7 +12,7 @@ from clusterprior.registry import Registry
 
 @dataclass(frozen=True)
 class Setting:
-    """One experiment of SPEC.md 3.1-3.3; ``thesis`` is its test accuracy (%) in the thesis,
+    """One experiment of thesis §3.1-3.3; ``thesis`` is its test accuracy (%) in the thesis,
     a (low, high) range for the ablations."""
 
     thesis: float | tuple[float, float]

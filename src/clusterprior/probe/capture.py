@@ -8,7 +8,7 @@ traced graph with an interpreter that reads each site's input *before* the site 
 in-place ReLU overwrites it) and its output after. Models that ``torch.fx`` cannot trace
 fall back to forward pre-/post-hooks on their activation modules.
 
-Each activation is reduced at once to ``[b, C]`` float32 (SPEC.md 2.1): conv maps
+Each activation is reduced at once to ``[b, C]`` float32 (thesis §2.1.1): conv maps
 ``[b, C, *spatial]`` by max over space, token sequences ``[b, T, C]`` over tokens, so
 memory is ``N x neurons`` per site.
 

@@ -1,4 +1,4 @@
-"""Recording neuron-level training dynamics (thesis Chapter 3, SPEC.md 3.2-3.3).
+"""Recording neuron-level training dynamics (thesis §3.2).
 
 :class:`DynamicsRecorder` is a step callback for :func:`clusterprior.train.fit`. For chosen
 hidden neurons i (by default the ones with the largest outgoing weights, :func:`select_neurons`)
@@ -21,7 +21,7 @@ and, for the whole model, ``group_loss[t, g]``: the summed loss of the batch's e
 group g (easy and difficult examples for Fig. 3.5, :func:`difficulty`).
 
 :func:`clusterprior.measures.dynamics.wtm_index` turns a recording into the winner-take-most
-index (SPEC.md 3.4).
+index (docs/method.md, the winner-take-most index).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def outgoing_norms(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def select_neurons(model: nn.Module, per_layer: int = 50) -> dict[str, list[int]]:
     """The ``per_layer`` neurons of each activation layer with the largest outgoing weight
-    norm (SPEC.md 3.2), strongest first."""
+    norm (thesis §3.2), strongest first."""
     norms = outgoing_norms(model)
     if not norms:
         raise UserError(
@@ -82,7 +82,7 @@ def difficulty(
     centroids: np.ndarray,
     class_of_cluster: Sequence[int] | np.ndarray,
 ) -> np.ndarray:
-    """SPEC.md 3.3, Fig. 3.5: ``x . r_opposite - x . r_true`` with ``r_c`` the sum of class c's
+    """thesis Ch. 3, Fig. 3.5: ``x . r_opposite - x . r_true`` with ``r_c`` the sum of class c's
     centroids (two classes). Positive = difficult (a linear classifier on ``r`` errs), negative = easy."""
     class_of = np.asarray(class_of_cluster)
     if len(np.unique(class_of)) != 2:

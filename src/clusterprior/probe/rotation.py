@@ -1,5 +1,5 @@
 """Recording layer rotation, and what an adaptive optimizer keeps per layer, during training
-(thesis Chapter 4, SPEC.md 4.1 and 4.5)."""
+(thesis Chapter 4, thesis Eq. 4.1 and 4.5)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class RotationMonitor:
 
 class StepRates:
     """Step callback recording each kernel's rotation rate between consecutive iterates,
-    ``tan(theta)`` (SPEC.md 4.1): ``rates[step][layer]``, layers in :func:`snapshot`'s
+    ``tan(theta)`` (thesis Eq. 4.1): ``rates[step][layer]``, layers in :func:`snapshot`'s
     order. What AdaptCopy replays with Layca (thesis Fig. 4.9)."""
 
     def __init__(self, model: nn.Module):

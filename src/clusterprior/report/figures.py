@@ -168,7 +168,7 @@ def _kernels(history: list[dict[str, float]]) -> list[str]:
 
 
 def rotation_curves(history: list[dict[str, float]], title: str, ax=None) -> Figure | None:
-    """Layer rotation curves (SPEC.md 4.1): cosine distance to the initial kernel over epochs,
+    """Layer rotation curves (thesis Eq. 4.1): cosine distance to the initial kernel over epochs,
     one line per layer coloured by depth (viridis: first layer dark, last yellow), y in [0, 1]."""
     layers = _kernels(history)
     fig = None

@@ -1,5 +1,5 @@
 """Generalization statistics: Kendall tau, granulated Kendall Psi, the conditional
-mutual-information score, bootstrap confidence intervals (SPEC.md 2.6), and what the seeds
+mutual-information score, bootstrap confidence intervals (thesis §2.2.2), and what the seeds
 of one configuration say: reliability, replicate agreement and the test-noise floor."""
 
 from clusterprior.stats.correlation import (

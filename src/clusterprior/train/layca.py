@@ -1,4 +1,4 @@
-"""Layca (thesis Algorithm 1, SPEC.md 4.2): control each layer's rotation rate directly.
+"""Layca (thesis Algorithm 1, thesis Algorithm 1): control each layer's rotation rate directly.
 
 For every kernel w (Conv/Linear weights) and the base optimizer's proposed update s:
 
@@ -13,7 +13,7 @@ BatchNorm) take the base optimizer's step unchanged. The base optimizer's own le
 rate cancels in the normalisation, so the trainer's schedules and warm-up, which set the
 groups' learning rate, set rho(t).
 
-Layer multipliers: :func:`alpha_multipliers` (SPEC.md Eq. 4.2) or any per-step schedule
+Layer multipliers: :func:`alpha_multipliers` (thesis Eq. 4.2) or any per-step schedule
 ``schedule(step) -> [multiplier per kernel]`` (to replay a recorded rotation, "AdaptCopy").
 """
 
@@ -45,7 +45,7 @@ def alpha_multipliers(n_layers: int, alpha: float) -> list[float]:
 
 
 def base_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The optimizers Layca wraps (SPEC.md 4.2); "sgd-amom" is SGD with Adam-like momentum,
+    """The optimizers Layca wraps (thesis Algorithm 1); "sgd-amom" is SGD with Adam-like momentum,
     an exponential moving average of the gradient (momentum 0.9, dampening 0.9; torch starts
     the average at the first gradient, the reference code at 0)."""
     if name == "sgd":
