@@ -36,3 +36,13 @@ def test_the_method_page_names_code_that_exists_and_the_readme_cites_no_private_
         for attr in parts[cut:]:
             obj = getattr(obj, attr)  # AttributeError names the stale reference
     assert "SPEC" not in (root / "README.md").read_text()
+
+
+def test_the_cli_reference_page_is_the_commands_help():
+    """docs/cli.md is generated from the typer app: regenerate it with
+    ``python -m clusterprior.cli.reference > docs/cli.md`` when a command changes."""
+    from clusterprior.cli.reference import markdown
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    assert page == markdown(), "stale docs/cli.md: python -m clusterprior.cli.reference > docs/cli.md"
+    assert "#### `clusterprior study run`" in page and "#### `clusterprior experiment layer-rotation`" in page
