@@ -8,6 +8,7 @@ finished runs again.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sys
@@ -382,13 +383,23 @@ def run_id(config: dict[str, Any], scheme: IdScheme = 1) -> str:
     later, at its default, changes no id, with no list of the first options to keep."""
     if scheme == 1 or "experiment" in config:
         return fingerprint(config)
-    defaults = {"model": ModelSpec().model_dump(), "train": {**TrainSpec().model_dump(), "seed": 0}}
-    defaults["measures"] = MeasureSpec().model_dump()
+    defaults = _section_defaults()
     deciding = {
         part: {k: v for k, v in config[part].items() if k not in defaults[part] or v != defaults[part][k]}
         for part in defaults
     }
     return fingerprint({"id_scheme": 2, "data": config["data"], "hparams": config["hparams"], **deciding})
+
+
+@functools.cache
+def _section_defaults() -> dict[str, dict[str, Any]]:
+    """Every option of the model, training and measurement sections at its default (the
+    training seed's too), computed once: what scheme 2 leaves out of a run's hash."""
+    return {
+        "model": ModelSpec().model_dump(),
+        "train": {**TrainSpec().model_dump(), "seed": 0},
+        "measures": MeasureSpec().model_dump(),
+    }
 
 
 def scheme_of(spec: StudySpec) -> IdScheme:
