@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from clusterprior.cli import main, parse_options
+from clusterprior.cli import main
+from clusterprior.cli.common import parse_options
 
 SMALL = ["-o", "n_train=400", "-o", "n_test=100"]
 

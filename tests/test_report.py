@@ -249,11 +249,11 @@ def test_capped_runs_are_flagged_and_the_total_without_them_is_given(tmp_path: P
         kept["c3"], kept["target"], kept[["lr", "batch_size", "seed"]].to_dict("records"), axes=["batch_size", "lr"]
     )
     assert analysis.totals.loc["c3", "total_reached"] == pytest.approx(stats.total_score(psi))
-    assert "2 of 12 models hit the epoch cap" in report.capped_note(analysis)
+    assert "2 of 12 models hit the epoch cap" in report.tables.capped_note(analysis)
     _hand_study(tmp_path / "b", capped=set())
     whole = report.tables.analyse(tmp_path / "b", n_boot=50)
     assert whole.totals.loc["c3", "total_reached"] == whole.totals.loc["c3", "total"]
-    assert report.capped_note(whole).startswith("Every one of the 12 models reached the stop-loss")
+    assert report.tables.capped_note(whole).startswith("Every one of the 12 models reached the stop-loss")
 
 
 @pytest.mark.parametrize("scheme", [1, 2])

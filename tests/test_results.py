@@ -69,8 +69,8 @@ def test_every_committed_run_id_is_found_from_its_spec():
     """Options added since a study ran (the stopping rule, the measurement points) leave its
     run ids as they were: expanding each committed spec finds every model it reports, so a
     study resumes instead of retraining (the demo, regenerated since, sets them)."""
-    from clusterprior.study import expand, recorded
-    from clusterprior.study.spec import FIRST_MEASURE_FIELDS, FIRST_TRAIN_FIELDS, MeasureSpec, TrainSpec
+    from clusterprior.study import expand
+    from clusterprior.study.spec import FIRST_MEASURE_FIELDS, FIRST_TRAIN_FIELDS, MeasureSpec, TrainSpec, recorded
 
     added = {"train": {"stop_rule"}, "measures": {"at", "fit_loss"}}
     assert added["train"] <= set(TrainSpec.model_fields) - set(FIRST_TRAIN_FIELDS)

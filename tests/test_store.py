@@ -17,6 +17,7 @@ from clusterprior import UserError, study
 from clusterprior.cli import main
 from clusterprior.study import store as store_mod
 from clusterprior.study.lock import driver_lock
+from clusterprior.study.runner import upgrade
 
 RUNS = (
     "id TEXT PRIMARY KEY, position INTEGER, config TEXT NOT NULL, hparams TEXT NOT NULL, "
@@ -119,7 +120,7 @@ def test_the_driver_runs_the_migrations_and_a_new_database_is_stamped(tmp_path):
     make(tmp_path / "old", "first")
     with driver_lock(tmp_path / "old"):  # a driver holds the study: an upgrade waits for no one
         with pytest.raises(UserError, match="another driver is running this study"):
-            study.upgrade(tmp_path / "old")
+            upgrade(tmp_path / "old")
 
 
 def test_a_migration_that_fails_midway_leaves_the_old_schema_whole(tmp_path, monkeypatch):
@@ -130,14 +131,14 @@ def test_a_migration_that_fails_midway_leaves_the_old_schema_whole(tmp_path, mon
 
     monkeypatch.setattr(store_mod, "_with_k", killed)
     with pytest.raises(KeyboardInterrupt):
-        study.upgrade(folder)
+        upgrade(folder)
     with sqlite3.connect(folder / "study.db") as db:
         assert store_mod.version(db) == 0
         assert len(db.execute("SELECT * FROM measures").fetchall()) == 4 and "fit_loss" not in {
             row[1] for row in db.execute("PRAGMA table_info(runs)")
         }
     monkeypatch.undo()
-    assert study.upgrade(folder) == (0, store_mod.VERSION)
+    assert upgrade(folder) == (0, store_mod.VERSION)
     migrated = study.load(folder).measures().set_index(["measure", "layer"])["k"]
     assert sorted(migrated.dropna().tolist()) == [3, 5, 10], "migrated on the next try"
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from clusterprior import UserError, data, models, train
-from clusterprior.train.augment import random_translate
+from clusterprior.train.augment import augment, random_translate
 from clusterprior.train.config import TrainConfig, lr_at
 from clusterprior.train.loop import per_example_loss, resolve_device, steps_per_epoch
 
@@ -207,11 +207,11 @@ def test_augment_flip_noise_and_purity():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 1, 4, 4)
     before = x.clone()
-    flipped = train.augment(x, g, hflip=True)
+    flipped = augment(x, g, hflip=True)
     same = (flipped == x).flatten(1).all(1)
     mirrored = (flipped == x.flip(3)).flatten(1).all(1)
     assert torch.all(same | mirrored) and 0.35 < mirrored.float().mean() < 0.65
-    noisy = train.augment(torch.zeros(10000, 3), g, noise=0.5)
+    noisy = augment(torch.zeros(10000, 3), g, noise=0.5)
     assert abs(float(noisy.std()) - 0.5) < 0.02
     assert torch.equal(x, before)
 

@@ -11,7 +11,6 @@ import sys
 
 import typer
 
-from clusterprior.cli.common import parse_options
 from clusterprior.cli.experiment import experiment_app
 from clusterprior.cli.measure import measure
 from clusterprior.cli.study import demo, study_app
@@ -49,7 +48,7 @@ app.command()(measure)
 app.add_typer(study_app, name="study")
 app.add_typer(experiment_app, name="experiment")
 
-__all__ = ["app", "main", "parse_options"]
+__all__ = ["app", "main"]
 
 
 def _error(message: str) -> None:

@@ -34,8 +34,8 @@ def demo(
     built = report.build(out)
     console = Console(width=max(100, Console().width))
     console.print(report.tables.terminal_table(built.analysis))
-    console.print(report.capped_note(built.analysis))
-    console.print(report.coverage_note(built.analysis))
+    console.print(report.tables.capped_note(built.analysis))
+    console.print(report.tables.coverage_note(built.analysis))
     print(f"report: {built.html}")
 
 
@@ -198,7 +198,7 @@ def study_status(
 def study_upgrade(folder: Path = typer.Argument(..., help="Study directory.")) -> None:
     """Migrate a study database written by an older clusterprior to this version's schema
     (as a driver does, holding the study's driver lock: refused while a driver runs)."""
-    from clusterprior.study import upgrade
+    from clusterprior.study.runner import upgrade
 
     before, after = upgrade(folder)
     print(f"{folder}: schema version {before} -> {after}" if before != after else f"{folder}: up to date ({after})")

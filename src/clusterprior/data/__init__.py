@@ -12,6 +12,4 @@ from clusterprior.data.base import Meta, Split
 from clusterprior.data.image_folder import ImageFolder, load_image_folder
 from clusterprior.data.registry import available, load, options_of
 
-DEFAULT = "mnist1d-hier"
-
-__all__ = ["DEFAULT", "ImageFolder", "Meta", "Split", "available", "load", "load_image_folder", "options_of"]
+__all__ = ["ImageFolder", "Meta", "Split", "available", "load", "load_image_folder", "options_of"]

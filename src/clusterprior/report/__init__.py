@@ -1,7 +1,7 @@
 """The study report: ``build(DIR)`` writes ``DIR/report/`` (tables as CSV and Markdown,
 figures as PNG, and one self-contained ``report.html``), with the measures read at the
 final epoch; ``build(DIR, at=POINT)`` reads them at another point of training and writes
-``DIR/report-POINT/`` (:func:`report_folder`)."""
+``DIR/report-POINT/`` (:func:`_folder`)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from clusterprior.report.tables import (
     RELIABILITY,
     Analysis,
     analyse,
+    capped_note,
     check_point,
-    coverage_sentence,
+    coverage_note,
     k_sweep,
     level_text,
     markdown,
@@ -43,29 +44,7 @@ class Report:
     analysis: Analysis
 
 
-def capped_note(analysis: Analysis) -> str:
-    """One sentence on the models that hit the epoch cap before the stop-loss."""
-    capped = analysis.capped
-    if analysis.models["reached_stop_loss"].isna().all():
-        return "No stopping rule: models trained for a fixed number of epochs."
-    if capped.empty:
-        return f"Every one of the {len(analysis.models)} models reached the stop-loss before the epoch cap."
-    shift = (analysis.totals["total_reached"] - analysis.totals["total"]).abs()
-    undefined = list(shift[shift.isna()].index)
-    effect = (
-        f"leaving them out moves a total by at most {shift.max():.2f} (totals.csv, total_reached)"
-        if shift.notna().any()
-        else "without them no total is defined"
-    )
-    if undefined and shift.notna().any():
-        effect += f", and leaves {', '.join(undefined)} undefined"
-    return (
-        f"{len(capped)} of {len(analysis.models)} models hit the epoch cap before the stop-loss "
-        f"(reached_stop_loss = False in models.csv: {', '.join(capped['run_id'])}); {effect}."
-    )
-
-
-def report_folder(folder: str | Path, at: str = "final") -> Path:
+def _folder(folder: str | Path, at: str = "final") -> Path:
     """Where the report of study ``folder`` at point ``at`` goes: ``report/`` at the final
     epoch, ``report-AT/`` elsewhere."""
     return Path(folder) / ("report" if check_point(at) == "final" else f"report-{at}")
@@ -91,22 +70,17 @@ def absent_note(analysis: Analysis, saved: list[str], storage: str, folder: Path
     )
 
 
-def coverage_note(analysis: Analysis) -> str:
-    """One sentence on the point the measures were read at and how many models it covers."""
-    return coverage_sentence(analysis.point, len(analysis.covered), len(analysis.models))
-
-
 def build(
     folder: str | Path, target: str = "test_acc", n_boot: int = 1000, at: str = "final", level: float = 0.95
 ) -> Report:
     """Analyse the finished runs of study ``folder`` with their measures read at point ``at``
     (final, fit, init, change or an epoch number), the totals' intervals at ``level`` (from
-    ``n_boot`` bootstrap draws), and write :func:`report_folder`."""
+    ``n_boot`` bootstrap draws), and write :func:`_folder`."""
     folder = Path(folder)
     if not 0 < level < 1:
         raise UserError(f"the interval's level must be between 0 and 1, got {level}")
     analysis = analyse(folder, target, n_boot, at, level)
-    out = report_folder(folder, at)
+    out = _folder(folder, at)
     out.mkdir(exist_ok=True)
     write_csv(out / "granulated_kendall.csv", analysis.kendall, index_label="measure")
     write_csv(out / "granulated_kendall_ci.csv", analysis.intervals, index_label="measure")
@@ -256,4 +230,4 @@ def seeds_html(analysis: Analysis) -> str:
     )
 
 
-__all__ = ["Report", "build", "capped_note", "coverage_note", "report_folder"]
+__all__ = ["Report", "build"]

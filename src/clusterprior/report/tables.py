@@ -16,6 +16,7 @@ import pandas as pd
 from clusterprior import stats
 from clusterprior.errors import UserError
 from clusterprior.measures.catalogue import CATALOGUE, orientation
+from clusterprior.stats.replicates import configurations
 
 TARGETS = ("test_acc", "gap")
 REPLICATES = ("seed",)  # keys that repeat a configuration: they split groups but are no Kendall axis
@@ -154,7 +155,8 @@ def final_models(folder: str | Path, target: str, at: str = "final") -> tuple[pd
     hyperparameter, replicates (seeds) included; :func:`analyse` separates them."""
     if target not in TARGETS:
         raise UserError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    from clusterprior.study import expand, load, load_spec, recorded  # lazily: the figures alone need no pydantic
+    from clusterprior.study import expand, load, load_spec  # lazily: the figures alone need no pydantic
+    from clusterprior.study.spec import recorded as spec_recorded
 
     spec = Path(folder) / "study.toml"
     named = load_spec(spec).experiment if spec.is_file() else None
@@ -169,7 +171,7 @@ def final_models(folder: str | Path, target: str, at: str = "final") -> tuple[pd
     finally:
         study.close()
     if spec.is_file():  # the spec run last: runs of an earlier version of the spec stay out of the statistics
-        runs = runs[runs["id"].isin({r["id"] for r in expand(recorded(folder))})]
+        runs = runs[runs["id"].isin({r["id"] for r in expand(spec_recorded(folder))})]
     done = runs[runs["status"] == "done"].rename(columns={"id": "run_id"})
     measured = done[done["run_id"].isin(values["run_id"])]
     if len(measured) < 2:
@@ -306,7 +308,7 @@ def replicate_statistics(
         return None
     keys = [*axes, *replicates]
     hparams = models[keys].to_dict("records")
-    configs = stats.configurations(hparams, replicates)
+    configs = configurations(hparams, replicates)
     if np.bincount(configs).max() < 2:
         return None
     with warnings.catch_warnings():
@@ -506,3 +508,30 @@ def terminal_table(analysis: Analysis) -> Any:
             f"{seeds.reliability.loc[analysis.target, 'value']:.2f}",
         )
     return table
+
+
+def capped_note(analysis: Analysis) -> str:
+    """One sentence on the models that hit the epoch cap before the stop-loss."""
+    capped = analysis.capped
+    if analysis.models["reached_stop_loss"].isna().all():
+        return "No stopping rule: models trained for a fixed number of epochs."
+    if capped.empty:
+        return f"Every one of the {len(analysis.models)} models reached the stop-loss before the epoch cap."
+    shift = (analysis.totals["total_reached"] - analysis.totals["total"]).abs()
+    undefined = list(shift[shift.isna()].index)
+    effect = (
+        f"leaving them out moves a total by at most {shift.max():.2f} (totals.csv, total_reached)"
+        if shift.notna().any()
+        else "without them no total is defined"
+    )
+    if undefined and shift.notna().any():
+        effect += f", and leaves {', '.join(undefined)} undefined"
+    return (
+        f"{len(capped)} of {len(analysis.models)} models hit the epoch cap before the stop-loss "
+        f"(reached_stop_loss = False in models.csv: {', '.join(capped['run_id'])}); {effect}."
+    )
+
+
+def coverage_note(analysis: Analysis) -> str:
+    """One sentence on the point the measures were read at and how many models it covers."""
+    return coverage_sentence(analysis.point, len(analysis.covered), len(analysis.models))

@@ -9,12 +9,11 @@ from clusterprior.stats.correlation import (
     kendall,
     total_score,
 )
-from clusterprior.stats.replicates import Estimate, configurations, noise_floor, reliability, replicate_agreement
+from clusterprior.stats.replicates import Estimate, noise_floor, reliability, replicate_agreement
 
 __all__ = [
     "Estimate",
     "conditional_mi_score",
-    "configurations",
     "granulated_kendall",
     "granulated_kendall_ci",
     "kendall",

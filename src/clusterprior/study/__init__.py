@@ -2,8 +2,8 @@
 process pool or a Ray cluster, stored in SQLite. ``load(DIR).frame()`` reads one back."""
 
 from clusterprior.study.results import Study, load
-from clusterprior.study.runner import run_study, upgrade
-from clusterprior.study.spec import StudySpec, expand, parse, recorded
+from clusterprior.study.runner import run_study
+from clusterprior.study.spec import StudySpec, expand, parse
 from clusterprior.study.spec import load as load_spec
 
-__all__ = ["Study", "StudySpec", "expand", "load", "load_spec", "parse", "recorded", "run_study", "upgrade"]
+__all__ = ["Study", "StudySpec", "expand", "load", "load_spec", "parse", "run_study"]

@@ -2,7 +2,6 @@
 augmentation and the learning-rate schedule."""
 
 from clusterprior.train import checkpoint
-from clusterprior.train.augment import augment
 from clusterprior.train.config import TrainConfig, lr_at
 from clusterprior.train.layca import Layca, alpha_multipliers
 from clusterprior.train.loop import (
@@ -22,7 +21,6 @@ __all__ = [
     "TrainConfig",
     "alpha_multipliers",
     "TrainResult",
-    "augment",
     "checkpoint",
     "evaluate",
     "fit",
