@@ -20,7 +20,7 @@ from machine_info import load_average, machine  # noqa: E402  (benchmarks/ is on
 
 from clusterprior import study
 
-SPEC = """
+STUDY_TOML = """
 name = "workers-benchmark"
 [data]
 name = "mnist1d-hier"
@@ -42,7 +42,7 @@ seed = [0, 1, 2, 3]
 def timed_study(workers: int) -> tuple[float, dict[str, int]]:
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        counts = study.run_study(study.parse(SPEC), folder, workers=workers, quiet=True)
+        counts = study.run_study(study.parse(STUDY_TOML), folder, workers=workers, quiet=True)
         return time.perf_counter() - start, counts
 
 

@@ -13,7 +13,7 @@ from clusterprior import UserError, study
 from clusterprior.cli import main
 from clusterprior.study import artifacts, executors
 
-SPEC = """
+STUDY_TOML = """
 name = "cluster"
 [data]
 options = { n_train = 300, n_test = 100 }
@@ -61,7 +61,7 @@ def test_a_node_lost_mid_run_is_retried_elsewhere_and_every_run_is_stored_once(
     storage = tmp_path / "shared"  # a place every node reaches, apart from the study directory
     killer.start()
     counts = study.run_study(
-        study.parse(SPEC),
+        study.parse(STUDY_TOML),
         tmp_path / "study",
         executor="ray",
         workers=2,

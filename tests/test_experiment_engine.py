@@ -16,7 +16,7 @@ from clusterprior import UserError, study
 from clusterprior.cli import main
 from tests.running import kill_group, wait_for_done
 
-SPEC = """
+STUDY_TOML = """
 name = "wtm"
 [experiment]
 name = "winner-take-most"
@@ -29,7 +29,7 @@ seed = {seeds}
 
 def write_spec(folder: Path, scale: float = 0.02, seeds: str = "[0, 1]") -> Path:
     path = folder / "wtm.toml"
-    path.write_text(SPEC.format(scale=scale, seeds=seeds))
+    path.write_text(STUDY_TOML.format(scale=scale, seeds=seeds))
     return path
 
 
@@ -47,7 +47,7 @@ def test_an_experiment_spec_is_checked_like_any_spec(tmp_path: Path):
     assert [r["hparams"] for r in runs] == [{"setting": s, "seed": k} for s in ("base", "one-neuron") for k in (0, 1)]
     assert len({r["id"] for r in runs}) == 4 and all(r["run"]["scale"] == 0.02 for r in runs)
     with pytest.raises(UserError, match="unknown hyperparameter 'lr'; allowed: setting, seed"):
-        study.parse(SPEC.format(scale=0.1, seeds="[0]") + "lr = [0.1]\n")
+        study.parse(STUDY_TOML.format(scale=0.1, seeds="[0]") + "lr = [0.1]\n")
     with pytest.raises(UserError, match="unknown experiment 'nope'"):
         study.parse('[experiment]\nname = "nope"\n')
     with pytest.raises(UserError, match="unknown setting 'nope'"):

@@ -12,7 +12,7 @@ import pytest
 from clusterprior import UserError, report, study
 from clusterprior.cli import main
 
-SPEC = """
+STUDY_TOML = """
 name = "report-test"
 [data]
 name = "mnist1d-hier"
@@ -38,7 +38,7 @@ seed = [0, 1]
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("study")
-    study.run_study(study.parse(SPEC), folder, workers=2, quiet=True)
+    study.run_study(study.parse(STUDY_TOML), folder, workers=2, quiet=True)
     return folder
 
 
@@ -112,7 +112,7 @@ def test_report_cli_and_gap_target(finished: Path, capsys, tmp_path: Path):
 @pytest.mark.slow
 def test_demo_resumes_instead_of_retraining(tmp_path: Path, capsys):
     spec = tmp_path / "small.toml"
-    spec.write_text(SPEC.replace("seed = [0, 1]", "seed = [0]"))
+    spec.write_text(STUDY_TOML.replace("seed = [0, 1]", "seed = [0]"))
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--spec", str(spec), "--quiet"]) == 0
     first = capsys.readouterr().out
@@ -261,7 +261,7 @@ def test_run_ids_of_existing_studies_survive_options_added_later(scheme: int):
     """An option at its default (test_every = 1, added after the first studies) leaves the run
     ids as they were, under both id schemes: scheme 1 leaves it out of the config (by the list
     of the first options), scheme 2 out of the hash (every option at its default is)."""
-    text = f"id_scheme = {scheme}\n" + SPEC
+    text = f"id_scheme = {scheme}\n" + STUDY_TOML
     base = study.parse(text)
     again = study.parse(text.replace("epochs = 3", "epochs = 3\ntest_every = 1"))
     other = study.parse(text.replace("epochs = 3", "epochs = 3\ntest_every = 0"))
@@ -269,7 +269,7 @@ def test_run_ids_of_existing_studies_survive_options_added_later(scheme: int):
     assert ids == [r["id"] for r in study.expand(again)]
     assert ("test_every" in study.expand(base)[0]["train"]) == (scheme == 2), "scheme 2 keeps the whole config"
     assert set(ids).isdisjoint(r["id"] for r in study.expand(other))
-    assert set(ids).isdisjoint(r["id"] for r in study.expand(study.parse(f"id_scheme = {3 - scheme}\n" + SPEC)))
+    assert set(ids).isdisjoint(r["id"] for r in study.expand(study.parse(f"id_scheme = {3 - scheme}\n" + STUDY_TOML)))
 
 
 def test_runs_outside_the_current_spec_stay_out_of_the_statistics(finished: Path, tmp_path: Path):
@@ -277,7 +277,7 @@ def test_runs_outside_the_current_spec_stay_out_of_the_statistics(finished: Path
 
     folder = tmp_path / "copy"
     shutil.copytree(finished, folder, ignore=shutil.ignore_patterns("runs", "report"))
-    smaller = study.parse(SPEC.replace("batch_size = [50, 100]", "batch_size = [50]"))
+    smaller = study.parse(STUDY_TOML.replace("batch_size = [50, 100]", "batch_size = [50]"))
     (folder / "study.toml").write_text(dump(for_folder(smaller, folder)))  # as a rerun would record it
     models, axes, _ = report.tables.final_models(folder, "test_acc")
     assert len(models) == 4 and set(models["batch_size"]) == {50} and "batch_size" not in axes

@@ -43,7 +43,7 @@ EARLIER = {  # every schema written before versions (all at user_version 0)
     "top-k": (RUNS + CLEAN, HISTORY + CLEAN, MEASURES_WITH_K),
     "points": (RUNS + CLEAN + POINTS, HISTORY + CLEAN + ", penalty REAL", MEASURES_WITH_K),
 }
-SPEC = {"measures": {"k_neuron": 10, "k_layer": 1, "layerwise_k": 5}}
+MEASURES_JSON = {"measures": {"k_neuron": 10, "k_layer": 1, "layerwise_k": 5}}
 
 
 def make(folder: Path, schema: str) -> Path:
@@ -58,7 +58,7 @@ def make(folder: Path, schema: str) -> Path:
         db.execute(
             "INSERT INTO runs (id, position, config, hparams, status, epochs, test_acc) "
             "VALUES ('old', 0, ?, '{\"lr\": 0.1}', 'done', 10, 0.9)",
-            (json.dumps(SPEC),),
+            (json.dumps(MEASURES_JSON),),
         )
         db.execute("INSERT INTO history (run_id, epoch, test_acc) VALUES ('old', 10, 0.9)")
         if "k INTEGER" in measures:

@@ -214,7 +214,7 @@ def study_snapshot(
     from clusterprior.study.store import snapshot
 
     finished = snapshot(folder, to)
-    print(f"{to}: study.toml and study.db, {finished} finished runs; resume with 'study run SPEC --out {to}'")
+    print(f"{to}: study.toml and study.db, {finished} finished runs; resume with 'study run FILE.toml --out {to}'")
 
 
 @study_app.command("decide")
