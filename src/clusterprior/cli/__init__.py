@@ -56,6 +56,23 @@ def _error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line and turn its outcome into an exit code (never raises).
+
+    A usage error or a :class:`~clusterprior.errors.UserError` prints one
+    ``clusterprior: error: ...`` line on stderr; an interrupt prints
+    ``clusterprior: interrupted``. Without arguments, the help is shown.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the program name; ``None`` reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit code: 0 success (or a command's own ``typer.Exit`` code), 2 bad
+        input, 130 interrupted. Other exceptions propagate with their traceback.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
     try:

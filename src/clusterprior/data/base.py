@@ -23,11 +23,27 @@ NORMALIZE_MODES = ("global", "channel", "none")
 class Meta:
     """What a data set is: names, hierarchy and preprocessing.
 
-    ``superclass_of[s]`` is the class (training target) that subclass ``s`` lies in.
-    ``normalization`` records the statistics applied: ``x = (x_raw - mean) / std``.
-    ``augment`` holds the default augmentation parameters for this data set
-    (see :mod:`clusterprior.train.augment`). ``extra`` carries set-specific facts
-    (SynthClust's centroids, for instance).
+    Parameters
+    ----------
+    name
+        The data set's name.
+    kind
+        "vector", "signal" or "image": the shape family of its inputs.
+    class_names
+        One name per class (training target).
+    subclass_names
+        One name per global subclass id, or None when the set has no subclasses.
+    superclass_of
+        ``superclass_of[s]`` is the class (training target) that subclass ``s`` lies in;
+        None when the set has no subclasses.
+    normalization
+        The statistics applied: ``x = (x_raw - mean) / std`` (keys ``mode``, ``mean``,
+        ``std``, filled in when a split is finished).
+    augment
+        The default augmentation parameters for this data set
+        (see :mod:`clusterprior.train.augment`).
+    extra
+        Set-specific facts (SynthClust's centroids, for instance).
     """
 
     name: str
@@ -41,16 +57,34 @@ class Meta:
 
     @property
     def n_classes(self) -> int:
+        """The number of classes, ``len(class_names)``."""
         return len(self.class_names)
 
     @property
     def n_subclasses(self) -> int | None:
+        """The number of subclasses, or None when the set has no subclass names."""
         return None if self.subclass_names is None else len(self.subclass_names)
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a data set: inputs, training target, subclass id, metadata."""
+    """One split of a data set: inputs, training target, subclass id, metadata.
+
+    ``len(split)`` is the number of examples.
+
+    Parameters
+    ----------
+    x
+        The inputs, float32 ``[N, *input_shape]``.
+    y
+        The training targets (class indices), int64 ``[N]``.
+    sub
+        The global subclass ids, int64 ``[N]``, or None when the set has none.
+    meta
+        What the data set is (:class:`Meta`).
+    split
+        Which split this is: "train" or "test".
+    """
 
     x: torch.Tensor  # float32, [N, *input_shape]
     y: torch.Tensor  # int64, [N]
@@ -63,22 +97,36 @@ class Split:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input, ``x.shape[1:]`` (without the batch axis)."""
         return tuple(self.x.shape[1:])
 
     @property
     def n_classes(self) -> int:
+        """The number of classes of the data set, ``meta.n_classes``."""
         return self.meta.n_classes
 
     @property
     def subclasses(self) -> torch.Tensor:
-        """``sub``, for what needs subclass labels: a :class:`UserError` when the data set has none."""
+        """``sub``, for what needs subclass labels.
+
+        Raises
+        ------
+        UserError
+            When the data set has no subclass labels (``sub`` is None).
+        """
         if self.sub is None:
             raise UserError(f"{self.meta.name} has no subclass labels, and this needs them")
         return self.sub
 
     @property
     def superclass_of(self) -> tuple[int, ...]:
-        """``meta.superclass_of``, or a :class:`UserError` when the data set has no subclasses."""
+        """``meta.superclass_of``, for what needs the subclass-to-class map.
+
+        Raises
+        ------
+        UserError
+            When the data set has no subclasses (``meta.superclass_of`` is None).
+        """
         if self.meta.superclass_of is None:
             raise UserError(f"{self.meta.name} has no subclass labels, and this needs them")
         return self.meta.superclass_of

@@ -133,6 +133,21 @@ class ImageFolder(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, tor
 
     Attributes: ``files``, ``y`` and ``sub`` (int64 tensors of all labels; ``sub`` is None
     in a flat layout), ``meta`` and ``input_shape`` (from the first image).
+
+    Parameters
+    ----------
+    root
+        The folder tree, ``<root>/<class>/[<subclass>/]<image>``; it is listed (not
+        decoded) when the data set is made.
+    mode
+        The Pillow mode every image is converted to: "L", "RGB" or "RGBA"; None picks
+        "L" when the first image is grayscale-like, else "RGB".
+
+    Raises
+    ------
+    UserError
+        When ``mode`` is not one of "L", "RGB", "RGBA". (A malformed tree or an
+        unreadable first image is reported as a :class:`UserError` by the scan.)
     """
 
     def __init__(self, root: str | Path, mode: str | None = None) -> None:
@@ -165,7 +180,24 @@ class ImageFolder(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, tor
         return self.read(self.files[i]), self.y[i], sub
 
     def read(self, path: Path) -> torch.Tensor:
-        """The image at ``path`` as a float32 ``[C, H, W]`` tensor in [0, 1]."""
+        """The image at ``path`` as a float32 ``[C, H, W]`` tensor in [0, 1].
+
+        Parameters
+        ----------
+        path
+            An image file, converted to the folder's ``mode``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 ``[C, H, W]``, the 8-bit pixels divided by 255.
+
+        Raises
+        ------
+        UserError
+            When the image's size differs from the first image's, or Pillow cannot
+            decode it.
+        """
         with _open(path) as image:
             if image.size != self.size:
                 raise UserError(
@@ -187,7 +219,22 @@ def _pixels(size: tuple[int, int]) -> str:
 def load_image_folder(root: str | Path, mode: str | None = None) -> Split:
     """Read every image under ``root`` into one :class:`Split` (x in [0, 1], not normalised).
 
-    For folders that fit in memory; stream a large one through :class:`ImageFolder`.
+    For folders that fit in memory; stream a large one through :class:`ImageFolder`,
+    which this builds and reads image by image.
+
+    Parameters
+    ----------
+    root
+        The folder tree, ``<root>/<class>/[<subclass>/]<image>``.
+    mode
+        The Pillow mode to convert to ("L", "RGB", "RGBA"); None picks it from the first
+        image, as :class:`ImageFolder` does.
+
+    Returns
+    -------
+    Split
+        The whole folder as a "train" split, with normalisation mode "none" recorded
+        in ``meta.normalization`` (the folder is a single split).
     """
     folder = ImageFolder(root, mode)
     x = torch.stack([folder.read(path) for path in folder.files]).numpy()

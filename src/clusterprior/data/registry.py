@@ -33,12 +33,31 @@ def register(name: str, cache: bool = True) -> Callable[[Loader], Loader]:
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`load` (besides a path to an ``.npz`` file)."""
+    """Names accepted by :func:`load` (besides a path to an ``.npz`` file).
+
+    Returns
+    -------
+    list[str]
+        The registered data set names, sorted.
+    """
     return sorted(LOADERS)
 
 
 def options_of(name: str) -> dict[str, Any]:
-    """The options of data set ``name`` with their defaults."""
+    """The options of data set ``name`` with their defaults.
+
+    Parameters
+    ----------
+    name
+        A registered data set name (an unknown one raises the registry's
+        :class:`~clusterprior.errors.UserError`).
+
+    Returns
+    -------
+    dict[str, Any]
+        Each keyword of the data set's loader mapped to its default value
+        (``inspect.Parameter.empty`` for one without a default).
+    """
     params = inspect.signature(LOADERS[name]).parameters
     return {p.name: p.default for p in params.values()}
 
@@ -55,11 +74,34 @@ def _generate(name: str, frozen: tuple[tuple[str, Any], ...]) -> Raw:
 def load(name: str, split: str = "train", *, normalize: str | None = None, **options: Any) -> Split:
     """Load one split of a registered data set, or of a user ``.npz`` file.
 
-    ``normalize`` is "global" (one scalar mean/std), "channel" (per channel, or per
-    feature for vectors) or "none"; the statistics always come from the training
-    split, and each data set has its documented default. Other keyword options
-    are the data set's own (see :func:`options_of`). Generated sets are cached, so
-    the train and test splits of one call pattern share the work.
+    Generated sets are cached, so the train and test splits of one call pattern
+    share the work; loaders registered with ``cache=False`` (those that read files)
+    run on every call.
+
+    Parameters
+    ----------
+    name
+        A registered data set name, or the path to an ``.npz`` file (a name that is not
+        registered and ends in ``.npz`` or names an existing file).
+    split
+        "train" or "test".
+    normalize
+        "global" (one scalar mean/std), "channel" (per channel, or per feature for
+        vectors) or "none"; the statistics always come from the training split.
+        None uses the data set's documented default.
+    **options
+        The data set's own options (see :func:`options_of`).
+
+    Returns
+    -------
+    Split
+        The requested split, normalised, as torch tensors.
+
+    Raises
+    ------
+    UserError
+        When ``split`` is neither "train" nor "test", or an option is not one of the
+        data set's.
     """
     if split not in ("train", "test"):
         raise UserError(f"split must be 'train' or 'test', got {split!r}")

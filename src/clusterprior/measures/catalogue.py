@@ -42,13 +42,37 @@ class Orientation(IntEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class Measure:
-    """One named measure. ``label``: its short name in tables (at most 10 characters).
-    ``reads``: a subset of :data:`~.inputs.READS`. ``k``: the :class:`~.inputs.Settings`
-    field that sets its top-k (its per-layer values use ``layerwise_k`` for neuron-level
-    measures). ``sweep``: also computed at each k of a k-sweep (thesis Fig. 2.5).
-    ``requires``: the optional package it needs and the extra of clusterprior that installs
-    it, ``(import name, extra)``; :func:`~.measuring.measure` skips it, with a warning,
-    without it."""
+    """One named measure: an entry of :data:`CATALOGUE`.
+
+    Parameters
+    ----------
+    name
+        Its name, the catalogue's key (e.g. ``"c1"``).
+    label
+        Its short name in tables (at most 10 characters).
+    family
+        ``"intraclass"`` (c0-c4, thesis Ch. 2) or ``"baseline"``.
+    level
+        What it is computed on: ``"black-box"`` (the model's outputs), ``"neuron"``,
+        ``"layer"`` or ``"model"``.
+    orientation
+        Which way it predicts better generalization (:class:`Orientation`).
+    reads
+        What it reads: a subset of :data:`~.inputs.READS`.
+    function
+        Its function, ``function(inputs, k, layerwise)`` (see the module docstring).
+    description
+        One line on what it measures.
+    k
+        The :class:`~.inputs.Settings` field that sets its top-k (its per-layer values use
+        ``layerwise_k`` for neuron-level measures); ``None`` for a measure without a top-k.
+    sweep
+        Also computed at each k of a k-sweep (thesis Fig. 2.5).
+    requires
+        The optional package it needs and the extra of clusterprior that installs it,
+        ``(import name, extra)``; :func:`~.measuring.measure` skips it, with a warning,
+        without it. ``None``: it needs nothing optional.
+    """
 
     name: str
     label: str
@@ -64,6 +88,7 @@ class Measure:
 
     @property
     def needs_subclasses(self) -> bool:
+        """Whether it reads subclass labels (c0, c1, c2), so data without them cannot give it."""
         return "subclasses" in self.reads
 
     @property
@@ -77,7 +102,21 @@ class Measure:
         return self.family == "intraclass" or set(self.reads) <= {"weights", "initial"}
 
     def k_of(self, settings: Settings, layerwise: bool = False) -> int | None:
-        """The k of the model-level value, or of the per-layer values (``layerwise``)."""
+        """The k of the model-level value, or of the per-layer values (``layerwise``).
+
+        Parameters
+        ----------
+        settings
+            The measurement's settings; the field that :attr:`k` names gives the k.
+        layerwise
+            Give the k of the per-layer values: ``settings.layerwise_k`` for a neuron-level
+            measure, the model-level k otherwise.
+
+        Returns
+        -------
+        int or None
+            The k; ``None`` for a measure without a top-k.
+        """
         if self.k is None:
             return None
         return settings.layerwise_k if layerwise and self.level == "neuron" else getattr(settings, self.k)

@@ -41,13 +41,41 @@ class Settings(Options):
 
     @staticmethod
     def of(options: Mapping[str, Any]) -> Settings:
-        """The settings given in ``options`` (a run's ``measures`` config; other keys ignored)."""
+        """The settings given in ``options`` (a run's ``measures`` config; other keys ignored).
+
+        Parameters
+        ----------
+        options
+            A mapping of option names to values; the keys that are fields of
+            :class:`Settings` are kept, the others ignored, and missing fields keep their
+            defaults.
+
+        Returns
+        -------
+        Settings
+            The validated settings (a bad value is a :class:`~clusterprior.errors.UserError`
+            from the constructor).
+        """
         return Settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
 
 
 @dataclass
 class Probing:
-    """Which activations the probe reads (:class:`clusterprior.probe.Probe`)."""
+    """Which activations the probe reads (:class:`clusterprior.probe.Probe`).
+
+    Parameters
+    ----------
+    layers
+        fnmatch patterns on the probe's site names (and on the other leaf modules' names);
+        given, they select the layers and ``activations`` is ignored. ``None``: select by
+        ``activations``.
+    activations
+        The kinds of activation to read, by name (the probe's ``KINDS``); ``None``: the
+        probe's default kinds.
+    tokens
+        How token sequences ``[b, T, C]`` are reduced: ``"max"``, ``"mean"`` or ``"first"``
+        token.
+    """
 
     layers: Sequence[str] | None = None
     activations: Sequence[str] | None = None

@@ -185,8 +185,29 @@ def neuron_subclass_selectivity(
 ) -> Result:
     r"""c1 = median_i mean^k_n (mu_{n,C_i} - mu_{n,S(i)\C_i}) / (sigma_{n,C_i} + sigma_{n,S(i)\C_i} + 1e-7).
 
-    ``pre``: pre-activations per layer; ``y``: training target (the superclass);
-    ``sub``: global subclass ids. Dead neurons score 0. Layer-wise: top-k inside each layer.
+    Over the valid subclasses i (a subclass alone in its class is left out, with a warning)
+    and the neurons n of all layers pooled. Dead neurons score 0.
+
+    Parameters
+    ----------
+    pre
+        Pre-activations per layer, ``[N, C_l]`` arrays as a list or a dict (see the module
+        docstring).
+    y
+        Training target (the superclass) of each sample, 1-D integers.
+    sub
+        Global subclass id of each sample, 1-D integers.
+    k
+        Top-k neurons per subclass, pooled over all layers (inside each layer when
+        ``layerwise``); larger than the neurons available uses them all.
+    layerwise
+        Give one value per layer (top-k inside each layer) instead of the model-level value.
+
+    Returns
+    -------
+    float or dict
+        The model-level c1, or ``{layer: c1 of that layer}`` keyed like ``pre`` (layers
+        without a live neuron left out, with a warning).
     """
     return selectivity_scores(pre, y, sub).value(check_k(k), layerwise)
 
@@ -203,8 +224,27 @@ def variance_scores(pre: LayerArrays, y: ArrayLike) -> NeuronScores:
 def neuron_variance_ratio(pre: LayerArrays, y: ArrayLike, k: int = 30, layerwise: bool = False) -> Result:
     """c3 = mean_i mean^k_n sigma_{n,C_i} / (sigma_{n,D} + 1e-7), over classes i.
 
-    Dead neurons (maximum pre-activation <= 0, see the module docstring) score 0.
-    Layer-wise: top-k inside each layer.
+    Neurons are pooled over all layers. Dead neurons (maximum pre-activation <= 0, see the
+    module docstring) score 0.
+
+    Parameters
+    ----------
+    pre
+        Pre-activations per layer, ``[N, C_l]`` arrays as a list or a dict (see the module
+        docstring).
+    y
+        Class of each sample (the training target), 1-D integers.
+    k
+        Top-k neurons per class, pooled over all layers (inside each layer when
+        ``layerwise``); larger than the neurons available uses them all.
+    layerwise
+        Give one value per layer (top-k inside each layer) instead of the model-level value.
+
+    Returns
+    -------
+    float or dict
+        The model-level c3, or ``{layer: c3 of that layer}`` keyed like ``pre`` (layers
+        without a live neuron left out, with a warning).
     """
     return variance_scores(pre, y).value(check_k(k), layerwise)
 
@@ -273,9 +313,31 @@ def layer_subclass_silhouette(
 ) -> Result:
     """c2 = median_i mean^k_l silhouette(a_l, S(i), C_i), cosine distance.
 
-    ``post``: activations (after ReLU) per layer. For each layer and class, the samples'
-    silhouettes are computed among that class's samples with subclasses as clusters;
-    ``silhouette(a_l, S(i), C_i)`` is their mean over subclass i. Top-k layers per subclass.
+    For each layer and class, the samples' silhouettes are computed among that class's
+    samples with subclasses as clusters; ``silhouette(a_l, S(i), C_i)`` is their mean over
+    subclass i. A subclass alone in its class is left out (with a warning).
+
+    Parameters
+    ----------
+    post
+        Activations (after ReLU) per layer, ``[N, C_l]`` arrays as a list or a dict (see the
+        module docstring).
+    y
+        Training target (the superclass) of each sample, 1-D integers.
+    sub
+        Global subclass id of each sample, 1-D integers.
+    k
+        Top-k layers per subclass (the mean of its k highest silhouettes); larger than the
+        layers available uses them all. Checked, but not used, when ``layerwise``.
+    layerwise
+        Give one value per layer (the median over subclasses of that layer's silhouette)
+        instead of the model-level value.
+
+    Returns
+    -------
+    float or dict
+        The model-level c2, or ``{layer: c2 of that layer}`` keyed like ``post`` (layers
+        without a live neuron left out, with a warning).
     """
     return silhouette_scores(post, y, sub).value(check_k(k), layerwise)
 
@@ -368,7 +430,31 @@ def layer_distance_ratio(
 
     Sigma_{l,E}: population std of all pairwise cosine distances between the samples of E
     in layer l's space after :func:`threshold_neurons` (dead neurons dropped).
-    ``max_samples``: Sigma_{l,D} from a random subset of that many samples (``seed``).
+
+    Parameters
+    ----------
+    pre
+        Pre-activations per layer, ``[N, C_l]`` arrays as a list or a dict (see the module
+        docstring).
+    y
+        Class of each sample (the training target), 1-D integers.
+    k
+        Top-k layers per class; larger than the layers available uses them all. Checked,
+        but not used, when ``layerwise``.
+    max_samples
+        Compute Sigma_{l,D} from a random subset of that many samples (at least 2); ``None``,
+        or at least the number of samples: from all of them.
+    seed
+        Seed of that random subset.
+    layerwise
+        Give one value per layer (the mean over classes of that layer's ratio) instead of
+        the model-level value.
+
+    Returns
+    -------
+    float or dict
+        The model-level c4, or ``{layer: c4 of that layer}`` keyed like ``pre`` (layers
+        without a live neuron left out, with a warning).
     """
     return distance_scores(pre, y, max_samples, seed).value(check_k(k), layerwise)
 
@@ -434,11 +520,44 @@ def interpolation_ratio(
     ``t * e1 + (1 - t) * e2`` for ``t = 1/(steps+1) .. steps/(steps+1)``, reduced over t
     by its max (``aggregate="max"``) or sum (``"sum"``). Within-subclass partners are a
     random permutation of the subclass; between partners a random sample of the rest of
-    the class. Model in eval mode, softmax outputs; the class id is the output index.
+    the class. Model in eval mode, softmax outputs; the class id is the output index. A
+    subclass alone in its class is left out (with a warning).
 
-    ``x``: the inputs, or :class:`Samples` (random access to a data set too large to hold).
-    ``reducer``: with several processes (:mod:`.distributed`), each computes its share of
-    the pairs (all need random access to every sample) and the sums are added up.
+    Parameters
+    ----------
+    model
+        The classifier; its outputs are the classes' logits.
+    x
+        The inputs (an array, converted to float32), or :class:`Samples` (random access to
+        a data set too large to hold).
+    y
+        Training target (the superclass) of each sample, 1-D integers; a class's id is its
+        output index.
+    sub
+        Global subclass id of each sample, 1-D integers.
+    steps
+        The number of interpolation points t between the two ends (at least 1).
+    seed
+        Seed of the random partners.
+    aggregate
+        How the drops along one pair's path are reduced over t: ``"max"`` or ``"sum"``.
+    batch_size
+        About how many interpolated inputs one forward pass holds (``batch_size // steps``
+        pairs, at least one).
+    reducer
+        With several processes (:mod:`.distributed`), each computes its share of the pairs
+        (all need random access to every sample) and the sums are added up. ``None``: one
+        process.
+
+    Returns
+    -------
+    float
+        c0.
+
+    Raises
+    ------
+    UserError
+        When ``aggregate`` is neither ``"max"`` nor ``"sum"``, or ``steps`` is below 1.
     """
     if aggregate not in ("max", "sum"):
         raise UserError(f"aggregate must be 'max' or 'sum', got {aggregate!r}")

@@ -69,28 +69,65 @@ def measure(
     distributed: bool = False,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """The ``measures`` (names of :data:`CATALOGUE`; default: every intraclass measure the
-    data supports) of ``model`` on ``data``, as one tidy frame with columns
-    ``measure, layer, k, value``: ``layer`` is ``"all"`` for the model-level value, a layer
-    (or parameter) name otherwise; ``k`` is the top-k used (None where a measure has none).
-    Measures with ``sweep`` add a model-level row at each k of ``k_sweep``.
+    """The ``measures`` of ``model`` on ``data``, as one tidy frame.
 
-    ``data``: a :class:`Split` (measured in memory), or tensors ``(x, y)`` / ``(x, y, sub)``,
-    a map-style ``Dataset``, a
-    ``DataLoader`` (without shuffling) or a re-iterable of ``(x, y)`` / ``(x, y, sub)``
-    batches, streamed: c1-c4 in a few passes that never hold all activations
-    (:mod:`.streaming`), c0 from random access to the data set. ``stream=True`` streams a
-    Split too. Streamed data supports c0-c4 and the baselines that read only weights.
-    ``distributed``: each process of the ``torch.distributed`` world streams its own share
-    of the samples and the statistics are added up (every process gets the same frame).
+    In memory (a :class:`Split`) every measure of :data:`CATALOGUE` can be computed.
+    Streamed, c1-c4 come from a few passes that never hold all activations
+    (:mod:`.streaming`) and c0 from random access to the data set; streamed data supports
+    c0-c4 and the baselines that read only weights. Per-layer rows follow the model-level
+    ones, the probe's layers in forward order first; layers without a live neuron are left
+    out. A measure whose optional package is not installed (the ``ww_`` measures:
+    WeightWatcher) is skipped, with one warning.
 
-    ``initial``: the parameters at initialisation, by name (distance from init, layer
-    rotation). ``reps``: the probe's representations of ``data.x``, when already captured
-    (otherwise they are captured once, if a measure reads them). ``probing``: which
-    activations the probe reads. ``progress(label)``: called after each streamed batch.
-    Per-layer rows follow the model-level ones, the probe's layers in forward order first;
-    layers without a live neuron are left out. A measure whose optional package is not
-    installed (the ``ww_`` measures: WeightWatcher) is skipped, with one warning.
+    Parameters
+    ----------
+    model
+        The model to measure.
+    data
+        Its data, in one of three forms. A :class:`Split`: measured in memory (unless
+        ``stream=True``). Torch tensors ``(x, y)`` or ``(x, y, sub)`` in memory, one entry
+        per sample (one data set, not batches): wrapped in a map-style ``TensorDataset`` and
+        streamed like any data set. A streamed form: a map-style ``Dataset``, a
+        ``DataLoader`` (without shuffling) or a re-iterable (not a one-shot iterator) of
+        ``(x, y)`` / ``(x, y, sub)`` batches; a streamed ``sub`` that is all negative (an
+        image folder without subclasses) counts as none.
+    measures
+        Names of :data:`CATALOGUE` entries; ``None``: every intraclass measure the data
+        supports (c0-c2 only with subclass labels).
+    initial
+        The parameters at initialisation, by name, for the measures that read them
+        (distance from init, layer rotation).
+    settings
+        The measurement's options (top-k, batch size, seed, ...); ``None``: the defaults.
+    reps
+        The probe's representations of ``data.x``, when already captured; otherwise they
+        are captured once, if a measure reads them (in memory only).
+    k_sweep
+        Each measure with ``sweep`` adds a model-level row at each k of ``k_sweep`` but its
+        own.
+    probing
+        Which activations the probe reads; ``None``: the probe's defaults.
+    stream
+        Stream the data (``True`` streams a Split too; ``False`` needs a Split); ``None``:
+        stream anything but a Split.
+    distributed
+        Each process of the ``torch.distributed`` world streams its own share of the
+        samples and the statistics are added up (every process gets the same frame).
+    progress
+        ``progress(label)`` is called after each streamed batch.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``measure, layer, k, value``: ``layer`` is ``"all"`` for the model-level
+        value, a layer (or parameter) name otherwise; ``k`` (``Int64``) is the top-k used,
+        missing where a measure has none.
+
+    Raises
+    ------
+    UserError
+        When a measure reads the weights at initialisation and ``initial`` is not given, or
+        when the data is streamed and a measure needs it in memory.
     """
     settings = settings or Settings()
     probing = probing or Probing()
@@ -146,6 +183,31 @@ def measure_sweep(
     model: nn.Module, split: Split, k_sweep: Sequence[int], settings: Settings | None = None, reps: Any = None
 ) -> pd.DataFrame:
     """The k-sweep alone (thesis Fig. 2.5): every swept measure the data supports (c1, c3) at
-    each k of ``k_sweep`` but its own, as model-level rows of :func:`measure`'s frame."""
+    each k of ``k_sweep`` but its own, as model-level rows of :func:`measure`'s frame.
+
+    Computed in memory, by the same code as :func:`measure`'s ``k_sweep`` rows, without the
+    rows at each measure's own k.
+
+    Parameters
+    ----------
+    model
+        The model to measure.
+    split
+        Its data, in memory (c1 only when it has subclass labels).
+    k_sweep
+        The k values to compute each swept measure at.
+    settings
+        The measurement's options, whose k fields give each measure's own k (left out of
+        the sweep); ``None``: the defaults.
+    reps
+        The probe's representations of ``split.x``, when already captured; otherwise they
+        are captured once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``measure, layer, k, value``, with ``layer`` ``"all"``: one row per swept
+        measure and k.
+    """
     names = [n for n in select(None, split.sub is not None) if CATALOGUE[n].sweep]
     return _frame(_sweep_rows(Inputs(model, split, settings or Settings(), None, reps), names, k_sweep))

@@ -56,14 +56,37 @@ __all__ = [
 
 
 def from_config(config: Mapping[str, Any], input_shape: tuple[int, ...] | list[int], n_classes: int) -> nn.Module:
-    """:func:`build` from a config of its arguments (``name``, ``width``, ``depth``,
-    ``dropout``, ``batchnorm``, ``options``): a study run's model section, or the one a
-    checkpoint keeps (:data:`~clusterprior.models.structure.CONFIG_ATTR`)."""
+    """:func:`build` from a config of its arguments: a study run's model section, or the one a
+    checkpoint keeps (:data:`~clusterprior.models.structure.CONFIG_ATTR`).
+
+    Parameters
+    ----------
+    config
+        The arguments of :func:`build`: keys ``name``, ``width``, ``depth``, ``dropout``,
+        ``batchnorm`` and ``options`` (the model-specific options, a mapping); other keys
+        (a checkpoint's ``input_shape`` and ``n_classes``) are ignored.
+    input_shape
+        The shape of one input, without the batch axis.
+    n_classes
+        The number of outputs.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model :func:`build` makes of them.
+    """
     options = {key: config[key] for key in ("width", "depth", "dropout", "batchnorm")}
     return build(config["name"], input_shape, n_classes, **options, **config["options"])
 
 
 def available() -> list[str]:
+    """The model names :func:`build` accepts.
+
+    Returns
+    -------
+    list[str]
+        The names registered in :data:`BUILDERS`, sorted.
+    """
     return sorted(BUILDERS)
 
 
@@ -79,9 +102,41 @@ def build(
 ) -> nn.Module:
     """Build model ``name`` for inputs of ``input_shape`` (without the batch axis).
 
-    ``options`` are model-specific (``mlp``: ``hidden``, ``bias``, ``activation``, ``input_dropout``; ``cnn``/``vgg``:
-    ``stages``, ``convs``; ``wrn``: ``stages``, ``blocks``). The arguments are kept
-    on the model (attribute ``clusterprior_config``) so checkpoints can rebuild it.
+    The arguments are kept on the model (attribute ``clusterprior_config``, tuples as
+    lists) so checkpoints can rebuild it (:func:`from_config`).
+
+    Parameters
+    ----------
+    name
+        A registered model: ``mlp``, ``cnn``, ``vgg`` or ``wrn`` (see :func:`available`).
+    input_shape
+        The shape of one input, without the batch axis.
+    n_classes
+        The number of outputs, at least 1.
+    width
+        Factor (> 0) on the channels or units.
+    depth
+        Factor (> 0) on the layer/block counts.
+    dropout
+        Dropout rate, in [0, 1).
+    batchnorm
+        Whether a BatchNorm precedes every ReLU.
+    **options
+        Model-specific options (``mlp``: ``hidden``, ``bias``, ``activation``,
+        ``input_dropout``; ``cnn``/``vgg``: ``stages``, ``convs``; ``wrn``: ``stages``,
+        ``blocks``).
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, with its arguments under ``clusterprior_config``.
+
+    Raises
+    ------
+    UserError
+        When ``n_classes``, ``width``, ``depth`` or ``dropout`` is out of range, or the
+        builder refuses an option (its ``TypeError``). An unknown ``name`` raises the
+        registry's :class:`~clusterprior.registry.Unknown`, a :class:`UserError`.
     """
     builder = BUILDERS[name]
     if n_classes < 1:

@@ -134,9 +134,23 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load the weights at ``path`` into ``model`` (strictly: every key, every shape).
 
     ``.safetensors`` files are read with safetensors, anything else with
-    ``torch.load(weights_only=True)``, so no code from the file ever runs. The file holds a
-    state dict, or a dict with one under "state_dict" or "model"; a "module." prefix on
-    every key (DataParallel, DDP) is dropped.
+    ``torch.load(weights_only=True)``, so no code from the file ever runs.
+
+    Parameters
+    ----------
+    model
+        The model to load into, in place.
+    path
+        The weights file: a state dict, or a dict with one under "state_dict" or "model";
+        a "module." prefix on every key (DataParallel, DDP) is dropped.
+
+    Raises
+    ------
+    UserError
+        When the state dict's keys or shapes do not fit ``model``, or
+        ``load_state_dict`` refuses it. (A missing, unreadable or unsafe file, or one
+        without a state dict of tensors, is reported as a :class:`UserError` while it is
+        read.)
     """
     path = Path(path)
     state = _state_dict(_read(path), path)
@@ -151,7 +165,29 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 def build_external(spec: str, weights: str | Path | None = None, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """``factory(**kwargs)`` for the factory named by ``spec`` (see :func:`import_factory`),
-    with the weights at ``weights`` loaded (see :func:`load_weights`), in eval mode."""
+    with the weights at ``weights`` loaded (see :func:`load_weights`), in eval mode.
+
+    Parameters
+    ----------
+    spec
+        The factory: ``pkg.module:factory`` or ``path/to/file.py:factory`` (a file is
+        executed as a module).
+    weights
+        A weights file to load strictly into the model; None keeps the factory's weights.
+    kwargs
+        Keyword arguments for the factory; None for none.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, in eval mode.
+
+    Raises
+    ------
+    UserError
+        When the factory refuses ``kwargs`` (its ``TypeError``) or returns something
+        other than a ``torch.nn.Module``.
+    """
     factory = import_factory(spec)
     try:
         model = factory(**(kwargs or {}))

@@ -47,8 +47,20 @@ def bn_relu(dims: int, channels: int, batchnorm: bool, activation: str = "relu")
 @torch.no_grad()
 def he_uniform_(model: nn.Module) -> nn.Module:
     """He-uniform kernels (``U(-b, b)``, ``b = sqrt(6 / fan_in)``, Keras's ``he_uniform``) and
-    zero biases for every Linear and Conv layer; returns ``model``. Under Layca, which keeps
-    every kernel at its initial norm, this sets the scale of the logits for the whole run."""
+    zero biases for every Linear and Conv layer, in place. Under Layca, which keeps
+    every kernel at its initial norm, this sets the scale of the logits for the whole run.
+
+    Parameters
+    ----------
+    model
+        The model to initialise; its ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``
+        modules are reset, other parameters are left as they are.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+    """
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_uniform_(module.weight, a=0.0, nonlinearity="relu")

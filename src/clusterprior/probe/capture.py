@@ -77,14 +77,35 @@ _TOKEN_REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 @dataclass
 class Representations:
-    """Per layer, in forward order: ``names[l]``, ``pre[l]`` and ``post[l]`` ([N, C_l] float32)."""
+    """Per layer, in forward order: ``names[l]``, ``pre[l]`` and ``post[l]`` ([N, C_l] float32).
+
+    Parameters
+    ----------
+    names
+        The call sites' names, in forward order.
+    pre
+        Per site, its input (the pre-activation), ``[N, C_l]`` float32.
+    post
+        Per site, its output (the post-activation), ``[N, C_l]`` float32.
+    """
 
     names: list[str]
     pre: list[torch.Tensor]
     post: list[torch.Tensor]
 
     def as_dict(self, which: str = "pre") -> dict[str, torch.Tensor]:
-        """``{layer name: array}`` of the pre- or post-activations (what the measures accept)."""
+        """``{layer name: array}`` of the pre- or post-activations (what the measures accept).
+
+        Parameters
+        ----------
+        which
+            ``"pre"`` for the pre-activations; any other value gives the post-activations.
+
+        Returns
+        -------
+        dict[str, torch.Tensor]
+            Each site's name mapped to its ``[N, C_l]`` tensor, in forward order.
+        """
         return dict(zip(self.names, self.pre if which == "pre" else self.post, strict=True))
 
 
@@ -321,16 +342,30 @@ def _hooks_instead(
 class Probe:
     """The activation call sites of ``model``, and a callable that captures them on one batch.
 
-    ``activations`` selects kinds by name (:data:`KINDS`; default :data:`DEFAULT_KINDS`),
-    ``layers`` selects by fnmatch patterns on the site names and on the names of the other
-    leaf modules the forward calls (then the kinds are ignored). ``tokens`` reduces token
-    sequences ``[b, T, C]``: ``"max"``, ``"mean"`` or ``"first"`` token.
-
     ``names`` lists the selected sites in forward order. When ``torch.fx`` cannot trace the
     model, a warning says so, the activation modules are hooked instead (functional
     activations are then missed), and ``names`` holds the hooked modules until the first
     call gives the call sites (a module called twice: ``name:1``, ``name:2``).
     The model itself is not modified; the probe reads its current weights at every call.
+
+    Parameters
+    ----------
+    model
+        The model to probe.
+    layers
+        fnmatch patterns (or one pattern) on the site names, with or without their ``:k``, and
+        on the names of the other leaf modules the forward calls; when given, ``activations``
+        is ignored. Default: select by kind.
+    activations
+        The kinds of activation to probe, by name (:data:`KINDS`); default :data:`DEFAULT_KINDS`.
+    tokens
+        How token sequences ``[b, T, C]`` are reduced to ``[b, C]``: ``"max"``, ``"mean"`` or the
+        ``"first"`` token.
+
+    Raises
+    ------
+    UserError
+        When ``tokens`` is not one of ``"max"``, ``"mean"``, ``"first"``.
     """
 
     names: list[str]
@@ -360,7 +395,27 @@ class Probe:
     def __call__(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """``(pre, post)`` of the model on the batch ``x`` (moved to the model's device, eval
         mode, no gradients): per site, in :attr:`names` order, its input and its output
-        reduced to ``[b, C]`` float32 on the model's device."""
+        reduced to ``[b, C]`` float32 on the model's device.
+
+        The first call of a probe that hooks modules (``torch.fx`` could not trace the model)
+        sets :attr:`names` to the call sites the hooks saw, in place.
+
+        Parameters
+        ----------
+        x
+            One batch of inputs (not cast: pass the dtype the model takes).
+
+        Returns
+        -------
+        tuple[list[torch.Tensor], list[torch.Tensor]]
+            ``pre`` and ``post``: one ``[b, C]`` float32 tensor per site, in :attr:`names` order.
+
+        Raises
+        ------
+        UserError
+            When the hooked modules ran differently on this batch than on an earlier one (a
+            forward pass that depends on the data).
+        """
         with torch.no_grad(), evaluating(self.model):
             names, pre, post = self._runner.record(torch.as_tensor(x, device=device_of(self.model)))
         if self._settled and names != self.names:
@@ -384,7 +439,33 @@ def collect(
     """Run ``model`` (eval mode, no gradients) on ``x`` (as float32) in batches and capture, at every
     activation call site (:class:`Probe`; ``layers``, ``activations`` and ``tokens`` as there),
     its input (``pre``) and its output (``post``), reduced to ``[N, C]`` float32, in forward
-    order. The arrays stay on the model's device. The model's train/eval mode is restored."""
+    order. The arrays stay on the model's device. The model's train/eval mode is restored.
+
+    Parameters
+    ----------
+    model
+        The model to run.
+    x
+        The inputs, ``N`` samples along the first axis; converted to a float32 tensor.
+    batch_size
+        How many samples each forward pass takes.
+    layers
+        fnmatch patterns selecting call sites and leaf modules by name, as for :class:`Probe`.
+    activations
+        The kinds of activation to probe, as for :class:`Probe`.
+    tokens
+        How token sequences are reduced, as for :class:`Probe`.
+
+    Returns
+    -------
+    Representations
+        The sites' names and their ``pre`` and ``post`` arrays, ``[N, C_l]`` float32 each.
+
+    Raises
+    ------
+    UserError
+        When ``batch_size`` is below 1 or ``x`` holds no samples.
+    """
     if batch_size < 1:
         raise UserError("batch_size must be >= 1")
     x = torch.as_tensor(x, dtype=torch.float32)

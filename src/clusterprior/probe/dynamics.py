@@ -95,7 +95,49 @@ def difficulty(
 
 @dataclass
 class Dynamics:
-    """A recording (see the module docstring); per-layer arrays are dicts keyed by layer name."""
+    """A recording (see the module docstring); per-layer arrays are dicts keyed by layer name.
+
+    Shapes: ``T`` steps, ``K`` recorded neurons of a layer, ``N`` training examples, ``C``
+    clusters, ``G`` groups.
+
+    Parameters
+    ----------
+    layers
+        The recorded activation layers, in recording order.
+    neurons
+        Per layer, the recorded neurons' indices ``[K]``.
+    cluster_means
+        Per layer, ``[T, K, C]``: each neuron's mean pre-activation over the step's examples of
+        each cluster (NaN when the batch had none).
+    sign_sum
+        Per layer, ``[K, N]``: the sum over steps of ``sign(dL/da)``.
+    first
+        Per layer, ``[K, N]``: the pre-activation at the first step that saw each example.
+    last
+        Per layer, ``[K, N]``: the pre-activation at the last step that saw each example.
+    full
+        Per layer, ``[T, K, N]`` float16: the whole signal (NaN for examples not in a step's
+        batch); empty when it was not kept.
+    seen
+        ``[N]``: how many steps contained each example.
+    group_loss
+        ``[T, G]``: the summed loss of the step's examples of each group.
+    group_count
+        ``[T, G]``: how many of the step's examples were in each group.
+    epoch
+        ``[T]``: the epoch of each step.
+    cluster
+        ``[N]``: each example's cluster.
+    target
+        ``[N]``: each example's class.
+    group
+        ``[N]``: each example's group.
+    class_of_cluster
+        ``[C]``: the class of each cluster.
+    final_norms
+        Per layer, ``[K]``: the recorded neurons' outgoing weight norms at the end (empty where
+        unknown).
+    """
 
     layers: list[str]
     neurons: dict[str, np.ndarray]
@@ -116,16 +158,47 @@ class Dynamics:
 
     def strongest(self, layer: str) -> np.ndarray:
         """Positions (in the recording) of ``layer``'s neurons, by decreasing final outgoing
-        weight norm (the recording's order when the norms are unknown)."""
+        weight norm (the recording's order when the norms are unknown).
+
+        Parameters
+        ----------
+        layer
+            A recorded layer's name.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[K]`` positions into the layer's per-neuron arrays, strongest first (ties keep
+            the recording's order).
+        """
         norms = self.final_norms.get(layer)
         return np.arange(len(self.neurons[layer])) if norms is None else np.argsort(-norms, kind="stable")
 
     def average_sign(self, layer: str) -> np.ndarray:
-        """``[K, N]`` average sign of dL/da over the steps that saw each example."""
+        """``[K, N]`` average sign of dL/da over the steps that saw each example.
+
+        Parameters
+        ----------
+        layer
+            A recorded layer's name.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``sign_sum[layer] / seen`` (0 for an example no step saw), ``[K, N]``.
+        """
         return self.sign_sum[layer] / np.maximum(self.seen, 1)
 
     def save(self, path: str | Path) -> None:
-        """One compressed ``.npz`` of plain arrays (no pickles)."""
+        """One compressed ``.npz`` of plain arrays (no pickles).
+
+        Written atomically; :meth:`load` reads it back.
+
+        Parameters
+        ----------
+        path
+            The file to write (used as given: numpy adds no ``.npz`` suffix).
+        """
         arrays: dict[str, Any] = {"layers": np.array(self.layers)}
         for key in FLAT_ARRAYS:
             arrays[key] = getattr(self, key)
@@ -139,7 +212,29 @@ class Dynamics:
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> Dynamics:
         """Read a recording written by :meth:`save` from a path or an open binary file (never
-        runs code from the file)."""
+        runs code from the file).
+
+        Parameters
+        ----------
+        path
+            A path, or a binary file open for reading.
+
+        Returns
+        -------
+        Dynamics
+            The recording.
+
+        Raises
+        ------
+        ValueError
+            Internally, when the file holds a single array rather than an ``.npz`` archive
+            (reported as a :class:`UserError`).
+        KeyError
+            Internally, when a required per-layer array is missing for a layer (reported as a
+            :class:`UserError`).
+        UserError
+            When the file cannot be read or is not a dynamics recording.
+        """
         try:
             archive = np.load(path, allow_pickle=False)
             if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -169,6 +264,32 @@ class DynamicsRecorder:
     ``neurons`` maps activation-layer names (as in :func:`clusterprior.models.activation_modules`)
     to neuron indices, or is an int: that many per layer by :func:`select_neurons`.
     Use as a context manager (or :meth:`attach`/:meth:`detach`) around :func:`~clusterprior.train.fit`.
+
+    Parameters
+    ----------
+    model
+        The model being trained.
+    cluster
+        Each training example's cluster (subclass), in the training split's order.
+    target
+        Each training example's class, in the same order.
+    class_of_cluster
+        The class of each cluster.
+    neurons
+        Activation-layer names (as in :func:`clusterprior.models.activation_modules`) mapped to
+        neuron indices, or an int: that many neurons per layer by :func:`select_neurons`.
+    group
+        A group id per training example (default: all 0).
+    n_steps
+        The number of training steps, to keep the ``full`` signal; ``None`` keeps none.
+    full_bytes
+        The most bytes the ``full`` float16 signal may take; when it would take more, it is not
+        kept.
+
+    Raises
+    ------
+    UserError
+        When ``neurons`` names a layer that is not an activation layer of ``model``.
     """
 
     def __init__(
@@ -223,12 +344,22 @@ class DynamicsRecorder:
         self._handles: list[Any] = []
 
     def attach(self) -> DynamicsRecorder:
+        """Hook the recorded layers' activation modules: a forward pre-hook that keeps the
+        pre-activations and a forward hook that keeps the sign of the gradient at the output
+        (both only in training mode with gradients enabled).
+
+        Returns
+        -------
+        DynamicsRecorder
+            This recorder.
+        """
         for name, module in self.modules.items():
             self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
             self._handles.append(module.register_forward_hook(self._grad_hook(name)))
         return self
 
     def detach(self) -> None:
+        """Remove the hooks :meth:`attach` registered."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -261,7 +392,23 @@ class DynamicsRecorder:
 
     @torch.no_grad()
     def on_step(self, state: Any) -> None:
-        """Step callback (``fit(..., step_callbacks=[recorder.on_step])``)."""
+        """Step callback (``fit(..., step_callbacks=[recorder.on_step])``).
+
+        Adds the step's entries (cluster means, gradient signs, first/last and ``full``
+        pre-activations, group losses and counts, epoch) from what the hooks read in the
+        step's forward and backward pass; follows the model to the batch's device.
+
+        Parameters
+        ----------
+        state
+            The trainer's :class:`~clusterprior.train.StepState`; reads its ``index`` (the
+            batch's example indices), ``losses`` (per example) and ``epoch``.
+
+        Raises
+        ------
+        UserError
+            When a recorded layer was not run in the step (the recorder is not attached).
+        """
         index = state.index
         if index.device != self.cluster.device:
             self._move(index.device)
@@ -296,7 +443,19 @@ class DynamicsRecorder:
                 store[key] = store[key].to(device)
 
     def result(self) -> Dynamics:
-        """The recording so far, as numpy arrays."""
+        """The recording so far, as numpy arrays.
+
+        Returns
+        -------
+        Dynamics
+            Every step recorded so far, with the recorded neurons' current outgoing weight
+            norms as ``final_norms``.
+
+        Raises
+        ------
+        UserError
+            When no training step was recorded.
+        """
         if not self.epochs:
             raise UserError("the recorder saw no training step")
         t = len(self.epochs)

@@ -15,7 +15,19 @@ from clusterprior.models.structure import kernel_rotation, kernels, snapshot, st
 class RotationMonitor:
     """Training callback recording each kernel's rotation from initialisation (cosine
     distance, :func:`clusterprior.models.kernel_rotation`) after every epoch
-    (``every_steps=None``) or every N optimisation steps; rows in ``history``."""
+    (``every_steps=None``) or every N optimisation steps; rows in ``history``.
+
+    Each row is ``{"epoch", "step", kernel: cosine distance, ...}``; the first, all zeros, is the
+    initialisation. ``step`` is the last step :meth:`on_step` saw (0 when it is not registered).
+
+    Parameters
+    ----------
+    model
+        The model to monitor; its kernels at construction are the initial ones.
+    every_steps
+        Record every this many optimisation steps (register :meth:`on_step`); ``None``: after
+        every epoch (register the monitor itself as an epoch callback).
+    """
 
     def __init__(self, model: nn.Module, every_steps: int | None = None):
         self.initial = snapshot(model)
@@ -32,12 +44,32 @@ class RotationMonitor:
         self.history.append({"epoch": epoch, "step": self.steps, **kernel_rotation(self.initial, snapshot(model))})
 
     def __call__(self, state: Any) -> None:
-        """Epoch callback for :func:`clusterprior.train.fit`."""
+        """Epoch callback for :func:`clusterprior.train.fit`.
+
+        Records a row when the monitor records per epoch (``every_steps=None``); otherwise does
+        nothing.
+
+        Parameters
+        ----------
+        state
+            The trainer's :class:`~clusterprior.train.EpochState`; reads its ``model`` and
+            ``epoch``.
+        """
         if self.every_steps is None:
             self._record(state.model, state.epoch)
 
     def on_step(self, state: Any) -> None:
-        """Step callback for :func:`clusterprior.train.fit` (``step_callbacks``); counts steps."""
+        """Step callback for :func:`clusterprior.train.fit` (``step_callbacks``); counts steps.
+
+        Keeps the step's global count and records a row when it is a multiple of
+        ``every_steps`` (never when ``every_steps`` is unset).
+
+        Parameters
+        ----------
+        state
+            The trainer's :class:`~clusterprior.train.StepState`; reads its ``model``, ``epoch``
+            and ``step``.
+        """
         self.steps = state.step
         if self.every_steps and state.step % self.every_steps == 0:
             self._record(state.model, state.epoch)
@@ -46,7 +78,13 @@ class RotationMonitor:
 class StepRates:
     """Step callback recording each kernel's rotation rate between consecutive iterates,
     ``tan(theta)`` (thesis Eq. 4.1): ``rates[step][layer]``, layers in :func:`snapshot`'s
-    order. What AdaptCopy replays with Layca (thesis Fig. 4.9)."""
+    order. What AdaptCopy replays with Layca (thesis Fig. 4.9).
+
+    Parameters
+    ----------
+    model
+        The model being trained; its kernels at construction are the first iterate.
+    """
 
     def __init__(self, model: nn.Module):
         self.previous = snapshot(model)
@@ -54,6 +92,13 @@ class StepRates:
         self.rates: list[list[float]] = []
 
     def __call__(self, state: Any) -> None:
+        """Step callback: append the step's ``tan(theta)`` of every kernel to ``rates``.
+
+        Parameters
+        ----------
+        state
+            The trainer's :class:`~clusterprior.train.StepState`; reads its ``model``.
+        """
         current = snapshot(state.model)
         self.rates.append([step_tangent(self.previous[k], current[k]) for k in self.names])
         self.previous = current
@@ -63,7 +108,15 @@ class IterationRotation:
     """Step callback recording, at every step of the first ``epochs`` epochs, each kernel's
     rotation from initialisation and the batch's mean loss and accuracy (thesis Fig. 4.4:
     very high rates rotate layers abruptly, sometimes in one iteration, with no loss
-    improvement). ``rows[i]`` = ``{"step", "loss", "acc", "rotation": {kernel: cosine distance}}``."""
+    improvement). ``rows[i]`` = ``{"step", "loss", "acc", "rotation": {kernel: cosine distance}}``.
+
+    Parameters
+    ----------
+    model
+        The model being trained; its kernels at construction are the initial ones.
+    epochs
+        Record the steps of epochs 1 to ``epochs``.
+    """
 
     def __init__(self, model: nn.Module, epochs: int = 1):
         self.initial = snapshot(model)
@@ -71,6 +124,14 @@ class IterationRotation:
         self.rows: list[dict[str, Any]] = []
 
     def __call__(self, state: Any) -> None:
+        """Step callback: append a row for the step while its epoch is at most ``epochs``.
+
+        Parameters
+        ----------
+        state
+            The trainer's :class:`~clusterprior.train.StepState`; reads its ``model``, ``epoch``,
+            ``step``, ``losses`` and ``correct``.
+        """
         if state.epoch <= self.epochs:
             self.rows.append(
                 {
@@ -91,7 +152,16 @@ class SecondMoments:
     90th percentiles over each kernel's entries of the optimizer's second-moment estimate
     (Adam's ``v_t = beta2 v_{t-1} + (1 - beta2) g_t^2``; RMSprop's and Adagrad's
     counterparts), thesis Fig. 4.7. ``history[epoch][kernel] = [p10, p50, p90]``; empty for
-    an optimizer that keeps no such estimate (SGD)."""
+    an optimizer that keeps no such estimate (SGD).
+
+    Parameters
+    ----------
+    model
+        The model being trained (its kernels are the parameters looked up in the optimizer's
+        state).
+    epochs
+        The epochs at whose end to record.
+    """
 
     PERCENTILES = (10, 50, 90)
 
@@ -101,6 +171,15 @@ class SecondMoments:
         self.history: dict[int, dict[str, list[float]]] = {}
 
     def __call__(self, state: Any) -> None:
+        """Epoch callback: at an epoch in ``epochs``, record the percentiles of every kernel
+        the optimizer (a Layca wrapper's base) keeps a second moment for.
+
+        Parameters
+        ----------
+        state
+            The trainer's :class:`~clusterprior.train.EpochState`; reads its ``epoch`` and
+            ``optimizer``.
+        """
         if state.epoch not in self.epochs:
             return
         optimizer = getattr(state.optimizer, "base", state.optimizer)  # a Layca wrapper keeps its base's state

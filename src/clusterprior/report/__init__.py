@@ -39,6 +39,18 @@ from clusterprior.study import artifacts
 
 @dataclass
 class Report:
+    """What :func:`build` wrote.
+
+    Parameters
+    ----------
+    folder
+        The report's folder: ``DIR/report/``, or ``DIR/report-POINT/`` (:func:`_folder`).
+    html
+        The self-contained page, ``folder / "report.html"``.
+    analysis
+        The analysis the report shows (:class:`~.tables.Analysis`).
+    """
+
     folder: Path
     html: Path
     analysis: Analysis
@@ -75,7 +87,39 @@ def build(
 ) -> Report:
     """Analyse the finished runs of study ``folder`` with their measures read at point ``at``
     (final, fit, init, change or an epoch number), the totals' intervals at ``level`` (from
-    ``n_boot`` bootstrap draws), and write :func:`_folder`."""
+    ``n_boot`` bootstrap draws), and write :func:`_folder`.
+
+    The folder gets the tables as CSV (``granulated_kendall``, ``granulated_kendall_ci``,
+    ``totals``, ``cmi``, ``models``; with seeds also ``reliability``, ``agreement``,
+    ``noise_floor``), ``report.md``, the figures as PNG and ``report.html``.
+
+    Parameters
+    ----------
+    folder
+        The study's folder.
+    target
+        Generalization: ``"test_acc"`` (test accuracy) or ``"gap"`` (minus the
+        generalization gap).
+    n_boot
+        Bootstrap draws of the intervals; 0: the coefficients alone (NaN intervals and CMI
+        scores).
+    at
+        Where the measures are read: ``"final"``, ``"fit"``, ``"init"``, ``"change"`` or an
+        epoch number.
+    level
+        The coverage of the coefficients' bootstrap intervals (each axis's and the
+        total's), strictly between 0 and 1; the seeds' intervals stay at 95 %.
+
+    Returns
+    -------
+    Report
+        The folder written, its ``report.html`` and the analysis.
+
+    Raises
+    ------
+    UserError
+        When ``level`` is not strictly between 0 and 1.
+    """
     folder = Path(folder)
     if not 0 < level < 1:
         raise UserError(f"the interval's level must be between 0 and 1, got {level}")

@@ -39,6 +39,23 @@ def kendall(m: Any, t: Any) -> float:
     tau = 1 / (n (n-1)) * sum over ordered pairs i != j of sign(m_i - m_j) sign(t_i - t_j).
 
     Ties count 0 (and still count in the denominator). Vectorised over the n x n pairs.
+
+    Parameters
+    ----------
+    m
+        The measure, one finite value per model (1-D).
+    t
+        Generalization, one finite value per model, oriented so that larger is better.
+
+    Returns
+    -------
+    float
+        tau, in [-1, 1].
+
+    Raises
+    ------
+    UserError
+        When ``m`` and ``t`` differ in length, or hold fewer than 2 models.
     """
     m, t = _vector(m, "m"), _vector(t, "t")
     if len(m) != len(t):
@@ -109,13 +126,30 @@ def _axes(keys: list[str], axes: Sequence[str] | None) -> list[str]:
 
 def granulated_kendall(m: Any, t: Any, hparams: Hparams, axes: Sequence[str] | None = None) -> dict[str, float]:
     """psi_axis = mean over groups of models equal on every other key of tau inside the group
-    (groups of at least 2 models). Returns ``{axis: psi}``; an axis with no such group is NaN
-    (with a warning) and :func:`total_score` leaves it out.
+    (groups of at least 2 models; :func:`kendall`'s tau).
 
-    ``axes``: the keys to correlate along (default: every key). A key of ``hparams`` that is
-    not an axis only splits the groups: with ``axes`` leaving out ``"seed"``, seeds are
-    replicates, each seed's models form groups of their own, and a seed never counts as a
-    hyperparameter that "changes generalization"."""
+    A key of ``hparams`` that is not an axis only splits the groups: with ``axes`` leaving
+    out ``"seed"``, seeds are replicates, each seed's models form groups of their own, and a
+    seed never counts as a hyperparameter that "changes generalization".
+
+    Parameters
+    ----------
+    m
+        The measure, one finite value per model (1-D).
+    t
+        Generalization, one finite value per model, oriented so that larger is better.
+    hparams
+        One record ``{hyperparameter: value}`` per model, in the order of ``m``; the keys
+        are the union of the records' keys, a key a record lacks reading as ``None``.
+    axes
+        The keys to correlate along; ``None``: every key.
+
+    Returns
+    -------
+    dict
+        ``{axis: psi}``; an axis with no group is NaN (with a warning) and
+        :func:`total_score` leaves it out.
+    """
     m, t = _vector(m, "m"), _vector(t, "t")
     keys = _keys(hparams, len(m))
     result = {axis: _psi(m, t, _groups(hparams, keys, axis)) for axis in _axes(keys, axes)}
@@ -126,7 +160,18 @@ def granulated_kendall(m: Any, t: Any, hparams: Hparams, axes: Sequence[str] | N
 
 
 def total_score(psi: Mapping[str, float]) -> float:
-    """Psi = mean of the per-axis coefficients that are defined (NaN if none is)."""
+    """Psi = mean of the per-axis coefficients that are defined (NaN if none is).
+
+    Parameters
+    ----------
+    psi
+        ``{axis: psi}``, as :func:`granulated_kendall` returns it.
+
+    Returns
+    -------
+    float
+        The mean of the non-NaN values; NaN when every value is NaN or there is none.
+    """
     values = [v for v in psi.values() if not math.isnan(v)]
     return float(np.mean(values)) if values else math.nan
 
@@ -161,7 +206,32 @@ def granulated_kendall_ci(
     configuration of the other axes over every replicate (seed) go together, since they
     share that configuration's effect; without replicates a cluster is one group. The axes
     are resampled independently and the total is the mean of their draws, which ignores that
-    every psi reads the same models."""
+    every psi reads the same models.
+
+    Parameters
+    ----------
+    m
+        The measure, one finite value per model (1-D).
+    t
+        Generalization, one finite value per model, oriented so that larger is better.
+    hparams
+        One record ``{hyperparameter: value}`` per model, as in :func:`granulated_kendall`.
+    n_boot
+        The number of bootstrap draws.
+    level
+        The intervals' coverage, e.g. 0.95: the ``(1 - level) / 2`` and
+        ``(1 + level) / 2`` quantiles of the draws.
+    seed
+        Seed of the resampling (``numpy.random.default_rng``).
+    axes
+        The keys to correlate along; ``None``: every key.
+
+    Returns
+    -------
+    dict
+        ``{axis: (lo, hi)}`` for each axis and ``"total"``; ``(nan, nan)`` for an axis with
+        no group, and for the total when no axis has one.
+    """
     m, t = _vector(m, "m"), _vector(t, "t")
     keys = _keys(hparams, len(m))
     chosen = _axes(keys, axes)
@@ -225,6 +295,24 @@ def conditional_mi_score(m: Any, g: Any, hparams: Hparams, max_set: int = 2) -> 
     pairs. NaN (with a warning) if no pair differs in ``g``. In [0, 1]; high only
     if the measure stays informative about the generalization ordering after conditioning
     on any (pair of) hyperparameter(s). The sign of ``m`` does not matter.
+
+    Parameters
+    ----------
+    m
+        The measure, one finite value per model (1-D).
+    g
+        Generalization, one finite value per model.
+    hparams
+        One record ``{hyperparameter: value}`` per model; the conditioning sets S are drawn
+        from the union of their keys (values compared as in :func:`granulated_kendall`).
+    max_set
+        The largest conditioning set; sets of size 0 (no conditioning) to ``max_set`` are
+        tried.
+
+    Returns
+    -------
+    float
+        K(m), in [0, 1]; NaN when no pair differs in ``g`` or no set gives a defined ratio.
     """
     m, g = _vector(m, "m"), _vector(g, "g")
     keys = _keys(hparams, len(m))

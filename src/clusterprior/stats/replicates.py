@@ -42,8 +42,17 @@ _CHUNK = 1 << 22  # bootstrap draws are computed in blocks of about this many (d
 class Estimate:
     """A point estimate with its percentile bootstrap interval.
 
-    ``lo``, ``hi``: the interval (NaN when ``n_boot == 0`` or the estimate is undefined);
-    ``n``: the configurations with at least 2 usable replicates that the estimate rests on."""
+    Parameters
+    ----------
+    value
+        The point estimate (NaN when undefined).
+    lo
+        The interval's lower end (NaN when ``n_boot == 0`` or the estimate is undefined).
+    hi
+        The interval's upper end (NaN likewise).
+    n
+        The configurations with at least 2 usable replicates that the estimate rests on.
+    """
 
     value: float
     lo: float
@@ -180,6 +189,27 @@ def reliability(
     configurations' means differ less than their noise predicts. NaN (no error) when fewer than
     2 configurations are usable, or when every value is equal; ``n`` then still counts the
     usable configurations. Interval: percentile bootstrap resampling configurations.
+
+    Parameters
+    ----------
+    values
+        The quantity, one float per model (NaN allowed: the model is left out; infinities
+        are not).
+    hparams
+        One record ``{hyperparameter: value}`` per model, in the order of ``values``.
+    replicates
+        The keys that repeat a configuration (see the module docstring).
+    n_boot
+        The number of bootstrap draws (0: no interval).
+    level
+        The interval's coverage, strictly between 0 and 1.
+    seed
+        Seed of the bootstrap's ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    Estimate
+        ICC(1) with its interval and the number of usable configurations.
     """
     v = _values(values, "values")
     codes = configurations(_records(hparams, len(v)), replicates)
@@ -262,9 +292,39 @@ def replicate_agreement(
 
     Intervals: :func:`granulated_kendall_ci` (same ``n_boot``, ``level``, ``seed``), which
     resamples each axis's groups by configuration of the other axes over all replicates.
-    ``n``: per axis, the configurations in a group of that axis; for the total, in any
-    defined axis's. An axis with no group is NaN (with a warning from
-    :func:`granulated_kendall`)."""
+    An axis with no group is NaN (with a warning from :func:`granulated_kendall`).
+
+    Parameters
+    ----------
+    t
+        Generalization, one float per model (NaN allowed: the model is left out).
+    hparams
+        One record ``{hyperparameter: value}`` per model, in the order of ``t``.
+    axes
+        Keys of ``hparams``, none a replicate key (a single key may be given as a string);
+        ``None``: every other key.
+    replicates
+        The keys that repeat a configuration (see the module docstring).
+    n_boot
+        The number of bootstrap draws (0: no interval).
+    level
+        The intervals' coverage, strictly between 0 and 1.
+    seed
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    dict
+        ``{axis: Estimate}`` for each axis and ``"total"``. ``n``: per axis, the
+        configurations in a group of that axis; for the total, in any defined axis's. All
+        NaN, with ``n`` 0, when no configuration has 2 usable replicates.
+
+    Raises
+    ------
+    UserError
+        When ``axes`` is empty, names a key that is not in ``hparams`` or a replicate key,
+        or when no key but the replicates is left to correlate along.
+    """
     v = _values(t, "t")
     records = _records(hparams, len(v))
     reps = _replicate_keys(replicates)
@@ -350,8 +410,38 @@ def noise_floor(
     seed-to-seed difference due to the test set is smaller, and the floor is an upper bound.
     (p_c (1 - p_c) from the mean is low by a factor 1 - 1/sum n_test, negligible.) A share
     near 1 means the seeds differ no more than test noise; "share" is NaN when every
-    configuration's accuracies are equal. ``n_test``: an int, or one per model.
-    Intervals: percentile bootstrap resampling configurations.
+    configuration's accuracies are equal. Intervals: percentile bootstrap resampling
+    configurations.
+
+    Parameters
+    ----------
+    t
+        Test accuracy, one fraction in [0, 1] per model (NaN allowed: the model is left
+        out).
+    hparams
+        One record ``{hyperparameter: value}`` per model, in the order of ``t``.
+    n_test
+        The size of the test set: one whole number >= 1, or one per model.
+    replicates
+        The keys that repeat a configuration (see the module docstring).
+    n_boot
+        The number of bootstrap draws (0: no interval).
+    level
+        The intervals' coverage, strictly between 0 and 1.
+    seed
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    dict
+        ``{"observed": ..., "floor": ..., "share": ...}``, each an :class:`Estimate` whose
+        ``n`` is the number of usable configurations; all NaN, with ``n`` 0, when there is
+        none.
+
+    Raises
+    ------
+    UserError
+        When ``t`` holds a value outside [0, 1] (e.g. percents).
     """
     v = _values(t, "t")
     records = _records(hparams, len(v))

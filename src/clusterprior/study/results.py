@@ -15,7 +15,19 @@ from clusterprior.study.store import FINAL_COLUMNS, check_version, connect, read
 
 class Study:
     """A study directory opened read-only: it never writes, and a database of an older schema
-    gets one line saying how to migrate it (:func:`clusterprior.study.store.check_version`)."""
+    gets one line saying how to migrate it (:func:`clusterprior.study.store.check_version`).
+
+    Parameters
+    ----------
+    folder
+        The study directory (the one holding ``study.db``).
+
+    Raises
+    ------
+    UserError
+        When ``folder`` holds no ``study.db``, or (re-raised after closing the connection) when
+        the database is unreadable or of another schema version.
+    """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -42,7 +54,15 @@ class Study:
         """One row per run: id, status, final metrics, ``fit_epoch`` (the first epoch whose
         clean training loss was below the measures' ``fit_loss``), ``n_test``, error,
         ``rule_stop_loss`` (the run's stopping threshold, NaN without one), ``rule_stop_rule``
-        (the loss it reads: clean or running) and one column per hyperparameter."""
+        (the loss it reads: clean or running) and one column per hyperparameter.
+
+        Returns
+        -------
+        pandas.DataFrame
+            In the runs' grid order: ``id``, ``status``, ``attempts``, ``seconds``, ``epochs``,
+            ``stop_reason``, the final metrics, ``fit_epoch``, ``n_test``, ``error``,
+            ``rule_stop_loss``, ``rule_stop_rule``, then the hyperparameters.
+        """
         wanted = (
             "id",
             "status",
@@ -64,14 +84,27 @@ class Study:
         """What went wrong, one row per run: id, status, error (the one line), traceback (a
         failed run's) and warnings (the list of what each run's code warned, ``[]`` if
         nothing; the warnings a run raises by design are not kept:
-        :data:`clusterprior.study.worker.EXPECTED`)."""
+        :data:`clusterprior.study.worker.EXPECTED`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``id``, ``status``, ``error``, ``traceback`` and ``warnings`` (a list per row), in
+            the runs' grid order.
+        """
         rows = self._query("SELECT id, status, error, traceback, warnings FROM runs ORDER BY position")
         rows["warnings"] = [json.loads(w) if isinstance(w, str) else [] for w in rows["warnings"]]
         return rows
 
     def storage(self) -> Any:
         """The study's artifact storage (:class:`clusterprior.study.artifacts.Storage`): the
-        one its ``study.toml`` names, else the study directory."""
+        one its ``study.toml`` names, else the study directory.
+
+        Returns
+        -------
+        clusterprior.study.artifacts.Storage
+            Where the runs' files are.
+        """
         from clusterprior.study.artifacts import Storage
         from clusterprior.study.spec import load as load_spec
 
@@ -80,7 +113,13 @@ class Study:
         return Storage(named or self.folder)
 
     def hyperparameters(self) -> list[str]:
-        """The grid keys of the study (the columns :meth:`runs` adds after its own)."""
+        """The grid keys of the study (the columns :meth:`runs` adds after its own).
+
+        Returns
+        -------
+        list[str]
+            Every key of the runs' ``hparams``, in order of first appearance.
+        """
         keys: dict[str, None] = {}
         for (hparams,) in self._db.execute("SELECT hparams FROM runs ORDER BY position"):
             keys.update(dict.fromkeys(json.loads(hparams)))
@@ -88,7 +127,14 @@ class Study:
 
     def measures(self) -> pd.DataFrame:
         """Long format: run_id, epoch, measure, layer, k, value (``layer`` "all" for a
-        model-level value; ``k`` the top-k used, missing where the measure has none)."""
+        model-level value; ``k`` the top-k used, missing where the measure has none).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Every stored value, sorted by run, epoch, measure, layer and k; ``k`` is a nullable
+            integer column.
+        """
         rows = self._query(
             "SELECT run_id, epoch, measure, layer, k, value FROM measures ORDER BY run_id, epoch, measure, layer, k"
         )
@@ -97,7 +143,13 @@ class Study:
     def model_values(self) -> pd.DataFrame:
         """run_id, epoch, measure, value: each model-level value at the top-k its run's spec
         gave the measure, or written without a k (the k-sweep's other k are left out; see
-        :meth:`sweep`)."""
+        :meth:`sweep`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``run_id``, ``epoch``, ``measure``, ``value``, sorted by run, epoch and measure.
+        """
         whole = self._query(
             "SELECT m.run_id, m.epoch, m.measure, m.k, m.value, json_extract(r.config, '$.measures') "
             "AS spec FROM measures m JOIN runs r ON r.id = m.run_id WHERE m.layer = 'all' "
@@ -114,7 +166,13 @@ class Study:
 
     def sweep(self) -> pd.DataFrame:
         """run_id, measure, k, value: the model-level values of the measures swept over k
-        (thesis Fig. 2.5) at each run's last measured epoch, at every k measured there."""
+        (thesis Fig. 2.5) at each run's last measured epoch, at every k measured there.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``run_id``, ``measure``, ``k``, ``value``, sorted by run, measure and k.
+        """
         from clusterprior.measures.catalogue import CATALOGUE
 
         swept = [name for name, entry in CATALOGUE.items() if entry.sweep]
@@ -130,7 +188,13 @@ class Study:
         """run_id, layer, depth: each run's probed layers (those of the measures that read
         representations) numbered 1.. in forward order, the order the worker wrote them.
         Names can differ between runs (dropout modules shift a Sequential's indices), so
-        figures across runs go by depth."""
+        figures across runs go by depth.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``run_id``, ``layer``, ``depth``: one row per run and probed layer.
+        """
         from clusterprior.measures.catalogue import CATALOGUE
 
         probed = [name for name, entry in CATALOGUE.items() if entry.on_layers]
@@ -147,7 +211,16 @@ class Study:
         measured; the k-sweep's values are in :meth:`measures` and :meth:`sweep`), with each
         run's error, warnings (JSON) and traceback (:meth:`problems`). Epoch 0,
         before training, has a row when the run was measured there (``at = ["init", ...]``),
-        without metrics."""
+        without metrics.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The runs' columns (``run_id``, hyperparameters, ``status``, ``error``, ``warnings``,
+            ``traceback``), the history's (``epoch``, its metrics; an epoch value of a
+            hyperparameter as ``<name>_epoch``) and one column per model-level measure. A run
+            without history has one row, without an epoch.
+        """
         history = self._query("SELECT * FROM history ORDER BY run_id, epoch")
         wide = (
             self.model_values().pivot_table(index=["run_id", "epoch"], columns="measure", values="value").reset_index()
@@ -164,7 +237,26 @@ class Study:
         return table.merge(wide, on=["run_id", "epoch"], how="left") if len(wide) else table
 
     def export(self, path: str | Path) -> Path:
-        """Write :meth:`frame` to ``.csv`` or ``.parquet`` (Parquet needs pyarrow)."""
+        """Write :meth:`frame` to ``.csv`` or ``.parquet`` (Parquet needs pyarrow).
+
+        The file is written atomically, without the frame's index.
+
+        Parameters
+        ----------
+        path
+            The file to write; its suffix, ``.csv`` or ``.parquet``, picks the format.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        UserError
+            When the suffix is neither ``.csv`` nor ``.parquet``, or Parquet is asked for
+            without pyarrow installed.
+        """
         path = Path(path)
         if path.suffix not in (".csv", ".parquet"):
             raise UserError(f"{path}: export to .csv or .parquet")
@@ -180,6 +272,7 @@ class Study:
         return path
 
     def close(self) -> None:
+        """Close the study's database connection; the study cannot be read after it."""
         self._db.close()
 
 
@@ -199,4 +292,16 @@ def _own_k(measure: str, spec: str | None) -> int | None:
 
 
 def load(folder: str | Path) -> Study:
+    """Open a study directory to read it back: ``load(DIR).frame()``.
+
+    Parameters
+    ----------
+    folder
+        The study directory.
+
+    Returns
+    -------
+    Study
+        The study, opened read-only (as :class:`Study` does, refusing what it refuses).
+    """
     return Study(folder)

@@ -48,6 +48,47 @@ def run_study(
 
     Resumable: finished runs (done, diverged, failed unless ``retry_failed``) are skipped,
     runs left 'running' by a killed driver are redone.
+
+    Holds the folder's driver lock throughout, writes the resolved spec to ``study.toml``,
+    and prints one line per finished run and the final counts (unless ``quiet``).
+
+    Parameters
+    ----------
+    spec
+        The study to run.
+    folder
+        The study directory (created if missing); holds ``study.db`` and ``study.toml``.
+    executor
+        ``"local"`` (a process pool on this machine) or ``"ray"`` (a Ray cluster).
+    workers
+        How many runs at a time; default (also for 0): this machine's CPU count.
+    address
+        The Ray cluster's address (Ray executor only).
+    device
+        The device the runs train on: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the local executor
+        spreads ``cuda``, and ``auto`` on a machine with GPUs, over every visible GPU).
+    fail_fast
+        Start no more runs after the first failed one (those in flight finish and are stored).
+    retry_failed
+        Run again the runs that failed before.
+    quiet
+        Print nothing on the terminal but the notes on measures that are not installed.
+    storage
+        Where the runs' files go (a path or fsspec URI), recorded in ``study.toml``; default:
+        the spec's, else ``folder``.
+    gpus_per_run
+        The share of a GPU each run on cuda takes on Ray: in (0, 1] or a whole number.
+
+    Returns
+    -------
+    dict[str, int]
+        The number of runs of each status in the study's store.
+
+    Raises
+    ------
+    UserError
+        When a spawned worker process imports the script that starts the study, ``executor``
+        is unknown or ``workers`` is below 1.
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):  # a spawned worker importing the script
         raise UserError(

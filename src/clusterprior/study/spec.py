@@ -267,6 +267,36 @@ LATEST_SCHEME: IdScheme = 2
 
 
 class StudySpec(_Strict):
+    """A study spec: one TOML file (:func:`parse`, :func:`load`), validated and frozen, that
+    :func:`expand` turns into the grid of runs. Unknown keys are refused, and the grid may set
+    only the hyperparameters the runs accept (the models', or the experiment's ``HPARAMS``).
+
+    Parameters
+    ----------
+    name
+        The study's name.
+    id_scheme
+        How a model study's run ids are computed: 1 or 2, unset for the folder's or the
+        latest (the field's description has the details).
+    storage
+        Where the runs put their files, a path or fsspec URI; default: the study directory.
+    data
+        The ``[data]`` section: the data set and its options.
+    model
+        The ``[model]`` section: the architecture, its width, depth, dropout, batchnorm and
+        options.
+    train
+        The ``[train]`` section: the training options but the per-run seed and device.
+    measures
+        The ``[measures]`` section: which measures, their settings, and when to measure.
+    grid
+        The ``[grid]`` section: the axes, paired axes and excluded combinations of the
+        hyperparameters.
+    experiment
+        The ``[experiment]`` section: run one of the thesis's experiments instead of training
+        and measuring models; ``None`` for a model study.
+    """
+
     name: str = "study"
     id_scheme: IdScheme | None = Field(
         None,
@@ -322,7 +352,26 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 
 
 def parse(text: str, source: str = "spec") -> StudySpec:
-    """Validate TOML text; any problem is a :class:`UserError` naming the field."""
+    """Validate TOML text; any problem is a :class:`UserError` naming the field.
+
+    Parameters
+    ----------
+    text
+        The spec as TOML.
+    source
+        What the error messages call the text (a file's path, say).
+
+    Returns
+    -------
+    StudySpec
+        The validated spec.
+
+    Raises
+    ------
+    UserError
+        When the text is not valid TOML, or not a valid spec (the first problem, with its
+        field).
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -334,6 +383,23 @@ def parse(text: str, source: str = "spec") -> StudySpec:
 
 
 def load(path: str | Path) -> StudySpec:
+    """Read and validate a study spec file (:func:`parse`, its errors naming the file).
+
+    Parameters
+    ----------
+    path
+        The TOML file.
+
+    Returns
+    -------
+    StudySpec
+        The validated spec.
+
+    Raises
+    ------
+    UserError
+        When there is no such file.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such study spec")
@@ -472,7 +538,19 @@ def resolve_experiment(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]
 def expand(spec: StudySpec) -> list[dict[str, Any]]:
     """Every run of the study, each with its ``id`` (a hash of its resolved config under the
     spec's id scheme, :func:`run_id`), in grid order (exclusions removed); an experiment's runs
-    also carry the spec's ``local`` options, outside the hash."""
+    also carry the spec's ``local`` options, outside the hash.
+
+    Parameters
+    ----------
+    spec
+        The study spec.
+
+    Returns
+    -------
+    list[dict[str, Any]]
+        One plain config per run: ``{id, data, model, train, measures, hparams}`` for a model
+        study, ``{id, experiment, run, hparams, local}`` for an experiment.
+    """
     runs = []
     for combo in _combinations(spec.grid):
         if _excluded(combo, spec.grid.exclude):

@@ -148,7 +148,13 @@ class TrainConfig(Options):
         return value
 
     def to_dict(self) -> dict[str, Any]:
-        """Every option as plain data (``milestones`` a list)."""
+        """Every option as plain data (``milestones`` a list).
+
+        Returns
+        -------
+        dict[str, Any]
+            ``model_dump()`` of the config, with ``milestones`` as a list.
+        """
         return {**self.model_dump(), "milestones": list(self.milestones)}
 
 
@@ -159,7 +165,25 @@ HELP: dict[str, str] = {name: str(f.description) for name, f in TrainConfig.mode
 
 
 def lr_at(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
-    """Learning rate for ``step`` (0-based) of ``epoch`` (1-based); see :class:`TrainConfig`."""
+    """Learning rate for ``step`` (0-based) of ``epoch`` (1-based); see :class:`TrainConfig`.
+
+    Parameters
+    ----------
+    config
+        The run's ``lr``, ``gamma``, ``milestones``, ``warmup_epochs`` and ``warmup_start``.
+    epoch
+        The epoch, from 1.
+    step
+        The step within the epoch, from 0.
+    steps_per_epoch
+        The optimisation steps of one epoch (the warm-up rises per step over
+        ``warmup_epochs * steps_per_epoch`` steps).
+
+    Returns
+    -------
+    float
+        ``lr * gamma ** #{m in milestones: m < epoch} * warm``.
+    """
     decay = config.gamma ** sum(1 for m in config.milestones if m < epoch)
     warm = 1.0
     if config.warmup_epochs > 0:

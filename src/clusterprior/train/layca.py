@@ -33,7 +33,25 @@ BASES = ("sgd", "sgd-amom", "adam", "rmsprop", "adagrad")
 
 def alpha_multipliers(n_layers: int, alpha: float) -> list[float]:
     """Eq. 4.2: ``(1 - alpha)^(5 (L-1-l)/(L-1))`` for alpha > 0 (the last layers rotate fastest),
-    ``(1 + alpha)^(5 l/(L-1))`` for alpha <= 0 (the first ones do); layers l = 0..L-1."""
+    ``(1 + alpha)^(5 l/(L-1))`` for alpha <= 0 (the first ones do); layers l = 0..L-1.
+
+    Parameters
+    ----------
+    n_layers
+        L, the number of kernels (layers), in registration order.
+    alpha
+        The profile, in (-1, 1); 0 gives every layer multiplier 1.
+
+    Returns
+    -------
+    list[float]
+        One multiplier per layer; ``[1.0]`` for a single layer.
+
+    Raises
+    ------
+    UserError
+        When ``alpha`` is not in (-1, 1).
+    """
     if not -1.0 < alpha < 1.0:
         raise UserError(f"alpha must be in (-1, 1), got {alpha}")
     if n_layers == 1:
@@ -69,7 +87,35 @@ class Layca:
     schedule sets it like any other group's); the base optimizer steps them at unit rate, so
     the proposed step ``s`` is the gradient-like direction without the rate (the ``eps`` test
     applies to it, as in the reference code). Exposes ``param_groups``, ``zero_grad``,
-    ``step`` and ``state_dict`` like an optimizer."""
+    ``step`` and ``state_dict`` like an optimizer.
+
+    Parameters
+    ----------
+    model
+        The model whose trainable parameters are optimised; its trainable Conv/Linear
+        weights are the kernels, in registration order, each kept at its initial norm.
+    base
+        The base optimizer, one of :data:`BASES`.
+    lr
+        The initial rotation rate rho (the kernel group's learning rate; the other
+        group's too), until the trainer sets it.
+    weight_decay
+        The base optimizer's weight decay, for every parameter.
+    multipliers
+        One rate multiplier per kernel (e.g. :func:`alpha_multipliers`); None gives 1 each.
+    schedule
+        ``schedule(step) -> [multiplier per kernel]``, a per-step factor on top of
+        ``multipliers`` (step counts from 0); None for none.
+    eps
+        A projected step whose norm is at most this leaves its kernel unchanged.
+
+    Raises
+    ------
+    UserError
+        When ``model`` has no trainable Conv or Linear kernel, or ``multipliers`` does not
+        have one entry per kernel. (An unknown ``base`` is refused by
+        :func:`base_optimizer`.)
+    """
 
     def __init__(
         self,
@@ -100,21 +146,46 @@ class Layca:
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
+        """The base optimizer's parameter groups: the kernels first, then the other parameters."""
         return self.base.param_groups
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of every parameter, through the base optimizer.
+
+        Parameters
+        ----------
+        set_to_none
+            Set the gradients to None rather than to zero.
+        """
         self.base.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state, for a checkpoint.
+
+        Returns
+        -------
+        dict[str, Any]
+            ``base``: the base optimizer's state dict; ``steps``: the steps taken.
+            (Multipliers, schedule and initial norms are not included.)
+        """
         return {"base": self.base.state_dict(), "steps": self.steps}
 
     def rates(self) -> list[float]:
-        """rho_l for the coming step: the kernel group's rate x layer multiplier (x schedule)."""
+        """rho_l for the coming step: the kernel group's rate x layer multiplier (x schedule).
+
+        Returns
+        -------
+        list[float]
+            One rate per kernel: the tan of the angle it turns by at the next :meth:`step`.
+        """
         extra = self.schedule(self.steps) if self.schedule is not None else [1.0] * len(self.kernels)
         return [self.kernel_group["lr"] * m * e for m, e in zip(self.multipliers, extra, strict=True)]
 
     @torch.no_grad()
     def step(self) -> None:
+        """One Layca step: the base optimizer's step for every parameter, then each kernel's
+        proposed step projected, rescaled to turn it by its :meth:`rates` angle and put back
+        on the sphere of its initial norm (the module docstring's four lines)."""
         before = [w.detach().clone() for w in self.kernels]
         rates = self.rates()
         rho = self.kernel_group["lr"]

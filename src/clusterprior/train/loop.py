@@ -27,7 +27,21 @@ from clusterprior.train.config import TrainConfig, lr_at
 
 @dataclass
 class EpochState:
-    """What a callback sees after each epoch."""
+    """What a callback sees after each epoch.
+
+    Parameters
+    ----------
+    epoch
+        The epoch just finished, from 1.
+    model
+        The model being trained.
+    optimizer
+        Its optimizer: a torch optimizer, or a Layca wrapper.
+    history
+        The history rows so far, this epoch's last (see :func:`fit`).
+    config
+        The run's configuration.
+    """
 
     epoch: int
     model: nn.Module
@@ -37,6 +51,7 @@ class EpochState:
 
     @property
     def row(self) -> dict[str, float]:
+        """This epoch's history row, ``history[-1]``."""
         return self.history[-1]
 
 
@@ -44,7 +59,23 @@ class EpochState:
 class StepState:
     """What a step callback sees after every optimisation step: the batch's sample
     indices into the training split, the loss of each of its examples and whether each
-    was classified correctly."""
+    was classified correctly.
+
+    Parameters
+    ----------
+    model
+        The model being trained, after the step.
+    epoch
+        The current epoch, from 1.
+    step
+        The global step count, from 1.
+    index
+        The batch's sample indices into the training split.
+    losses
+        The loss of each example of the batch (before the step), detached, float32.
+    correct
+        Whether each example was classified correctly (before the step), bool.
+    """
 
     model: nn.Module
     epoch: int
@@ -68,7 +99,20 @@ def per_example_loss(out: torch.Tensor, target: torch.Tensor, kind: str = "ce") 
 
 
 def predict(out: torch.Tensor, kind: str = "ce") -> torch.Tensor:
-    """Predicted class: argmax of the logits (``ce``), or ``z > 0`` for one logit (``bce``)."""
+    """Predicted class: argmax of the logits (``ce``), or ``z > 0`` for one logit (``bce``).
+
+    Parameters
+    ----------
+    out
+        The model's output: ``[N, C]`` logits, or ``[N, 1]`` for ``bce``.
+    kind
+        The loss, "ce" or "bce" (anything else is taken as "ce").
+
+    Returns
+    -------
+    torch.Tensor
+        int64 ``[N]`` predicted classes.
+    """
     return (out[:, 0] > 0).long() if kind == "bce" else out.argmax(1)
 
 
@@ -79,7 +123,18 @@ def _check_output(out: torch.Tensor, kind: str) -> None:
 
 @dataclass
 class TrainResult:
-    """Outcome of :func:`fit`: ``status`` is "done" or "diverged"."""
+    """Outcome of :func:`fit`.
+
+    Parameters
+    ----------
+    status
+        "done", or "diverged" after a non-finite training loss.
+    stop_reason
+        Why training ended: "max_epochs", "loss_threshold", "callback" or
+        "non-finite loss".
+    history
+        One row per epoch (see :func:`fit`).
+    """
 
     status: str
     stop_reason: str
@@ -87,9 +142,17 @@ class TrainResult:
 
     @property
     def final(self) -> dict[str, float]:
+        """The last history row, or an empty dict when there is none."""
         return self.history[-1] if self.history else {}
 
     def frame(self) -> Any:
+        """The history as a table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per epoch, one column per history key.
+        """
         import pandas as pd
 
         return pd.DataFrame(self.history)
@@ -162,7 +225,31 @@ def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, amp: bool = True, loss: str = "ce"
 ) -> tuple[float, float]:
     """Mean loss (:func:`per_example_loss` of kind ``loss``) and accuracy of ``model``
-    (eval mode) on ``(x, y)``."""
+    (eval mode) on ``(x, y)``.
+
+    Runs without gradients, in batches, and restores the modules' training modes
+    afterwards. A model whose output does not suit ``loss`` is a :class:`UserError`.
+
+    Parameters
+    ----------
+    model
+        The model, on the device of ``x``.
+    x
+        The inputs.
+    y
+        The targets, int64 class indices (0/1 for ``bce``).
+    batch_size
+        The examples per forward pass.
+    amp
+        bf16 autocast of the forward passes on CUDA (no effect elsewhere).
+    loss
+        "ce" or "bce".
+
+    Returns
+    -------
+    tuple[float, float]
+        The mean loss and the accuracy (both 0 for an empty split).
+    """
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     with evaluating(model):
@@ -205,12 +292,13 @@ def fit(
     optimizer: Any = None,
 ) -> TrainResult:
     """Train ``model`` on ``train`` with ``config.loss`` (cross-entropy, or binary
-    cross-entropy of one logit); evaluate ``test`` every epoch.
+    cross-entropy of one logit); evaluate ``test`` every ``config.test_every`` epochs.
 
     Deterministic for a given ``config.seed`` on CPU (data order, augmentation and
     dropout are seeded here; seed the model's initialisation before building it).
     A NaN or infinite training loss ends the run with status "diverged". On CUDA, forward
-    passes run under bf16 autocast (``config.amp``) and 4-D inputs in channels_last.
+    passes run under bf16 autocast (``config.amp``); 4-D inputs run in channels_last
+    whenever ``config.channels_last`` is set.
     History rows: epoch, lr, train_loss, train_acc (running means over the epoch's
     augmented batches, train mode), penalty (running mean of the kernels' weight-decay
     term, :func:`decay_penalty`, 0 without decay; ``train_loss + penalty`` is the objective the
@@ -220,9 +308,41 @@ def fit(
     stopping rule reads (thesis Ch. 2: train until the training loss is below a
     threshold, so that test accuracy measures generalization alone).
 
-    ``optimizer``: one built for ``model`` already (e.g. Layca replaying recorded rotation
-    rates), instead of ``config.optimizer``'s; the trainer still sets its groups' learning
-    rate from ``config`` every step.
+    Training stops after ``config.epochs`` epochs, when the ``stop_loss`` rule is met, or
+    when a callback returns True (every callback is called each epoch); the test split is
+    then evaluated if that epoch's row lacks it.
+
+    Parameters
+    ----------
+    model
+        The model to train, in place; it is moved to ``config.device``.
+    train
+        The training split (at least 2 samples).
+    test
+        The split to evaluate, or None for no test columns.
+    config
+        The hyperparameters; None for the defaults of :class:`TrainConfig`.
+    callbacks
+        Called with an :class:`EpochState` after each epoch; one returning True stops
+        training.
+    step_callbacks
+        Called with a :class:`StepState` after every optimisation step.
+    optimizer
+        One built for ``model`` already (e.g. Layca replaying recorded rotation rates),
+        instead of ``config.optimizer``'s; the trainer still sets its groups' learning
+        rate from ``config`` every step. None builds ``config.optimizer``'s.
+
+    Returns
+    -------
+    TrainResult
+        The status, the reason training stopped and the history.
+
+    Raises
+    ------
+    UserError
+        When the training split has fewer than 2 samples. (A bad device or a model
+        output unfit for ``config.loss`` is reported as a :class:`UserError` by the
+        helpers.)
     """
     config = config or TrainConfig()
     if len(train) < 2:
