@@ -1,5 +1,5 @@
-"""The committed results: the demo reproduces them bit for bit, and the README states them
-exactly (every results block regenerated from the files it cites)."""
+"""The committed results: the demo reproduces them bit for bit, and the README and the
+documentation state them exactly (every results block regenerated from the files it cites)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from clusterprior.report import readme
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
+PERFORMANCE = ROOT / "docs" / "performance.md"
 BLOCKS = {
     "demo",
     "chapter2",
@@ -25,6 +26,7 @@ BLOCKS = {
     "chapter2-decided/digits-hier",
     "chapter4/adapt-copy",
     "chapter4/features",
+    "chapter3/gpu",
 } | {f"chapter4/layer-rotation-{s}" for s in ("exploration", "lr", "weight-decay", "warmup", "adaptive")}
 COMPARED = (
     "models.csv",
@@ -38,10 +40,25 @@ COMPARED = (
 )
 
 
-def test_every_readme_results_block_is_generated_from_its_files():
-    text = (ROOT / "README.md").read_text()
-    assert {m.group("name") for m in readme.BLOCK.finditer(text)} == BLOCKS
-    assert readme.render(text, RESULTS) == text, "stale README: run 'clusterprior study readme'"
+def test_every_results_block_is_generated_from_its_files():
+    """README.md and the documentation's pages hold every results block, each one exactly as
+    its files generate it, its links written for the page that holds it."""
+    found: set[str] = set()
+    for page in readme.pages(ROOT):
+        text = page.read_text()
+        found |= {m.group("name") for m in readme.BLOCK.finditer(text)}
+        where = page.relative_to(ROOT).as_posix()
+        assert readme.render(text, RESULTS, where) == text, f"stale {where}: run 'clusterprior study readme'"
+    assert found == BLOCKS
+
+
+def test_a_block_s_links_are_written_for_its_page():
+    body = "see [the rule](docs/preregistration/x.md) and ![fig](results/a/b.png) or [site](https://x.org/y)"
+    assert readme.relocate(body, "README.md") == body
+    assert readme.relocate(body, "docs/reproductions/chapter2.md") == (
+        "see [the rule](../preregistration/x.md) and ![fig](../results/a/b.png) or [site](https://x.org/y)"
+    )
+    assert readme.relocate(body, "docs/index.md").startswith("see [the rule](preregistration/x.md) and ![fig](results/")
 
 
 def test_the_readme_seeds_are_the_report_s():
@@ -61,7 +78,7 @@ def test_the_readme_seeds_are_the_report_s():
         pd.testing.assert_frame_equal(table, committed, check_names=False, check_exact=False, rtol=1e-12)
     assert {"ww_alpha", "ww_stable_rank"} <= set(kendall.index), "WeightWatcher's rows, non-empty on Conv1d"
     assert models[["ww_alpha", "ww_stable_rank"]].notna().all().all()
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "getting-started.md").read_text()
     assert "| replicate |" in text and "reliability [95 %]" in text and "Test-noise floor" in text
 
 
@@ -150,8 +167,8 @@ def test_fashion_mnist_hier_reads_the_debian_package():
     assert train.y.bincount().tolist() == [24000, 12000, 18000, 6000]
 
 
-def test_the_readme_throughput_numbers_are_the_benchmark_s():
-    """The Performance section's numbers of benchmarks/thesis_throughput.md, checked against
+def test_the_performance_page_s_throughput_numbers_are_the_benchmark_s():
+    """The Performance page's numbers of benchmarks/thesis_throughput.md, checked against
     the JSON that the benchmark wrote."""
     import json
 
@@ -160,7 +177,7 @@ def test_the_readme_throughput_numbers_are_the_benchmark_s():
     flops = {m: f["train_flops_per_image"] for m, f in bench["flops"].items()}
     table = bench["projection"]["studies"]["Table 2.1"]
     mfu = total["wrn", 1] * flops["wrn"] / bench["peak_flops"]
-    line = " ".join((ROOT / "README.md").read_text().split("## Performance")[1].split("\n- ")[1].split())
+    line = " ".join(PERFORMANCE.read_text().split("\n- ")[1].split())
     expected = [
         f"trains at {total['wrn', 1]:.0f} images/s alone",
         f"({mfu:.0%} of the cores' measured peak)".replace("%", " %"),
@@ -170,19 +187,18 @@ def test_the_readme_throughput_numbers_are_the_benchmark_s():
         f"{table['hours_at_goal_mfu']:.1f} hours of one H100 at 25 %",
     ]
     for fragment in expected:
-        assert fragment in line, f"README: {fragment!r} not in {line!r}"
+        assert fragment in line, f"docs/performance.md: {fragment!r} not in {line!r}"
 
 
-def test_the_readme_streaming_numbers_are_the_benchmark_s():
-    """The Performance section's numbers of benchmarks/streaming.md, checked against the JSON
+def test_the_performance_page_s_streaming_numbers_are_the_benchmark_s():
+    """The Performance page's numbers of benchmarks/streaming.md, checked against the JSON
     that the benchmark wrote."""
     import json
 
     bench = json.loads((ROOT / "benchmarks" / "cpu" / "streaming.json").read_text())
     small, large = bench["side_by_side"], max(bench["streamed_only"], key=lambda r: r["n"])
     worst = max(small[m]["max_rel_diff"] for m in ("all", "c1", "c2", "c3", "c4"))
-    section = (ROOT / "README.md").read_text().split("## Performance")[1].split("\n## ")[0]
-    bullets = [b for b in section.split("\n- ") if b.startswith("`benchmarks/streaming.md`")]
+    bullets = [b for b in PERFORMANCE.read_text().split("\n- ") if b.startswith("`benchmarks/streaming.md`")]
     assert len(bullets) == 1, "one Performance bullet about benchmarks/streaming.md"
     line = " ".join(bullets[0].split())
     expected = [
@@ -196,7 +212,7 @@ def test_the_readme_streaming_numbers_are_the_benchmark_s():
         f"would be {large['in_memory_pre_float32_gb']:.1f} GB",
     ]
     for fragment in expected:
-        assert fragment in line, f"README: {fragment!r} not in {line!r}"
+        assert fragment in line, f"docs/performance.md: {fragment!r} not in {line!r}"
 
 
 def test_the_preregistration_precedes_every_result_it_rules():

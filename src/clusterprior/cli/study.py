@@ -132,18 +132,25 @@ def study_report(
 
 @study_app.command("readme")
 def study_readme(
-    readme: Path = typer.Option(Path("README.md"), help="The file whose results blocks to rewrite."),
+    readme: list[Path] = typer.Option(
+        [], "--readme", help="A file whose results blocks to rewrite (repeatable; default: README.md and docs/)."
+    ),
     results: Path = typer.Option(Path("results"), help="Folder of the committed study results (NAME/report/)."),
     check: bool = typer.Option(False, "--check", help="Only compare; exit 1 if a block is stale."),
 ) -> None:
-    """Regenerate the README's result blocks (<!-- results: NAME -->) from the committed results."""
-    from clusterprior.report.readme import update
+    """Regenerate the results blocks (<!-- results: NAME -->) of the README and the docs from the committed results."""
+    from clusterprior.report.readme import pages, update
 
-    changed = update(readme, results, check=check)
-    if check and changed:
-        print(f"{readme}: stale results blocks: {', '.join(changed)}; run 'clusterprior study readme'")
+    stale = False
+    for path in readme or pages(results.resolve().parent):
+        changed = update(path, results, check=check)
+        stale = stale or bool(changed)
+        if check and changed:
+            print(f"{path}: stale results blocks: {', '.join(changed)}; run 'clusterprior study readme'")
+        else:
+            print(f"{path}: {'rewrote ' + ', '.join(changed) if changed else 'every results block is up to date'}")
+    if check and stale:
         raise typer.Exit(1)
-    print(f"{readme}: {'rewrote ' + ', '.join(changed) if changed else 'every results block is up to date'}")
 
 
 @study_app.command("export")

@@ -1,4 +1,5 @@
-"""The README's result sections, generated from committed result files.
+"""The result sections of the README and of the documentation's pages, generated from
+committed result files.
 
 Every number the README states about a study comes from a block between
 ``<!-- results: NAME -->`` and ``<!-- end results: NAME -->``, written by :func:`block`
@@ -8,12 +9,14 @@ e.g. ``study/report-fit``: ``models.csv``, ``granulated_kendall.csv``, ``totals.
 from ``models.csv`` by the report's own function), or, for an experiment, by :func:`experiment_block` from
 ``results/NAME/summary.csv`` (the means over seeds; else ``results.csv``) and
 ``verdicts.csv`` (each claim's verdict, computed by the experiment's stated rule).
-``clusterprior study readme`` rewrites every such block of README.md; ``--check`` (and
-the test suite) fails when a block and its files disagree.
+``clusterprior study readme`` rewrites every such block of README.md and of the pages under
+``docs/`` (:func:`pages`); ``--check`` (and the test suite) fails when a block and its files
+disagree.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 
@@ -232,10 +235,72 @@ def experiment_block(folder: str | Path, cite: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(readme: str, root: str | Path) -> str:
+LINK = re.compile(r"(\]\()([^)\s#]+)([^)]*\))")
+
+
+def relocate(body: str, page: str) -> str:
+    """``body``'s relative Markdown links, written from the repository's root, rewritten for a
+    page at ``page`` (a path from the root). README.md is at the root and keeps them. A page
+    under ``docs/`` is read by the documentation site, where ``docs/`` is the root and the
+    figures of ``results/`` and ``benchmarks/`` sit beside it (``scripts/mkdocs_hooks.py``):
+    ``docs/method.md`` from ``docs/reproductions/chapter2.md`` is ``../method.md``, and
+    ``results/x.png`` is ``../results/x.png``."""
+    if not page.startswith("docs/"):
+        return body
+    here = posixpath.dirname(page.removeprefix("docs/")) or "."
+
+    def move(match: re.Match) -> str:
+        target = match.group(2)
+        if "://" in target or target.startswith("/"):
+            return match.group(0)
+        return match.group(1) + posixpath.relpath(target.removeprefix("docs/"), here) + match.group(3)
+
+    return LINK.sub(move, body)
+
+
+def _layers(values: pd.Series) -> str:
+    """One value per layer, in forward order: "0.07, 0.29, 14.4" (two decimals below 10, one
+    above)."""
+    return ", ".join(f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}" for v in values)
+
+
+def winner_take_most_block(folder: str | Path, cite: str) -> str:
+    """The Chapter 3 table from ``wtm_summary.csv`` (one row per setting: test accuracy as
+    "mean [min, max]" over seeds, the thesis's value) and ``wtm_layers.csv`` (the index per
+    seed and recorded layer): per setting, the thesis's and our test accuracy, and the
+    winner-take-most index's spread gain and gap ratio (start -> end), each the mean over seeds
+    of the medians over a layer's recorded neurons, for every hidden layer in forward order."""
+    from clusterprior.presets.winner_take_most import SETTINGS
+
+    folder = Path(folder)
+    summary = _read(folder, "wtm_summary.csv", dtype={"thesis_acc": str})
+    layers = _read(folder, "wtm_layers.csv").groupby(["setting", "layer"], sort=True).mean(numeric_only=True)
+    seeds = sorted({int(s) for s in summary["seeds"]})
+    rows = [
+        f"Per setting, {'-'.join(map(str, seeds))} seeds (data draw and "
+        f"initialisation; `{cite}/wtm_summary.csv`, per layer `{cite}/wtm_layers.csv`). The index is the mean over "
+        "seeds of the median over a layer's recorded neurons, one value per hidden layer in forward order.",
+        "",
+        "| setting | thesis test acc. (%) | ours, mean [min, max] | spread gain | gap ratio, start → end |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in summary.to_dict("records"):
+        setting, ours = row["setting"], row["test_acc"]
+        index = layers.loc[setting]
+        standard = row.get("noise_0.4_test_acc", float("nan"))  # a noisier setting on the standard test set
+        if standard == standard:
+            ours += f"; {standard:.2f} on the standard test set"
+        note = SETTINGS[setting].note if setting in SETTINGS else setting
+        gap = f"{_layers(index['gap_ratio_start'])} → {_layers(index['gap_ratio'])}"
+        rows.append(f"| {setting}: {note} | {row['thesis_acc']} | {ours} | {_layers(index['spread_gain'])} | {gap} |")
+    return "\n".join(rows) + "\n"
+
+
+def render(readme: str, root: str | Path, page: str = "README.md") -> str:
     """``readme`` with every results block regenerated from ``root/<name>/patterns.csv`` (a
     pre-registered decision, :func:`clusterprior.report.decision.block`), ``root/<name>/report/``
-    (a study) or ``root/<name>/verdicts.csv`` (an experiment)."""
+    (a study) or ``root/<name>/verdicts.csv`` (an experiment), its links written for ``page``
+    (:func:`relocate`)."""
     root = Path(root)
 
     def fill(match: re.Match) -> str:
@@ -249,11 +314,31 @@ def render(readme: str, root: str | Path) -> str:
             body = block(folder, f"results/{name}")
         elif (folder / "verdicts.csv").is_file():
             body = experiment_block(folder, f"results/{name}")
+        elif (folder / "wtm_summary.csv").is_file():
+            body = winner_take_most_block(folder, f"results/{name}")
         else:
             body = f"Not run yet: `results/{name}/` holds no report or verdicts.\n"
-        return match.group(1) + body + match.group(4)
+        return match.group(1) + relocate(body, page) + match.group(4)
 
     return BLOCK.sub(fill, readme)
+
+
+def page_of(path: str | Path, root: str | Path) -> str:
+    """Where ``path`` sits from the repository's root, the folder that holds the results folder
+    ``root`` (a file elsewhere is read as if at the root)."""
+    repo = Path(root).resolve().parent
+    try:
+        return Path(path).resolve().relative_to(repo).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def pages(repo: str | Path = ".") -> list[Path]:
+    """The files whose results blocks ``clusterprior study readme`` keeps: README.md and every
+    page under ``docs/`` that holds a block."""
+    repo = Path(repo)
+    found = [repo / "README.md"] if (repo / "README.md").is_file() else []
+    return found + [p for p in sorted((repo / "docs").rglob("*.md")) if BLOCK.search(p.read_text(encoding="utf-8"))]
 
 
 def update(readme_path: str | Path, root: str | Path, check: bool = False) -> list[str]:
@@ -263,7 +348,7 @@ def update(readme_path: str | Path, root: str | Path, check: bool = False) -> li
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     text = path.read_text()
-    fresh = render(text, root)
+    fresh = render(text, root, page_of(path, root))
     old = {m.group("name"): m.group("body") for m in BLOCK.finditer(text)}
     new = {m.group("name"): m.group("body") for m in BLOCK.finditer(fresh)}
     changed = [n for n in old if old[n] != new[n]]
