@@ -43,17 +43,15 @@ def exported() -> Iterator[tuple[str, object]]:
 
 
 def definition(obj: object) -> tuple[Path, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef]:
-    """The file and the AST node that define ``obj`` (a decorated function's own, unwrapped)."""
+    """The file and the top-level AST node that define ``obj`` (a decorated function's own,
+    unwrapped), found by name: exported names are defined at a module's top level."""
     obj = inspect.unwrap(obj)  # type: ignore[arg-type]
     path = Path(inspect.getsourcefile(obj))  # type: ignore[arg-type]
-    _, first = inspect.getsourcelines(obj)  # type: ignore[arg-type]
     kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, kinds) and node.name == obj.__name__ and first <= node.lineno:  # type: ignore[attr-defined]
-            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            if start == first:
-                return path, node
-    raise LookupError(f"no definition of {obj!r} in {path}")
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, kinds) and node.name == obj.__name__:  # type: ignore[attr-defined]
+            return path, node
+    raise LookupError(f"no top-level definition of {obj!r} in {path}")
 
 
 def missing_docstrings(node: ast.AST) -> Iterator[tuple[int, str]]:

@@ -313,9 +313,11 @@ def test_the_catalogue_is_a_table_of_named_entries():
     assert CATALOGUE["sigma_prime"].label == "sigma'" and CATALOGUE["param_norm"].orientation == -1
 
 
-def test_tensors_in_memory_are_measured_like_the_split():
-    """``measure(model, (x, y, sub))``, the call one writes first, gives the Split's values;
-    tensors of different lengths are one clear error."""
+def test_arrays_in_memory_are_measured_like_the_split():
+    """``measure(model, (x, y, sub))``, the call one writes first, with torch tensors or numpy
+    arrays, is one in-memory data set: it gives the Split's values, baselines that need the
+    data in memory included; arrays of different lengths, and ``stream=False`` on batches,
+    are one clear error."""
     split = data.load("mnist1d-hier", n_train=300, n_test=50)
     torch.manual_seed(0)
     model = models.build("mlp", split.input_shape, split.n_classes, width=0.2).eval()
@@ -323,5 +325,13 @@ def test_tensors_in_memory_are_measured_like_the_split():
     expected = measures.measure(model, split, names).query("layer == 'all'").set_index("measure")["value"]
     given = measures.measure(model, (split.x, split.y, split.sub), names).query("layer == 'all'")
     pd.testing.assert_series_equal(given.set_index("measure")["value"], expected, atol=1e-12, rtol=0)
+    as_numpy = (split.x.numpy(), split.y.numpy(), split.sub.numpy())
+    in_memory = ["c1", "output_margin", "nc1"]  # output_margin and nc1 are not streamed
+    expected = measures.measure(model, split, in_memory).query("layer == 'all'").set_index("measure")["value"]
+    given = measures.measure(model, as_numpy, in_memory).query("layer == 'all'")
+    pd.testing.assert_series_equal(given.set_index("measure")["value"], expected, atol=1e-12, rtol=0)
     with pytest.raises(UserError, match=r"one entry per sample, got lengths \[300, 10\]"):
         measures.measure(model, (split.x, split.y[:10]))
+    batches = [(split.x[:150], split.y[:150]), (split.x[150:], split.y[150:])]
+    with pytest.raises(UserError, match="stream=False needs the data in memory"):
+        measures.measure(model, batches, ["c3"], stream=False)

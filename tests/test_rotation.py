@@ -135,6 +135,19 @@ def test_layca_in_the_trainer_with_rotation_monitors():
     assert all(float(w.detach().norm()) == pytest.approx(norms[k], rel=1e-5) for k, w in kernels(model).items())
 
 
+def test_layca_in_the_trainer_leaves_frozen_kernels_alone():
+    """A frozen kernel (fine-tuning the top of a network) is not Layca's: the trainer sizes the
+    per-layer multipliers by the trainable kernels, and the frozen one keeps its values."""
+    split = data.load("mnist1d-hier", n_train=200, n_test=50)
+    torch.manual_seed(0)
+    model = models.build("mlp", split.input_shape, split.n_classes, hidden=[32, 32])
+    frozen = next(iter(kernels(model).values()))
+    frozen.requires_grad_(False)
+    before = frozen.detach().clone()
+    train.fit(model, split, None, train.TrainConfig(epochs=1, optimizer="sgd-layca", lr=3**-3, layca_alpha=0.2))
+    assert torch.equal(frozen, before)
+
+
 @pytest.mark.slow
 def _lr_cli(out, *args: str) -> int:
     """The layer-rotation command on the CPU task, shrunk: 300 training samples, 100 test."""

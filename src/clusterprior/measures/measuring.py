@@ -17,7 +17,7 @@ from clusterprior.errors import UserError
 from clusterprior.measures.catalogue import CATALOGUE, not_installed, select
 from clusterprior.measures.distributed import Distributed, Local
 from clusterprior.measures.inputs import Inputs, Probing, Settings
-from clusterprior.measures.sources import Stream, tensors_of
+from clusterprior.measures.sources import Stream, arrays_of
 from clusterprior.measures.streaming import Progress
 
 COLUMNS = ["measure", "layer", "k", "value"]  # the tidy result of :func:`measure`
@@ -85,9 +85,9 @@ def measure(
         The model to measure.
     data
         Its data, in one of three forms. A :class:`Split`: measured in memory (unless
-        ``stream=True``). Torch tensors ``(x, y)`` or ``(x, y, sub)`` in memory, one entry
-        per sample (one data set, not batches): wrapped in a map-style ``TensorDataset`` and
-        streamed like any data set. A streamed form: a map-style ``Dataset``, a
+        ``stream=True``). Arrays ``(x, y)`` or ``(x, y, sub)`` (torch tensors or numpy
+        arrays), one entry per sample: one data set in memory, read as a Split of it. A
+        streamed form: a map-style ``Dataset``, a
         ``DataLoader`` (without shuffling) or a re-iterable (not a one-shot iterator) of
         ``(x, y)`` / ``(x, y, sub)`` batches; a streamed ``sub`` that is all negative (an
         image folder without subclasses) counts as none.
@@ -108,8 +108,8 @@ def measure(
     probing
         Which activations the probe reads; ``None``: the probe's defaults.
     stream
-        Stream the data (``True`` streams a Split too; ``False`` needs a Split); ``None``:
-        stream anything but a Split.
+        Stream the data (``True`` streams a Split or arrays too; ``False`` refuses the
+        streamed forms); ``None``: stream the streamed forms only.
     distributed
         Each process of the ``torch.distributed`` world streams its own share of the
         samples and the statistics are added up (every process gets the same frame).
@@ -127,11 +127,14 @@ def measure(
     ------
     UserError
         When a measure reads the weights at initialisation and ``initial`` is not given, or
-        when the data is streamed and a measure needs it in memory.
+        when the data is streamed and a measure needs it in memory, or when ``stream=False``
+        is asked of a streamed form.
     """
     settings = settings or Settings()
     probing = probing or Probing()
-    data = tensors_of(data)
+    data = arrays_of(data)
+    if stream is False and not isinstance(data, Split):
+        raise UserError("stream=False needs the data in memory: a Split or arrays (x, y[, sub]), not batches")
     streamed = stream if stream is not None else not isinstance(data, Split)
     source = (
         Stream(model, data, settings.batch_size, probing.layers, probing.activations, probing.tokens)

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from clusterprior.data import Split
+from clusterprior.data import Meta, Split
+from clusterprior.data.base import Kind
 from clusterprior.errors import UserError
 from clusterprior.measures.intraclass import ArraySamples, Samples
 from clusterprior.measures.streaming import Batch
@@ -39,15 +40,32 @@ def _triple(item: Any) -> Triple:
     return x, y, sub
 
 
-def tensors_of(data: Any) -> Any:
-    """``(x, y)`` or ``(x, y, sub)`` given as tensors in memory (the first call one writes) as
-    a map-style ``TensorDataset`` of them, streamed like any data set; other data as it is."""
-    if not (isinstance(data, tuple | list) and len(data) in (2, 3) and all(isinstance(t, torch.Tensor) for t in data)):
+KINDS: dict[int, Kind] = {2: "vector", 3: "signal", 4: "image"}  # by the inputs' number of dimensions
+
+
+def arrays_of(data: Any) -> Any:
+    """``(x, y)`` or ``(x, y, sub)`` given as arrays in memory (torch tensors or numpy arrays:
+    the first call one writes) as one in-memory :class:`Split`, which every measure reads;
+    other data (a Split, a data set, a loader, a list of batches) as it is. Classes and
+    subclasses are named by their ids."""
+    arrays = (torch.Tensor, np.ndarray)
+    if not (isinstance(data, tuple | list) and len(data) in (2, 3) and all(isinstance(t, arrays) for t in data)):
         return data
     lengths = [len(t) for t in data]
     if len(set(lengths)) != 1:
         raise UserError(f"x, y (and sub) must hold one entry per sample, got lengths {lengths}")
-    return TensorDataset(*data)
+    x = torch.as_tensor(data[0]).float()
+    if x.dim() not in KINDS:
+        raise UserError(f"x must be [N, features], [N, C, L] or [N, C, H, W], got shape {tuple(x.shape)}")
+    y = torch.as_tensor(data[1]).long()
+    sub = torch.as_tensor(data[2]).long() if len(data) == 3 else None
+    meta = Meta(
+        "arrays",
+        KINDS[x.dim()],
+        tuple(str(c) for c in range(int(y.max()) + 1)),
+        None if sub is None else tuple(str(s) for s in range(int(sub.max()) + 1)),
+    )
+    return Split(x, y, sub, meta, split="arrays")
 
 
 def loader_of(data: Any, batch_size: int) -> Iterable[Any]:

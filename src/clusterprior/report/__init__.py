@@ -217,19 +217,20 @@ def build(
         if analysis.replicates
         else ""
     )
+    shown_level = level_text(analysis.totals)
     intro = (
         f"{len(analysis.models)} finished models; varied hyperparameters: {', '.join(analysis.axes)}.{replicated} "
         f"{markup.escape(coverage)} {markup.escape(absent)} "
         f"Coefficients correlate each measure with {figures.TARGET_LABEL[target]}"
         " (positive: higher measure, better generalization; baselines oriented so that positive is a correct "
-        "prediction). Bold: best of each column. Brackets: 95% bootstrap interval over groups."
+        f"prediction). Bold: best of each column. Brackets: {shown_level} bootstrap interval over groups."
     )
     power = analysis.totals["half_width"]
     sections = [
         ("Granulated Kendall coefficient", table_html(analysis.kendall, analysis.intervals)),
         (
             "Power",
-            f"<p>Half-width of the 95% interval of each total: {power.min():.2f} to {power.max():.2f}. "
+            f"<p>Half-width of the {shown_level} interval of each total: {power.min():.2f} to {power.max():.2f}. "
             f"{markup.escape(capped)}</p>",
         ),
         *(

@@ -177,7 +177,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> Any:
 
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer.endswith("-layca"):
-        n_kernels = len(kernels(model))
+        n_kernels = sum(w.requires_grad for w in kernels(model).values())  # Layca turns the trainable ones
         return Layca(
             model,
             config.optimizer.removesuffix("-layca"),
