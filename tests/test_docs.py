@@ -6,7 +6,6 @@ from __future__ import annotations
 import linecache
 import os
 import re
-import shutil
 import subprocess
 import sys
 import traceback
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.browser import headless
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -89,10 +90,6 @@ def test_the_readme_example_runs_on_its_own(tmp_path: Path, monkeypatch: pytest.
     assert set(whole["measure"]) == {"c0", "c1", "c2", "c3", "c4"} and whole["value"].notna().all()
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 # Appended to a copy of a built page: once everything has loaded, the page says how many images
 # it holds, how many failed to decode, and the narrowest one's rendered width.
 PROBE = """<script>
@@ -135,27 +132,10 @@ def test_the_site_reads_offline(site: Path):
 @pytest.mark.slow
 @pytest.mark.parametrize(("page", "least"), [("index.html", 1), ("reproductions/chapter2/index.html", 10)])
 def test_the_site_s_figures_render_in_headless_chromium(site: Path, page: str, least: int, tmp_path: Path):
-    browser = chromium()
-    if browser is None:
-        message = "no Chromium on this machine (.ci/run installs Debian's chromium); the site was not rendered"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     built = site / page
     probe = built.with_name("probe.html")
     probe.write_text(built.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    flags = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=10000",
-        "--window-size=1280,4000",
-    ]
+    flags = headless(tmp_path / "profile", 4000)
     done = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
     dom = done.stdout
     images = re.search(r'data-images="(\d+)"', dom)

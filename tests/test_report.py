@@ -11,6 +11,7 @@ import pytest
 
 from clusterprior import UserError, report, study
 from clusterprior.cli import main
+from tests.browser import headless
 
 STUDY_TOML = """
 name = "report-test"
@@ -121,34 +122,12 @@ def test_demo_resumes_instead_of_retraining(tmp_path: Path, capsys):
     assert "4 already finished, 0 to run" in capsys.readouterr().out
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(finished: Path, tmp_path: Path):
     """The page renders offline: every image decodes, every figure (PNG or in-page SVG) is at
     least 600 px wide at a 1,280 px window, and a screenshot is taken."""
-    browser = chromium()
-    if browser is None:
-        message = "no Chromium on this machine (.ci/run installs Debian's chromium); the page was not rendered"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    flags = headless(tmp_path / "profile", 6000)  # before the build: no Chromium, no test
     built = report.build(finished, n_boot=50)
-    flags = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=10000",
-        "--window-size=1280,6000",
-    ]
     done = subprocess.run([*flags, "--dump-dom", built.html.as_uri()], capture_output=True, text=True, timeout=180)
     dom = done.stdout
     assert 'data-images="5"' in dom, done.stderr[-2000:]
