@@ -135,6 +135,12 @@ def test_layca_in_the_trainer_with_rotation_monitors():
     assert all(float(w.detach().norm()) == pytest.approx(norms[k], rel=1e-5) for k, w in kernels(model).items())
 
 
+def test_a_rotation_monitor_refuses_a_step_count_below_one():
+    model = models.build("mlp", (4,), 2, hidden=[3])
+    with pytest.raises(UserError, match="every_steps must be a positive number of steps"):
+        RotationMonitor(model, every_steps=0)
+
+
 def test_layca_in_the_trainer_leaves_frozen_kernels_alone():
     """A frozen kernel (fine-tuning the top of a network) is not Layca's: the trainer sizes the
     per-layer multipliers by the trainable kernels, and the frozen one keeps its values."""

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from clusterprior.errors import UserError
 from clusterprior.models.structure import kernel_rotation, kernels, snapshot, step_tangent
 
 
@@ -27,9 +28,16 @@ class RotationMonitor:
     every_steps
         Record every this many optimisation steps (register :meth:`on_step`); ``None``: after
         every epoch (register the monitor itself as an epoch callback).
+
+    Raises
+    ------
+    UserError
+        When ``every_steps`` is not a positive number of steps.
     """
 
     def __init__(self, model: nn.Module, every_steps: int | None = None):
+        if every_steps is not None and every_steps < 1:
+            raise UserError(f"every_steps must be a positive number of steps (or None: every epoch), got {every_steps}")
         self.initial = snapshot(model)
         self.every_steps = every_steps
         self.steps = 0
