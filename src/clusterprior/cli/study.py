@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 study_app = typer.Typer(
-    help="Hyperparameter studies: plan, run, status, report, export, upgrade, snapshot.", rich_markup_mode=None
+    help="Hyperparameter studies: plan, run, status, report, readme, export, upgrade, snapshot, decide.",
+    rich_markup_mode=None,
 )
 
 
@@ -20,7 +21,7 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", help="No progress."),
 ) -> None:
     """The main job: a study on mnist1d-hier over the thesis's hyperparameter axes with c0-c4
-    and a baseline, then the report (granulated Kendall table, figures, report.html)."""
+    and fifteen baselines, then the report (granulated Kendall table, figures, report.html)."""
     from importlib import resources
 
     from clusterprior import report, study

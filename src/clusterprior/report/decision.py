@@ -440,7 +440,7 @@ def block(folder: str | Path, cite: str) -> str:
     measures = read(folder / "measures.csv")
     found = read(folder / "patterns.csv").astype(object).fillna("")
     lines = [
-        "The pre-registered rule ([docs/preregistration/chapter2-decided.md]"
+        "The rule written before the results ([the pre-registration]"
         f"(docs/preregistration/chapter2-decided.md)) applied to the arms' reports (`{cite}/`):",
         "",
         "| arm | models | primary measures reproducing: arm at final | arm at fit | largest 95 % half-width | "

@@ -111,8 +111,7 @@ class TrainConfig(Options):
     )
     stop_loss: float | None = option(
         None,
-        "train until the whole training split's loss (eval mode, no augmentation) is below this, or for "
-        "`epochs` at most",
+        "train until the loss that stop_rule names is below this, or for `epochs` at most",
         Rule(lambda v: v is None or v > 0, "must be > 0"),
     )
     stop_rule: str = option(
