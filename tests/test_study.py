@@ -563,3 +563,21 @@ def test_a_study_folder_keeps_the_id_scheme_of_its_runs(tmp_path: Path):
     }
     with pytest.raises(UserError, match="its runs have id scheme 1, the spec asks for 2"):
         for_folder(spec.model_copy(update={"id_scheme": 2}), old)
+
+
+def test_a_driver_that_fails_before_training_closes_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An error between opening study.db and the first run (here, writing study.toml) closes
+    the database on the way out instead of leaving its connection open."""
+    from clusterprior.study import runner, store
+
+    closed: list[bool] = []
+    close = store.Store.close
+    monkeypatch.setattr(store.Store, "close", lambda self: (closed.append(True), close(self))[1])
+
+    def full_disk(*_: object, **__: object) -> None:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(runner, "write_text", full_disk)
+    with pytest.raises(OSError, match="no space left"):
+        study.run_study(study.load_spec(tiny(tmp_path)), tmp_path / "out", workers=1, quiet=True)
+    assert closed == [True]

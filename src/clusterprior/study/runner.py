@@ -106,47 +106,48 @@ def run_study(
         spec = for_folder(spec, folder)  # the run ids' scheme: the folder's, else the latest; recorded below
         runs = expand(spec)
         store = Store(folder)
-        if storage or spec.storage:  # recorded in study.toml, where the report finds the files
-            spec = spec.model_copy(update={"storage": artifacts.resolve(storage or spec.storage or "")})
-        where = spec.storage or artifacts.resolve(folder)  # by default the study directory, wherever it moves
-        write_text(folder / "study.toml", dump(spec))
-        store.add_runs(runs)
-        by_id = {r["id"]: r for r in runs}
-        todo = store.pending(list(by_id), retry_failed)
-        console = Console(quiet=quiet, stderr=False)
-        for line in not_installed(spec.measures.names):  # the workers skip them quietly: said once, here
-            print(line, file=sys.stderr)
-        console.print(
-            f"study {spec.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
-            f"{len(todo)} to run on {workers} {executor} worker(s)"
-        )
-        tally = {"done": 0, "failed": 0, "diverged": 0}
-        progress = Progress(
-            TextColumn("runs"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        task = progress.add_task("runs", total=len(todo), info="")
-
-        def on_result(run_id: str, result: dict[str, Any]) -> bool:
-            store.record(run_id, result)
-            status = result["status"]
-            tally[status] = tally.get(status, 0) + 1
-            final = (result.get("history") or [{}])[-1]
-            acc = f"test acc {final['test_acc']:.4f}" if "test_acc" in final else result.get("error", "")
-            progress.console.print(
-                f"{status:>8} {run_id} {_describe(by_id[run_id]['hparams'])}  {acc}  ({result.get('seconds', 0):.1f} s)"
+        try:  # the database is closed whatever fails below
+            if storage or spec.storage:  # recorded in study.toml, where the report finds the files
+                spec = spec.model_copy(update={"storage": artifacts.resolve(storage or spec.storage or "")})
+            where = spec.storage or artifacts.resolve(folder)  # by default the study directory, wherever it moves
+            write_text(folder / "study.toml", dump(spec))
+            store.add_runs(runs)
+            by_id = {r["id"]: r for r in runs}
+            todo = store.pending(list(by_id), retry_failed)
+            console = Console(quiet=quiet, stderr=False)
+            for line in not_installed(spec.measures.names):  # the workers skip them quietly: said once, here
+                print(line, file=sys.stderr)
+            console.print(
+                f"study {spec.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
+                f"{len(todo)} to run on {workers} {executor} worker(s)"
             )
-            progress.update(task, advance=1, info=f"failed {tally['failed']}, diverged {tally['diverged']}")
-            return not (fail_fast and status == "failed")
+            tally = {"done": 0, "failed": 0, "diverged": 0}
+            progress = Progress(
+                TextColumn("runs"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            task = progress.add_task("runs", total=len(todo), info="")
 
-        tasks = [(rid, by_id[rid]) for rid in todo]
-        try:
+            def on_result(run_id: str, result: dict[str, Any]) -> bool:
+                store.record(run_id, result)
+                status = result["status"]
+                tally[status] = tally.get(status, 0) + 1
+                final = (result.get("history") or [{}])[-1]
+                acc = f"test acc {final['test_acc']:.4f}" if "test_acc" in final else result.get("error", "")
+                seconds = result.get("seconds", 0)
+                progress.console.print(
+                    f"{status:>8} {run_id} {_describe(by_id[run_id]['hparams'])}  {acc}  ({seconds:.1f} s)"
+                )
+                progress.update(task, advance=1, info=f"failed {tally['failed']}, diverged {tally['diverged']}")
+                return not (fail_fast and status == "failed")
+
+            tasks = [(rid, by_id[rid]) for rid in todo]
             with progress:
                 if executor == "local":
                     executors.run_local(tasks, workers, where, device, store.mark_running, on_result)
