@@ -24,6 +24,7 @@ BLOCKS = {
     "chapter2-decided/decision",
     "chapter2-decided/mnist1d-hier",
     "chapter2-decided/digits-hier",
+    "chapter2-decided/fashion-mnist-hier",
     "chapter4/adapt-copy",
     "chapter4/features",
     "chapter3/gpu",
@@ -236,3 +237,26 @@ def test_the_preregistration_precedes_every_result_it_rules():
     for commit in dict.fromkeys(first_commit("results/chapter2-decided")):
         ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", registered[0], commit], cwd=ROOT)
         assert ancestor.returncode == 0, f"results commit {commit} does not follow the pre-registration"
+
+
+def test_the_fashion_arm_s_failure_is_stated_from_its_models():
+    """The Chapter 2 page's paragraph on the fashion-mnist-hier arm: every number it gives is
+    recomputed from the arm's models.csv."""
+    import math
+    import re
+
+    models = pd.read_csv(RESULTS / "chapter2-decided" / "fashion-mnist-hier" / "report" / "models.csv")
+    low = models[models["test_acc"] < 0.9]
+    dropout = models[models["dropout"] == 0.4]
+    page = " ".join((ROOT / "docs" / "reproductions" / "chapter2.md").read_text().split())
+    paragraph = re.search(r"\*\*What this arm's totals rank\.\*\*(.*?)not tuned away\.", page).group(1)
+    expected = [
+        f"{len(low)} of its {len(models)} models score below 90 %",
+        f"{int((low['dropout'] == 0.4).sum())} of them are the models with dropout 0.4",
+        f"({int((dropout['test_acc'] < 0.9).sum())} of those {len(dropout)};",
+        f"the other one has dropout {low.loc[low['dropout'] != 0.4, 'dropout'].item()})",
+        f"at least {math.floor(1000 * low['train_acc'].min()) / 10} % running training accuracy",  # a lower bound
+        f"within {math.ceil(1000 * (low['fit_acc'] - low['test_acc']).abs().max()) / 10} points of its test",
+    ]
+    for fragment in expected:
+        assert fragment in paragraph, f"{fragment!r} not in the Chapter 2 page's paragraph"
