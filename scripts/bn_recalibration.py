@@ -4,8 +4,8 @@ statistics with dropout off and measure again.
 For each run of a finished study (by default every run; ``--below`` keeps those whose test
 accuracy is under a threshold), the checkpoint is loaded and scored on its training and test
 splits in eval mode as trained; then every BatchNorm's running mean and variance are
-re-estimated over the training split (cumulative average, one pass, BatchNorm in train mode,
-dropout and every other module in eval mode, no weight changes) and the model is scored again.
+re-estimated over the training split (``train.recalibrate_batchnorm``: one pass, cumulative
+average, dropout off, no weight changes) and the model is scored again.
 If the eval-mode network failed because its BatchNorm statistics were taken with dropout on
 (the "variance shift" of Li et al., CVPR 2019), the re-estimated one recovers. Writes one row per
 run to ``--out`` (CSV) and prints a summary.
@@ -20,28 +20,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import torch
-from torch import nn
 
-from clusterprior import data, study
+from clusterprior import data, study, train
 from clusterprior.files import write_csv
 from clusterprior.train import checkpoint, evaluate
-
-
-@torch.no_grad()
-def recalibrate(model: nn.Module, split: data.Split, batch_size: int = 500) -> nn.Module:
-    """``model`` with every BatchNorm's running statistics re-estimated over ``split``, with
-    dropout off: BatchNorm layers in train mode with a cumulative average (momentum None),
-    every other module in eval mode; no parameter changes."""
-    model.eval()
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-        norm.train()
-    for start in range(0, len(split), batch_size):
-        model(split.x[start : start + batch_size])
-    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             splits[key] = (data.load(source["name"], "train", **options), data.load(source["name"], "test", **options))
         train_split, test_split = splits[key]
         before = (evaluate(model, train_split.x, train_split.y)[1], evaluate(model, test_split.x, test_split.y)[1])
-        recalibrate(model, train_split)
+        train.recalibrate_batchnorm(model, train_split.x)
         after = (evaluate(model, train_split.x, train_split.y)[1], evaluate(model, test_split.x, test_split.y)[1])
         rows.append(
             {

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 study_app = typer.Typer(
-    help="Hyperparameter studies: plan, run, status, report, readme, export, upgrade, snapshot, decide.",
+    help="Hyperparameter studies: plan, run, status, report, readme, export, upgrade, snapshot, remeasure, decide.",
     rich_markup_mode=None,
 )
 
@@ -223,6 +223,27 @@ def study_snapshot(
 
     finished = snapshot(folder, to)
     print(f"{to}: study.toml and study.db, {finished} finished runs; resume with 'study run FILE.toml --out {to}'")
+
+
+@study_app.command("remeasure")
+def study_remeasure(
+    folder: Path = typer.Argument(..., help="A study directory whose runs' checkpoints are in its storage."),
+    out: Path = typer.Option(..., help="New study directory to write the re-measured runs to (reused to resume)."),
+    recalibrate_bn: bool = typer.Option(
+        False,
+        "--recalibrate-bn",
+        help="Re-estimate every BatchNorm's running statistics over the training split with dropout off first.",
+    ),
+    limit: int | None = typer.Option(None, min=1, help="Re-measure at most this many runs now (resume later)."),
+) -> None:
+    """Measure every finished run again from its final checkpoint (the spec's measures, same
+    probe samples, same initial weights) and evaluate it again, into a new study directory
+    that 'study report' reads; optionally after re-estimating its BatchNorm statistics."""
+    from clusterprior.study.remeasure import remeasure
+
+    counts = remeasure(folder, out, recalibrate_bn=recalibrate_bn, limit=limit)
+    if counts["missing"]:
+        raise typer.Exit(1)
 
 
 @study_app.command("decide")

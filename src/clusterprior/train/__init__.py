@@ -12,6 +12,7 @@ from clusterprior.train.loop import (
     evaluate,
     fit,
     predict,
+    recalibrate_batchnorm,
 )
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "fit",
     "lr_at",
     "predict",
+    "recalibrate_batchnorm",
     "StepState",
 ]

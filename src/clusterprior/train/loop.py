@@ -264,6 +264,57 @@ def evaluate(
     return total.item() / n, correct.item() / n
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> int:
+    """Re-estimate every BatchNorm's running mean and variance of ``model`` over ``x``, in
+    place, with dropout off; no parameter changes.
+
+    One pass in batches, each BatchNorm in train mode with a cumulative average (momentum
+    None: the running statistics become the mean over the batches of the batch statistics),
+    every other module (dropout included) in eval mode. A network whose dropout sits before a
+    BatchNorm had those statistics taken with dropout on during training, so its eval-mode
+    inputs no longer match them (the "variance shift", Li et al., CVPR 2019); afterwards they
+    do. The modules' training modes and each BatchNorm's momentum are restored.
+
+    Parameters
+    ----------
+    model
+        The model, on the device of ``x``.
+    x
+        The inputs to estimate the statistics over (typically the whole training split).
+    batch_size
+        The examples per forward pass.
+
+    Returns
+    -------
+    int
+        How many BatchNorm layers were re-estimated (0: the model is unchanged).
+
+    Raises
+    ------
+    UserError
+        When ``x`` is empty while the model has BatchNorm layers.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    if len(x) == 0:
+        raise UserError("recalibrate_batchnorm: no inputs to estimate the statistics over")
+    momenta = [m.momentum for m in norms]
+    try:
+        with evaluating(model):
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None
+                norm.train()
+            for start in range(0, len(x), batch_size):
+                model(x[start : start + batch_size])
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+    return len(norms)
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Optimisation steps in one epoch of ``n`` samples (see :func:`_batches`)."""
     chunks = -(-n // batch_size)
