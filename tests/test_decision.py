@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 import warnings
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from clusterprior.errors import UserError
 from clusterprior.report import decision, readme
 from clusterprior.report.tables import replicate_statistics
 
+ROOT = Path(__file__).resolve().parents[1]
 AXES = ["lr", "batch_size", "dropout"]
 MEASURES = ["c0", "c1", "c2", "c3", "c4", "sigma_prime", "sigma_second", "layer_rotation"]
 
@@ -145,7 +147,7 @@ def _write_arm(root: Path, arm: str, planted: bool, init_same: bool, level: floa
     for (lr, bs, drop), seed in itertools.product(configs, [0, 1]):
         acc = 0.9 + lr - drop / 4 + bs / 1e4 + rng.normal(0, 0.003)
         rows.append({"run_id": f"r{len(rows)}", "lr": lr, "batch_size": bs, "dropout": drop, "seed": seed,
-                     "test_acc": acc, "target": acc})  # fmt: skip
+                     "test_acc": acc, "target": acc, "fit_acc": 1.0 - drop / 10})  # fmt: skip
     models = pd.DataFrame(rows)
     for name in MEASURES:
         noise = rng.normal(0, 1, len(models))
@@ -223,6 +225,36 @@ def test_the_decision_on_planted_arms(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (measures["verdict"] == decision.NULL).sum() == 16  # 8 at final, 8 at fit
 
 
+def test_the_secondary_analysis_is_read_by_the_same_rule_outside_the_patterns(tmp_path: Path):
+    """Fashion arms without signal, whose BatchNorm-re-estimated re-measure carries it: the
+    secondary verdicts reproduce, the primary ones and the patterns do not move; an arm whose
+    re-measure is unfinished waits."""
+    root = tmp_path / "decided"
+    for arm in decision.ARMS:
+        _write_arm(root, arm, planted=False, init_same=False)
+    _write_arm(root / "fashion-mnist-hier", decision.SECONDARY, planted=True, init_same=False)
+    before = decision.read(decision.decide(root, tmp_path / "none") / "patterns.csv")
+    partial = root / "fashion-mnist" / decision.SECONDARY
+    partial.mkdir()
+    shutil.copy(ROOT / "examples" / "chapter2-decided" / "fashion-mnist.toml", partial / "study.toml")  # 192 planned
+    folder = decision.decide(root, tmp_path / "none")
+    pd.testing.assert_frame_equal(decision.read(folder / "patterns.csv"), before)
+    assert set(decision.read(folder / "measures.csv")["verdict"]) <= {NO, decision.NULL, decision.POSITIVE,
+                                                                      decision.CONTRADICTS}  # fmt: skip
+    arms = decision.read(folder / "secondary_arms.csv", index_col="arm")
+    assert arms.loc["fashion-mnist-hier", "final"] == R and arms.loc["fashion-mnist-hier", "fitted"] == 12
+    assert arms.loc["fashion-mnist", "status"] == "pending"
+    secondary = decision.read(folder / "secondary.csv")
+    assert list(secondary["measure"]) == ["c1", "c2", "c3", "c4"] and (secondary["verdict"] == R).all()
+    text = decision.block(folder, "decided/decision")
+    assert "**Secondary analysis, outside the patterns**" in text
+    assert "| fashion-mnist-hier | 24 | 4 of 4: **reproduces** | 12 | " in text
+    assert "| fashion-mnist | 0 of 192 re-measured | pending | | |" in text
+    shutil.rmtree(root / "fashion-mnist-hier" / decision.SECONDARY)
+    shutil.rmtree(partial)
+    assert not (decision.decide(root, tmp_path / "none") / "secondary.csv").exists()  # a stale file goes
+
+
 def test_a_report_at_another_level_or_a_partial_arm_is_refused_or_waits(tmp_path: Path):
     _write_arm(tmp_path, "mnist1d-hier", planted=False, init_same=False, level=0.95)
     with pytest.raises(UserError, match="not the pre-registered"):
@@ -233,14 +265,15 @@ def test_a_report_at_another_level_or_a_partial_arm_is_refused_or_waits(tmp_path
 
 def test_the_committed_decision_is_the_rule_s(tmp_path: Path):
     """results/chapter2-decided/decision/ is what the rule makes of the committed reports."""
-    import shutil
-
-    root = Path(__file__).resolve().parents[1] / "results"
+    root = ROOT / "results"
     committed = root / "chapter2-decided"
     if not (committed / "decision").is_dir():
         pytest.skip("no decision committed yet")
     copy = tmp_path / "chapter2-decided"
     shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("study.db*", "decision", "*.png", "*.html"))
     fresh = decision.decide(copy, root / "chapter2")
-    for name in ("arms.csv", "measures.csv", "patterns.csv", "ladder.csv"):
+    names = ["arms.csv", "measures.csv", "patterns.csv", "ladder.csv"]
+    names += [n for n in ("secondary_arms.csv", "secondary.csv") if (committed / "decision" / n).is_file()]
+    assert sorted(p.name for p in fresh.glob("*.csv")) == sorted(names)
+    for name in names:
         pd.testing.assert_frame_equal(decision.read(fresh / name), decision.read(committed / "decision" / name))

@@ -12,7 +12,9 @@ and writes ``decision/``: ``measures.csv`` (one row per primary measure, arm and
 its verdict), ``arms.csv`` (each arm's verdict, power, reliability and init-final agreement),
 ``ladder.csv`` and ``ladder.png`` (reliability and total psi against the training size) and
 ``patterns.csv`` (the five patterns of the pre-registration, in its order, each with the
-numbers it read and whether it matches; the first match names the cause).
+numbers it read and whether it matches; the first match names the cause), and, where the
+secondary analysis of the Fashion arms ran (``ARM/bn-recalibrated/report/``),
+``secondary_arms.csv`` and ``secondary.csv`` (read by the same rule, outside the patterns).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ ARMS: dict[str, tuple[str, ...]] = {  # each arm's primary measures
 }
 FASHION = ("fashion-mnist-hier", "fashion-mnist")
 LADDER = {2000: "ladder-2000", 6000: "ladder-6000", 20000: "ladder-20000"}
+SECONDARY = "bn-recalibrated"  # ARM/SECONDARY: a Fashion arm re-measured with BatchNorm re-estimated (addendum)
+FITTED = 0.99  # the secondary analysis counts the models whose eval-mode training accuracy reaches this
 BASELINES = ("sigma_prime", "sigma_second")  # the thesis's baselines a reproducing measure must beat
 ROTATION = "layer_rotation"
 INTRACLASS = ("c0", "c1", "c2", "c3", "c4")
@@ -168,11 +172,11 @@ def _point_rows(arm: str, point: str, totals: pd.DataFrame, reliability: pd.Data
     return rows
 
 
-def read_arm(root: Path, arm: str) -> tuple[dict, list[dict]]:
+def read_arm(root: Path, arm: str, folder: Path | None = None) -> tuple[dict, list[dict]]:
     """One arm's summary row and its primary measures' rows (final, then fit), from its reports
-    under ``root/arm``. An arm with no final report, or fewer finished models than its spec
-    plans, is ``pending`` and gets no verdict."""
-    folder = root / arm
+    under ``folder`` (default ``root/arm``). An arm with no final report, or fewer finished
+    models than its spec plans, is ``pending`` and gets no verdict."""
+    folder = root / arm if folder is None else folder
     planned = planned_runs(folder)
     final = folder / "report"
     models = _csv(final / "models.csv")
@@ -369,6 +373,30 @@ def patterns(arms: Mapping[str, dict], rows: pd.DataFrame, rise: float, earlier:
     return out
 
 
+def read_secondary(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The pre-registration's secondary analysis: each Fashion arm re-measured with every
+    BatchNorm's statistics re-estimated without dropout (``ARM/bn-recalibrated/``, its final
+    report at the Bonferroni level), read by the same rule. Returns the arms' rows (with how
+    many models reach an eval-mode training accuracy of :data:`FITTED` and the range of their
+    test accuracies) and the primary measures' rows at final; empty where none was run."""
+    arms, rows = [], []
+    for arm in FASHION:
+        folder = root / arm / SECONDARY
+        if not folder.is_dir():
+            continue
+        row, found = read_arm(root, arm, folder)
+        if row["status"] == "complete":
+            models = read(folder / "report" / "models.csv")
+            row.update(
+                fitted=int((models["fit_acc"] >= FITTED).sum()),
+                test_min=float(models["test_acc"].min()),
+                test_max=float(models["test_acc"].max()),
+            )
+        arms.append(row)
+        rows += [r for r in found if r["point"] == "final"]
+    return pd.DataFrame(arms), pd.DataFrame(rows, columns=MEASURE_COLUMNS)
+
+
 MEASURE_COLUMNS = [
     "arm", "point", "measure", "total", "lo", "hi", "level", "models", "half_width_95", "sigma_prime",
     "sigma_second", "layer_rotation", "reliability", "reliability_lo", "reliability_hi", "reliability_class",
@@ -397,6 +425,12 @@ def decide(root: str | Path, earlier: str | Path | None = None) -> Path:
     write_csv(out / "measures.csv", table, index=False)
     write_csv(out / "ladder.csv", ladder, index=False)
     write_csv(out / "patterns.csv", pd.DataFrame(found), index=False)
+    secondary_arms, secondary = read_secondary(root)
+    for name in ("secondary_arms.csv", "secondary.csv"):
+        (out / name).unlink(missing_ok=True)
+    if not secondary_arms.empty:
+        write_csv(out / "secondary_arms.csv", secondary_arms, index=False)
+        write_csv(out / "secondary.csv", secondary, index=False)
     if not ladder.empty:
         import matplotlib.pyplot as plt
 
@@ -469,7 +503,7 @@ def block(folder: str | Path, cite: str) -> str:
     lines.append("")
     if not pattern:
         lines.append("**Not decided yet**: an arm, or the ladder, is still running.")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + _secondary_lines(folder, cite)) + "\n"
     done = arms[arms["status"] == "complete"]
     weak = list(done.loc[~done["powered"].astype(bool), "arm"])
     sure = (
@@ -482,4 +516,41 @@ def block(folder: str | Path, cite: str) -> str:
         f"**The cause the results point to: {named}** (pattern {pattern}). How sure: the primary verdicts carry a "
         f"family-wise error below 5 % (Bonferroni, {N_PRIMARY} verdicts); {sure}."
     )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _secondary_lines(folder, cite)) + "\n"
+
+
+def _secondary_lines(folder: Path, cite: str) -> list[str]:
+    """The secondary analysis's lines of the block (none when it was not run)."""
+    if not (folder / "secondary_arms.csv").is_file():
+        return []
+    arms, rows = read(folder / "secondary_arms.csv"), read(folder / "secondary.csv")
+    lines = [
+        "",
+        "**Secondary analysis, outside the patterns** (fixed by the pre-registration's addendum before it ran): "
+        "the Fashion arms measured again after re-estimating every BatchNorm's statistics without dropout, no "
+        f"weight changed, read by the same rule (`{cite}/secondary_arms.csv`, `secondary.csv`):",
+        "",
+        f"| arm | models | primary measures reproducing | eval-mode training accuracy >= {FITTED:.0%} "
+        "| test accuracy |",
+        "|---|---:|---|---:|---|",
+    ]
+    for a in arms.itertuples():
+        if a.status != "complete":
+            lines.append(f"| {a.arm} | {int(a.models)} of {int(a.planned)} re-measured | pending | | |")
+            continue
+        lines.append(
+            f"| {a.arm} | {int(a.models)} | {int(a.reproduced)} of {int(a.primary)}: **{a.final}** | "
+            f"{int(a.fitted)} | {a.test_min:.2f} to {a.test_max:.2f} |"
+        )
+    if not rows.empty:
+        lines += [
+            "",
+            f"| arm | measure | total [{100 * LEVEL:.4g} % interval] | sigma' | sigma'' | rotation | verdict |",
+            "|---|---|---:|---:|---:|---:|---|",
+            *(
+                f"| {r.arm} | {r.measure} | {r.total:.2f} [{r.lo:.2f}, {r.hi:.2f}] | {_fmt(r.sigma_prime)} | "
+                f"{_fmt(r.sigma_second)} | {_fmt(r.layer_rotation)} | {r.verdict} |"
+                for r in rows.itertuples()
+            ),
+        ]
+    return lines

@@ -72,6 +72,7 @@ def remeasure(
     """
     from clusterprior.study.lock import driver_lock
     from clusterprior.study.results import Study
+    from clusterprior.study.worker import kept_warnings
 
     if limit is not None and limit < 1:
         raise UserError(f"limit must be at least 1, got {limit}")
@@ -90,10 +91,15 @@ def remeasure(
         missing = [run_id for run_id, _, _ in todo if not storage.exists(run_id, _checkpoint_name())]
         found = [r for r in todo if r[0] not in missing][:limit]
         cache: dict[str, Any] = {}
+        seen: set[str] = set()  # warnings are said once, as the driver says a run's
         for i, (run_id, config, epochs) in enumerate(found):
-            values = _measure_run(storage, run_id, config, epochs, recalibrate_bn, cache)
+            with kept_warnings() as lines:
+                values = _measure_run(storage, run_id, config, epochs, recalibrate_bn, cache)
             _record(out, run_id, epochs, values, recalibrate_bn)
             say(f"[{i + 1}/{len(found)}] {run_id}: test acc {values['test_acc']:.4f}")
+            for line in (w for w in lines if w not in seen):
+                seen.add(line)
+                say(f"    {line}")
         done = _count_done(out)
     if missing:
         say(f"{len(missing)} runs have no checkpoint in {storage.uri} and stay queued: {', '.join(missing)}")
