@@ -247,7 +247,11 @@ def test_the_secondary_analysis_is_read_by_the_same_rule_outside_the_patterns(tm
     secondary = decision.read(folder / "secondary.csv")
     assert list(secondary["measure"]) == ["c1", "c2", "c3", "c4"] and (secondary["verdict"] == R).all()
     text = decision.block(folder, "decided/decision")
-    assert "**Secondary analysis, outside the patterns**" in text
+    assert "**Secondary analysis, outside the patterns**" in text and "reproduces the stored values is missing" in text
+    check = pd.DataFrame({"measure": ["c1", "test_acc"], "runs": 6, "values": 6, "max_abs_difference": [3.2e-6, 0.0]})
+    check.to_csv(root / "fashion-mnist-hier" / "remeasure_check.csv", index=False)
+    text = decision.block(decision.decide(root, tmp_path / "none"), "decided/decision")
+    assert "6 runs of fashion-mnist-hier reproduce their stored final values within 3e-06." in text
     assert "| fashion-mnist-hier | 24 | 4 of 4: **reproduces** | 12 | " in text
     assert "| fashion-mnist | 0 of 192 re-measured | pending | | |" in text
     shutil.rmtree(root / "fashion-mnist-hier" / decision.SECONDARY)

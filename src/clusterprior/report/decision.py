@@ -377,14 +377,21 @@ def read_secondary(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The pre-registration's secondary analysis: each Fashion arm re-measured with every
     BatchNorm's statistics re-estimated without dropout (``ARM/bn-recalibrated/``, its final
     report at the Bonferroni level), read by the same rule. Returns the arms' rows (with how
-    many models reach an eval-mode training accuracy of :data:`FITTED` and the range of their
-    test accuracies) and the primary measures' rows at final; empty where none was run."""
+    many models reach an eval-mode training accuracy of :data:`FITTED`, the range of their
+    test accuracies, and the check that a re-measure without re-estimation reproduced the stored
+    values, ``ARM/remeasure_check.csv``) and the primary measures' rows at final; empty where
+    none was run."""
     arms, rows = [], []
     for arm in FASHION:
         folder = root / arm / SECONDARY
         if not folder.is_dir():
             continue
         row, found = read_arm(root, arm, folder)
+        check = _csv(root / arm / "remeasure_check.csv")  # the re-measure without re-estimation (the addendum)
+        row.update(
+            check_runs=int(check["runs"].max()) if check is not None else 0,
+            check_max_difference=float(check["max_abs_difference"].max()) if check is not None else math.nan,
+        )
         if row["status"] == "complete":
             models = read(folder / "report" / "models.csv")
             row.update(
@@ -534,6 +541,19 @@ def _secondary_lines(folder: Path, cite: str) -> list[str]:
         "| test accuracy |",
         "|---|---:|---|---:|---|",
     ]
+    checked = arms[arms["check_runs"] > 0]
+    if checked.empty:
+        lines[1] += " **the check that a re-measure without re-estimation reproduces the stored values is missing.**"
+    else:
+        lines[1] += (
+            " "
+            + "; ".join(
+                f"re-measured without re-estimation, {int(a.check_runs)} runs of {a.arm} reproduce their stored final "
+                f"values within {a.check_max_difference:.1g}"
+                for a in checked.itertuples()
+            )
+            + "."
+        )
     for a in arms.itertuples():
         if a.status != "complete":
             lines.append(f"| {a.arm} | {int(a.models)} of {int(a.planned)} re-measured | pending | | |")
