@@ -216,3 +216,21 @@ def test_runs_without_a_checkpoint_stay_queued_and_the_command_says_so(trained: 
     assert f"1 runs have no checkpoint in {source.resolve()} and stay queued: {ids[3]}" in err
     runs = _runs(tmp_path / "out").set_index("id")
     assert runs.loc[ids[3], "status"] == "queued" and (runs.loc[ids[:3], "status"] == "done").all()
+
+
+def test_checkpoints_are_read_from_a_remote_storage(trained: Path, tmp_path: Path):
+    import fsspec
+
+    source = _copy_study(trained, tmp_path / "remote")
+    text = (source / "study.toml").read_text()
+    assert "storage" not in text
+    (source / "study.toml").write_text('storage = "memory://remeasure-test"\n' + text)
+    memory = fsspec.filesystem("memory")
+    for run_id in _runs(trained)["id"]:
+        memory.pipe(
+            f"/remeasure-test/runs/{run_id}/model.safetensors",
+            (trained / "runs" / run_id / "model.safetensors").read_bytes(),
+        )
+    remeasure(source, tmp_path / "out", log=lambda line: None)
+    remeasure(trained, tmp_path / "local", log=lambda line: None)
+    pd.testing.assert_frame_equal(_measures(tmp_path / "out"), _measures(tmp_path / "local"))
