@@ -28,6 +28,7 @@ import torch
 
 from clusterprior.errors import UserError
 from clusterprior.files import write_text
+from clusterprior.study.artifacts import CHECKPOINT
 
 SETTINGS = "remeasured.json"  # the source and the options of a re-measured folder
 
@@ -88,7 +89,7 @@ def remeasure(
     settings = {"source": str(folder.resolve()), "recalibrate_bn": recalibrate_bn}
     with driver_lock(out):
         todo = _queued(out, _start(folder, out, settings))
-        missing = [run_id for run_id, _, _ in todo if not storage.exists(run_id, _checkpoint_name())]
+        missing = [run_id for run_id, _, _ in todo if not storage.exists(run_id, CHECKPOINT)]
         found = [r for r in todo if r[0] not in missing][:limit]
         cache: dict[str, Any] = {}
         seen: set[str] = set()  # warnings are said once, as the driver says a run's
@@ -105,12 +106,6 @@ def remeasure(
         say(f"{len(missing)} runs have no checkpoint in {storage.uri} and stay queued: {', '.join(missing)}")
     say(f"{out}: {done} of {done + len(todo) - len(found)} runs re-measured, {len(found)} in this call")
     return {"remeasured": len(found), "done": done, "missing": len(missing)}
-
-
-def _checkpoint_name() -> str:
-    from clusterprior.study.artifacts import CHECKPOINT
-
-    return CHECKPOINT
 
 
 def _start(folder: Path, out: Path, settings: dict[str, Any]) -> list[str]:
@@ -183,12 +178,11 @@ def _load_checkpoint(storage: Any, run_id: str) -> torch.nn.Module:
     """The run's final model from the storage (read through a local file when it is remote)."""
     from clusterprior.train import checkpoint
 
-    name = _checkpoint_name()
     if storage.local:
-        return checkpoint.load(storage.path(run_id, name))[0]
+        return checkpoint.load(storage.path(run_id, CHECKPOINT))[0]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(storage.read(run_id, name))
+        path = Path(tmp) / CHECKPOINT
+        path.write_bytes(storage.read(run_id, CHECKPOINT))
         return checkpoint.load(path)[0]
 
 
