@@ -161,7 +161,7 @@ def test_recalibrated_runs_are_evaluated_and_measured_on_the_recalibrated_networ
     assert moved["c1"] > 1e-4
 
 
-def test_a_remeasure_cut_off_resumes_to_the_same_values(trained: Path, tmp_path: Path):
+def test_a_remeasure_cut_off_resumes_to_the_same_values(trained: Path, tmp_path: Path, capsys):
     out = tmp_path / "cut"
 
     def crash_after_two(line: str) -> None:
@@ -171,6 +171,14 @@ def test_a_remeasure_cut_off_resumes_to_the_same_values(trained: Path, tmp_path:
     with pytest.raises(KeyboardInterrupt):
         remeasure(trained, out, recalibrate_bn=True, log=crash_after_two)
     assert (_runs(out)["status"] == "done").sum() == 2
+    capsys.readouterr()
+    assert main(["study", "status", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "4 runs: 2 done, 0 diverged, 0 failed, 0 running, 2 queued" in said
+    assert (
+        f"re-measured from {trained.resolve()} (4 runs, BatchNorm re-estimated); the queued ones resume with " in said
+    )
+    assert f"'clusterprior study remeasure {trained.resolve()} --out {out} --recalibrate-bn'" in said
     counts = remeasure(trained, out, recalibrate_bn=True, limit=1, log=lambda line: None)
     assert counts == {"remeasured": 1, "done": 3, "missing": 0}
     counts = remeasure(trained, out, recalibrate_bn=True, log=lambda line: None)

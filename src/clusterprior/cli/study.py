@@ -182,11 +182,15 @@ def study_status(
         runs, problems = loaded.runs(), loaded.problems()
     finally:
         loaded.close()
+    from clusterprior.study.remeasure import describe
+
     counts = runs["status"].value_counts()
     print(
         f"{folder}: {len(runs)} runs: "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "diverged", "failed", "running", "queued"))
     )
+    if (origin := describe(folder)) is not None:
+        print(origin)
     for run in problems[problems["status"] == "failed"].itertuples():
         print(f"failed {run.id}: {run.error}")
         if verbose and run.traceback:

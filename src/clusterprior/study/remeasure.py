@@ -108,6 +108,32 @@ def remeasure(
     return {"remeasured": len(found), "done": done, "missing": len(missing)}
 
 
+def describe(out: str | Path) -> str | None:
+    """One line on where the study folder ``out`` was re-measured from and how to resume it;
+    None when it is not a re-measured folder.
+
+    Parameters
+    ----------
+    out
+        A study directory.
+
+    Returns
+    -------
+    str or None
+        The line, or None.
+    """
+    marker = Path(out) / SETTINGS
+    if not marker.is_file():
+        return None
+    settings = json.loads(marker.read_text())
+    option = " --recalibrate-bn" if settings["recalibrate_bn"] else ""
+    how = ", BatchNorm re-estimated" if option else ""
+    return (
+        f"re-measured from {settings['source']} ({len(settings['runs'])} runs{how}); "
+        f"the queued ones resume with 'clusterprior study remeasure {settings['source']} --out {out}{option}'"
+    )
+
+
 def _start(folder: Path, out: Path, settings: dict[str, Any]) -> list[str]:
     """Create ``out`` from ``folder`` (its finished runs queued, their values to be replaced
     dropped) and return those runs' ids; or, when ``out`` exists, check that it was created
