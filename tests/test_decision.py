@@ -222,6 +222,7 @@ def test_the_decision_on_planted_arms(tmp_path: Path, capsys: pytest.CaptureFixt
     text = readme.render("<!-- results: decided/decision -->\n<!-- end results: decided/decision -->", tmp_path)
     assert "**The cause the results point to: MNIST-1D's clusters are already present at initialisation**" in text
     assert "| fashion-mnist | c3 | 1.00 [" in text and "| mnist1d-hier | c1 | -0.33 [" in text
+    assert "](results/decided/decision/ladder.png)" in text
     assert (measures["verdict"] == decision.NULL).sum() == 16  # 8 at final, 8 at fit
 
 

@@ -504,6 +504,14 @@ def block(folder: str | Path, cite: str) -> str:
                 f"{_fmt(r.sigma_second)} | {_fmt(r.layer_rotation)} | {estimate_text(rel)} ({r.reliability_class}) "
                 f"| {r.verdict} |"
             )
+    if (folder / "ladder.png").is_file():
+        lines += [
+            "",
+            f"The scale ladder (`{cite}/ladder.csv`): the reliability and the total of c0-c4 and of the three best "
+            "baselines against the training size, 12 models per rung:",
+            "",
+            f"![The scale ladder: reliability and total against the training size]({cite}/ladder.png)",
+        ]
     lines += ["", f"The patterns, read in order (`{cite}/patterns.csv`):"]
     lines += [f"- **{p.matches}**: {p.pattern} ({p.evidence})." for p in found.itertuples()]
     named, pattern = cause(found)
