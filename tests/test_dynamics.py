@@ -97,6 +97,8 @@ def test_recorder_ignores_evaluation_passes_and_records_linear_layers():
     torch.manual_seed(0)
     model = models.build("mlp", split.input_shape, 1, batchnorm=False, hidden=[8], bias=False, activation="linear")
     recorder = DynamicsRecorder(model, split.sub, split.y, split.meta.superclass_of, neurons=3)
+    assert len(recorder.attach().attach()._handles) == 2  # attached twice, hooked once
+    recorder.detach()
     with recorder:
         config = train.TrainConfig(epochs=2, batch_size=len(split), loss="bce", optimizer="sgd-layca", lr=0.1)
         train.fit(model, split, split, config, step_callbacks=[recorder.on_step])

@@ -119,6 +119,9 @@ def test_mlp_linear_activation_input_dropout_and_he_uniform():
     assert w.abs().max() <= (6 / 400) ** 0.5
     assert w.std().item() == pytest.approx((2 / 400) ** 0.5, rel=0.02)
     assert (wide[1].bias == 0).all()
+    volume = models.he_uniform_(torch.nn.Sequential(torch.nn.Conv3d(4, 8, 3)))  # every convolution, 3-D too
+    assert volume[0].weight.abs().max() <= (6 / (4 * 27)) ** 0.5 and (volume[0].bias == 0).all()
+    assert volume[0].weight.std().item() == pytest.approx((2 / (4 * 27)) ** 0.5, rel=0.1)
     with pytest.raises(UserError, match="activation"):
         models.build("mlp", (5,), 2, activation="tanh")
     with pytest.raises(UserError, match="input_dropout"):

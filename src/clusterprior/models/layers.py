@@ -53,8 +53,8 @@ def he_uniform_(model: nn.Module) -> nn.Module:
     Parameters
     ----------
     model
-        The model to initialise; its ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``
-        modules are reset, other parameters are left as they are.
+        The model to initialise; its ``nn.Linear`` and convolution modules (1-D, 2-D, 3-D,
+        transposed) are reset, other parameters are left as they are.
 
     Returns
     -------
@@ -62,7 +62,7 @@ def he_uniform_(model: nn.Module) -> nn.Module:
         ``model`` itself.
     """
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
             nn.init.kaiming_uniform_(module.weight, a=0.0, nonlinearity="relu")
             if module.bias is not None:
                 module.bias.zero_()

@@ -346,13 +346,16 @@ class DynamicsRecorder:
     def attach(self) -> DynamicsRecorder:
         """Hook the recorded layers' activation modules: a forward pre-hook that keeps the
         pre-activations and a forward hook that keeps the sign of the gradient at the output
-        (both only in training mode with gradients enabled).
+        (both only in training mode with gradients enabled). Attaching an attached recorder
+        changes nothing (its hooks are registered once).
 
         Returns
         -------
         DynamicsRecorder
             This recorder.
         """
+        if self._handles:
+            return self
         for name, module in self.modules.items():
             self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
             self._handles.append(module.register_forward_hook(self._grad_hook(name)))
