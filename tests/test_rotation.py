@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -60,6 +61,27 @@ def test_layer_multipliers_and_replayed_schedules_set_each_layer_rate():
         random_step(model, opt, t)
         for (k, w), m, extra in zip(kernels(model).items(), multipliers, replay[t], strict=True):
             assert step_tangent(before[k], w) == pytest.approx(rho * m * extra, abs=1e-5)
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_a_layca_resumed_from_its_state_dict_takes_the_steps_it_would_have_taken(base: str):
+    model = small_model()
+    opt = Layca(model, base, lr=0.2, multipliers=[0.5, 2.0], schedule=lambda t: [1.0 + t, 1.0])
+    for seed in range(2):
+        random_step(model, opt, seed)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    for seed in range(2, 5):
+        random_step(model, opt, seed)
+    resumed = small_model()
+    resumed.load_state_dict(saved_model)
+    again = Layca(resumed, base, lr=0.2, schedule=lambda t: [1.0 + t, 1.0])  # multipliers come from the state
+    again.load_state_dict(saved_opt)
+    for seed in range(2, 5):
+        random_step(resumed, again, seed)
+    for k, w in kernels(model).items():
+        torch.testing.assert_close(kernels(resumed)[k], w, rtol=0, atol=1e-12)
+    with pytest.raises(UserError, match="1 multipliers for 2 kernels"):
+        again.load_state_dict({**saved_opt, "multipliers": [1.0]})
 
 
 def test_other_parameters_take_the_base_step():

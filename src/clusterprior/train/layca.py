@@ -87,7 +87,7 @@ class Layca:
     schedule sets it like any other group's); the base optimizer steps them at unit rate, so
     the proposed step ``s`` is the gradient-like direction without the rate (the ``eps`` test
     applies to it, as in the reference code). Exposes ``param_groups``, ``zero_grad``,
-    ``step`` and ``state_dict`` like an optimizer.
+    ``step``, ``state_dict`` and ``load_state_dict`` like an optimizer.
 
     Parameters
     ----------
@@ -160,15 +160,44 @@ class Layca:
         self.base.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        """The optimizer's state, for a checkpoint.
+        """The optimizer's state, for a checkpoint (the schedule, code, is given to the
+        constructor again).
 
         Returns
         -------
         dict[str, Any]
-            ``base``: the base optimizer's state dict; ``steps``: the steps taken.
-            (Multipliers, schedule and initial norms are not included.)
+            ``base``: the base optimizer's state dict; ``steps``: the steps taken;
+            ``multipliers`` and ``initial_norms``: one per kernel.
         """
-        return {"base": self.base.state_dict(), "steps": self.steps}
+        return {
+            "base": self.base.state_dict(),
+            "steps": self.steps,
+            "multipliers": list(self.multipliers),
+            "initial_norms": list(self.initial_norms),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``: the next step is the one the saved
+        optimizer would have taken (with the same schedule).
+
+        Parameters
+        ----------
+        state
+            A :meth:`state_dict` of a Layca over the same kernels.
+
+        Raises
+        ------
+        UserError
+            When ``state`` holds another number of kernels than this optimizer's.
+        """
+        n = len(self.kernels)
+        for key in ("multipliers", "initial_norms"):
+            if len(state[key]) != n:
+                raise UserError(f"Layca state: {len(state[key])} {key} for {n} kernels")
+        self.base.load_state_dict(state["base"])
+        self.steps = int(state["steps"])
+        self.multipliers = [float(m) for m in state["multipliers"]]
+        self.initial_norms = [float(v) for v in state["initial_norms"]]
 
     def rates(self) -> list[float]:
         """rho_l for the coming step: the kernel group's rate x layer multiplier (x schedule).
