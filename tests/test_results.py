@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from clusterprior.cli import main
-from clusterprior.report import readme
+from clusterprior.report import decision, readme
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -274,3 +274,29 @@ def test_the_fashion_arm_s_failure_is_stated_from_its_models():
     ]
     for fragment in expected:
         assert fragment in paragraph, f"{fragment!r} not in the Chapter 2 page's paragraph"
+
+
+def test_the_secondary_analysis_was_registered_before_its_results():
+    """The pre-registration's addendum that fixes the secondary analysis of the Fashion arms
+    (BatchNorm re-estimated) is committed before any of its results: the re-measure check and
+    every ARM/bn-recalibrated/ folder."""
+    import subprocess
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("no git history in this copy")
+
+    def commits(*args: str) -> list[str]:
+        log = subprocess.run(
+            ["git", "log", "--format=%H", "--reverse", *args], cwd=ROOT, capture_output=True, text=True
+        )
+        return log.stdout.split()
+
+    heading = "Addendum of 2026-12-05: a secondary analysis of the Fashion arms"
+    registered = commits("-S", heading, "--", "docs/preregistration/chapter2-decided.md")
+    assert registered, "the addendum is committed"
+    paths = [p.relative_to(ROOT).as_posix() for p in RESULTS.glob("chapter2-decided/*/remeasure_check.csv")]
+    paths += [p.relative_to(ROOT).as_posix() for p in RESULTS.glob(f"chapter2-decided/*/{decision.SECONDARY}")]
+    assert paths, "the check at least"
+    for commit in dict.fromkeys(c for path in paths for c in commits("--", path)):
+        ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", registered[0], commit], cwd=ROOT)
+        assert ancestor.returncode == 0, f"results commit {commit} does not follow the addendum"
