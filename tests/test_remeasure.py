@@ -18,7 +18,7 @@ from clusterprior.cli import main
 from clusterprior.study.remeasure import SETTINGS, remeasure
 from clusterprior.study.store import snapshot
 
-SPEC = """
+STUDY = """
 name = "bn"
 [data]
 name = "mnist1d-hier"
@@ -45,7 +45,7 @@ seed = [0, 1]
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished study of 4 small CNNs, 2 with dropout before BatchNorm, measured at init, fit, final."""
     folder = tmp_path_factory.mktemp("remeasure") / "study"
-    counts = study.run_study(study.parse(SPEC), folder, workers=1, quiet=True)
+    counts = study.run_study(study.parse(STUDY), folder, workers=1, quiet=True)
     assert counts.get("done") == 4
     return folder
 
@@ -116,6 +116,8 @@ def test_remeasuring_reproduces_the_stored_values(trained: Path, tmp_path: Path)
     # without a stopping rule no run recorded its eval-mode training loss: now each has it
     assert runs[["fit_acc", "fit_loss"]].isna().all().all() and again[["fit_acc", "fit_loss"]].notna().all().all()
     assert json.loads((out / SETTINGS).read_text())["recalibrate_bn"] is False
+    assert main(["study", "snapshot", str(out), "--to", str(tmp_path / "saved")]) == 0
+    assert (tmp_path / "saved" / SETTINGS).read_text() == (out / SETTINGS).read_text()
     assert report.build(out).folder.is_dir()  # a study like any other
 
 

@@ -25,6 +25,7 @@ BLOCKS = {
     "chapter2-decided/mnist1d-hier",
     "chapter2-decided/digits-hier",
     "chapter2-decided/fashion-mnist-hier",
+    "chapter2-decided/fashion-mnist-hier/bn-recalibrated",
     "chapter4/adapt-copy",
     "chapter4/features",
     "chapter3/gpu",
@@ -300,3 +301,33 @@ def test_the_secondary_analysis_was_registered_before_its_results():
     for commit in dict.fromkeys(c for path in paths for c in commits("--", path)):
         ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", registered[0], commit], cwd=ROOT)
         assert ancestor.returncode == 0, f"results commit {commit} does not follow the addendum"
+
+
+def test_the_re_measured_fashion_arm_is_stated_from_its_files():
+    """The Chapter 2 page's paragraph on fashion-mnist-hier re-measured with BatchNorm
+    re-estimated: every number recomputed from that report's files; and the re-measured test
+    accuracies are the ones scripts/bn_recalibration.py found for the same checkpoints."""
+    import re
+
+    arm = RESULTS / "chapter2-decided" / "fashion-mnist-hier"
+    report = arm / decision.SECONDARY / "report"
+    models = pd.read_csv(report / "models.csv")
+    totals = pd.read_csv(report / "totals.csv", index_col="measure")["total"]
+    floor = pd.read_csv(report / "noise_floor.csv", index_col="quantity")["value"]
+    agreement = pd.read_csv(report / "agreement.csv", index_col="axis").loc["total", "value"]
+    page = " ".join((ROOT / "docs" / "reproductions" / "chapter2.md").read_text().split())
+    paragraph = re.search(r"\*\*What the re-measured arm says\.\*\*(.*?)either way\.", page).group(1)
+    c = totals[["c1", "c2", "c3", "c4"]]
+    expected = [
+        f"test accuracy {100 * models['test_acc'].min():.1f} % to {100 * models['test_acc'].max():.1f} %",
+        f"{int((models['fit_acc'] >= decision.FITTED).sum())} of the {len(models)} reach 99 % training accuracy",
+        f"(totals from {c.min():.2f} to {c.max():.2f})",
+        f"σ′ ({totals['sigma_prime']:.2f}) and σ″ ({totals['sigma_second']:.2f})",
+        f"by {100 * floor['observed']:.2f} points (RMS), a share of {floor['share']:.2f}",
+        f"with a total of {agreement:.2f} (the replicate agreement)",
+    ]
+    for fragment in expected:
+        assert fragment in paragraph, f"{fragment!r} not in the Chapter 2 page's paragraph"
+    script = pd.read_csv(arm / "bn_recalibration.csv").set_index("run_id")["test_acc_recalibrated"]
+    assert len(script) == len(models)
+    assert (models.set_index("run_id")["test_acc"] - script).abs().max() < 1e-9, "remeasure and the script agree"

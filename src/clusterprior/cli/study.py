@@ -223,10 +223,16 @@ def study_snapshot(
 ) -> None:
     """Copy a study's spec and database (not its runs' files) to another folder, consistently
     even while its driver runs: to commit a long study's progress, or resume it elsewhere."""
+    from clusterprior.files import write_text
+    from clusterprior.study.remeasure import SETTINGS, describe
     from clusterprior.study.store import snapshot
 
     finished = snapshot(folder, to)
-    print(f"{to}: study.toml and study.db, {finished} finished runs; resume with 'study run FILE.toml --out {to}'")
+    if describe(folder) is None:
+        print(f"{to}: study.toml and study.db, {finished} finished runs; resume with 'study run FILE.toml --out {to}'")
+        return
+    write_text(to / SETTINGS, (folder / SETTINGS).read_text())  # a re-measured folder: where it comes from
+    print(f"{to}: study.toml, study.db and {SETTINGS}, {finished} finished runs; {describe(to)}")
 
 
 @study_app.command("remeasure")

@@ -545,7 +545,7 @@ def _secondary_lines(folder: Path, cite: str) -> list[str]:
         "the Fashion arms measured again after re-estimating every BatchNorm's statistics without dropout, no "
         f"weight changed, read by the same rule (`{cite}/secondary_arms.csv`, `secondary.csv`):",
         "",
-        f"| arm | models | primary measures reproducing | eval-mode training accuracy >= {FITTED:.0%} "
+        f"| arm | models | primary measures reproducing | eval-mode training accuracy >= {100 * FITTED:.0f} % "
         "| test accuracy |",
         "|---|---:|---|---:|---|",
     ]
