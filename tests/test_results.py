@@ -26,6 +26,7 @@ BLOCKS = {
     "chapter2-decided/digits-hier",
     "chapter2-decided/fashion-mnist-hier",
     "chapter2-decided/fashion-mnist-hier/bn-recalibrated",
+    "chapter2-decided/fashion-mnist",
     "chapter4/adapt-copy",
     "chapter4/features",
     "chapter3/gpu",
