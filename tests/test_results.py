@@ -27,6 +27,7 @@ BLOCKS = {
     "chapter2-decided/fashion-mnist-hier",
     "chapter2-decided/fashion-mnist-hier/bn-recalibrated",
     "chapter2-decided/fashion-mnist",
+    "chapter2-decided/fashion-mnist/bn-recalibrated",
     "chapter4/adapt-copy",
     "chapter4/features",
     "chapter3/gpu",
@@ -332,3 +333,40 @@ def test_the_re_measured_fashion_arm_is_stated_from_its_files():
     script = pd.read_csv(arm / "bn_recalibration.csv").set_index("run_id")["test_acc_recalibrated"]
     assert len(script) == len(models)
     assert (models.set_index("run_id")["test_acc"] - script).abs().max() < 1e-9, "remeasure and the script agree"
+
+
+def test_the_flat_fashion_arm_is_stated_from_its_files():
+    """The Chapter 2 page's paragraph on the flat fashion-mnist arm: every number recomputed
+    from its final report and its re-measure with BatchNorm re-estimated."""
+    import math
+    import re
+
+    arm = RESULTS / "chapter2-decided" / "fashion-mnist"
+    primary = pd.read_csv(arm / "report" / "models.csv").set_index("run_id")
+    report = arm / decision.SECONDARY / "report"
+    again = pd.read_csv(report / "models.csv").set_index("run_id")
+    assert set(again.index) == set(primary.index)
+    totals = pd.read_csv(report / "totals.csv", index_col="measure")["total"]
+    agreement = pd.read_csv(report / "agreement.csv", index_col="axis").loc["total", "value"]
+    page = " ".join((ROOT / "docs" / "reproductions" / "chapter2.md").read_text().split())
+    paragraph = re.search(r"\*\*What the flat arm says\.\*\*(.*?)\(Tables 2\.2–2\.3\)\.", page).group(1)
+    by = {d: primary.index[primary["dropout"] == d] for d in (0.4, 0.2, 0.0)}
+    before = {d: 100 * primary.loc[i, "test_acc"].mean() for d, i in by.items()}
+    after = {d: 100 * again.loc[i, "test_acc"].mean() for d, i in by.items()}
+    moved = (again.loc[by[0.0], "test_acc"] - primary.loc[by[0.0], "test_acc"]).abs().max()
+    expected = [
+        f"the {len(by[0.4])} models with dropout 0.4 average {before[0.4]:.1f} % test accuracy, the "
+        f"{len(by[0.2])} with dropout 0.2 {before[0.2]:.1f} %, the {len(by[0.0])} without dropout {before[0.0]:.1f} %",
+        f"average {after[0.4]:.1f} %, {after[0.2]:.1f} % and {after[0.0]:.1f} %",
+        f"by at most {math.ceil(1000 * moved) / 10} points",
+        f"span {100 * again['test_acc'].min():.1f} % to {100 * again['test_acc'].max():.1f} %",
+        f"{int((again['fit_acc'] >= decision.FITTED).sum())} of the {len(again)} reach 99 % training accuracy",
+        f"with a total of {agreement:.2f} (the replicate agreement)",
+        f"c4 reaches {totals['c4']:.2f}, above 0, and c3 {totals['c3']:.2f}, null",
+        f"below σ′ ({totals['sigma_prime']:.2f}) and σ″ ({totals['sigma_second']:.2f})",
+    ]
+    for fragment in expected:
+        assert fragment in paragraph, f"{fragment!r} not in the Chapter 2 page's paragraph"
+    read = decision.read(RESULTS / "chapter2-decided" / "decision" / "secondary.csv")
+    verdicts = read[read["arm"] == "fashion-mnist"].set_index("measure")["verdict"]
+    assert (verdicts["c4"], verdicts["c3"]) == (decision.POSITIVE, decision.NULL), "the words the paragraph uses"
