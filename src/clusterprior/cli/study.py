@@ -228,7 +228,7 @@ def study_snapshot(
     from clusterprior.study.store import snapshot
 
     finished = snapshot(folder, to)
-    if describe(folder) is None:
+    if not (folder / SETTINGS).is_file():
         print(f"{to}: study.toml and study.db, {finished} finished runs; resume with 'study run FILE.toml --out {to}'")
         return
     write_text(to / SETTINGS, (folder / SETTINGS).read_text())  # a re-measured folder: where it comes from

@@ -518,7 +518,13 @@ def block(folder: str | Path, cite: str) -> str:
     lines.append("")
     if not pattern:
         lines.append("**Not decided yet**: an arm, or the ladder, is still running.")
-        return "\n".join(lines + _secondary_lines(folder, cite)) + "\n"
+    else:
+        lines.append(_cause_line(arms, named, pattern))
+    return "\n".join(lines + _secondary_lines(folder, cite)) + "\n"
+
+
+def _cause_line(arms: pd.DataFrame, named: str, pattern: str) -> str:
+    """The block's line naming the cause and how sure it is."""
     done = arms[arms["status"] == "complete"]
     weak = list(done.loc[~done["powered"].astype(bool), "arm"])
     sure = (
@@ -527,11 +533,10 @@ def block(folder: str | Path, cite: str) -> str:
         else f"{', '.join(weak)} {'is' if len(weak) == 1 else 'are'} underpowered (95 % half-widths above 0.10), "
         "so their nulls are inconclusive"
     )
-    lines.append(
+    return (
         f"**The cause the results point to: {named}** (pattern {pattern}). How sure: the primary verdicts carry a "
         f"family-wise error below 5 % (Bonferroni, {N_PRIMARY} verdicts); {sure}."
     )
-    return "\n".join(lines + _secondary_lines(folder, cite)) + "\n"
 
 
 def _secondary_lines(folder: Path, cite: str) -> list[str]:
@@ -539,29 +544,27 @@ def _secondary_lines(folder: Path, cite: str) -> list[str]:
     if not (folder / "secondary_arms.csv").is_file():
         return []
     arms, rows = read(folder / "secondary_arms.csv"), read(folder / "secondary.csv")
+    checked = arms[arms["check_runs"] > 0]
+    check = (
+        "**the check that a re-measure without re-estimation reproduces the stored values is missing.**"
+        if checked.empty
+        else "; ".join(
+            f"re-measured without re-estimation, {int(a.check_runs)} runs of {a.arm} reproduce their stored final "
+            f"values within {a.check_max_difference:.1g}"
+            for a in checked.itertuples()
+        )
+        + "."
+    )
     lines = [
         "",
         "**Secondary analysis, outside the patterns** (fixed by the pre-registration's addendum before it ran): "
         "the Fashion arms measured again after re-estimating every BatchNorm's statistics without dropout, no "
-        f"weight changed, read by the same rule (`{cite}/secondary_arms.csv`, `secondary.csv`):",
+        f"weight changed, read by the same rule (`{cite}/secondary_arms.csv`, `secondary.csv`): {check}",
         "",
         f"| arm | models | primary measures reproducing | eval-mode training accuracy >= {100 * FITTED:.0f} % "
         "| test accuracy |",
         "|---|---:|---|---:|---|",
     ]
-    checked = arms[arms["check_runs"] > 0]
-    if checked.empty:
-        lines[1] += " **the check that a re-measure without re-estimation reproduces the stored values is missing.**"
-    else:
-        lines[1] += (
-            " "
-            + "; ".join(
-                f"re-measured without re-estimation, {int(a.check_runs)} runs of {a.arm} reproduce their stored final "
-                f"values within {a.check_max_difference:.1g}"
-                for a in checked.itertuples()
-            )
-            + "."
-        )
     for a in arms.itertuples():
         if a.status != "complete":
             lines.append(f"| {a.arm} | {int(a.models)} of {int(a.planned)} re-measured | pending | | |")
