@@ -3,7 +3,9 @@ documentation state them exactly (every results block regenerated from the files
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from clusterprior.report import decision, readme
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 PERFORMANCE = ROOT / "docs" / "performance.md"
+CHAPTER2 = ROOT / "docs" / "reproductions" / "chapter2.md"
 BLOCKS = {
     "demo",
     "chapter2",
@@ -42,6 +45,15 @@ COMPARED = (
     "agreement.csv",
     "noise_floor.csv",
 )
+
+
+def passage(page: Path, start: str, end: str) -> str:
+    """The text of ``page`` from the pattern ``start`` to the pattern ``end``, its whitespace
+    collapsed to single spaces (so that a sentence may wrap anywhere)."""
+    text = " ".join(page.read_text().split())
+    found = re.search(f"{start}(.*?){end}", text)
+    assert found, f"no passage from {start!r} to {end!r} in {page.name}"
+    return found.group(1)
 
 
 def test_every_results_block_is_generated_from_its_files():
@@ -246,14 +258,11 @@ def test_the_fashion_arm_s_failure_is_stated_from_its_models():
     """The Chapter 2 page's paragraph on the fashion-mnist-hier arm: every number it gives is
     recomputed from the arm's models.csv and from its BatchNorm re-estimation
     (bn_recalibration.csv, scripts/bn_recalibration.py)."""
-    import math
-    import re
 
     models = pd.read_csv(RESULTS / "chapter2-decided" / "fashion-mnist-hier" / "report" / "models.csv")
     low = models[models["test_acc"] < 0.9]
     dropout = models[models["dropout"] == 0.4]
-    page = " ".join((ROOT / "docs" / "reproductions" / "chapter2.md").read_text().split())
-    paragraph = re.search(r"\*\*What this arm's totals rank\.\*\*(.*?)not tuned away\.", page).group(1)
+    paragraph = passage(CHAPTER2, r"\*\*What this arm's totals rank\.\*\*", r"not tuned away\.")
     expected = [
         f"{len(low)} of its {len(models)} models score below 90 %",
         f"{int((low['dropout'] == 0.4).sum())} of them are the models with dropout 0.4",
@@ -309,7 +318,6 @@ def test_the_re_measured_fashion_arm_is_stated_from_its_files():
     """The Chapter 2 page's paragraph on fashion-mnist-hier re-measured with BatchNorm
     re-estimated: every number recomputed from that report's files; and the re-measured test
     accuracies are the ones scripts/bn_recalibration.py found for the same checkpoints."""
-    import re
 
     arm = RESULTS / "chapter2-decided" / "fashion-mnist-hier"
     report = arm / decision.SECONDARY / "report"
@@ -317,8 +325,7 @@ def test_the_re_measured_fashion_arm_is_stated_from_its_files():
     totals = pd.read_csv(report / "totals.csv", index_col="measure")["total"]
     floor = pd.read_csv(report / "noise_floor.csv", index_col="quantity")["value"]
     agreement = pd.read_csv(report / "agreement.csv", index_col="axis").loc["total", "value"]
-    page = " ".join((ROOT / "docs" / "reproductions" / "chapter2.md").read_text().split())
-    paragraph = re.search(r"\*\*What the re-measured arm says\.\*\*(.*?)either way\.", page).group(1)
+    paragraph = passage(CHAPTER2, r"\*\*What the re-measured arm says\.\*\*", r"either way\.")
     c = totals[["c1", "c2", "c3", "c4"]]
     expected = [
         f"test accuracy {100 * models['test_acc'].min():.1f} % to {100 * models['test_acc'].max():.1f} %",
@@ -338,8 +345,6 @@ def test_the_re_measured_fashion_arm_is_stated_from_its_files():
 def test_the_flat_fashion_arm_is_stated_from_its_files():
     """The Chapter 2 page's paragraph on the flat fashion-mnist arm: every number recomputed
     from its final report and its re-measure with BatchNorm re-estimated."""
-    import math
-    import re
 
     arm = RESULTS / "chapter2-decided" / "fashion-mnist"
     primary = pd.read_csv(arm / "report" / "models.csv").set_index("run_id")
@@ -348,8 +353,7 @@ def test_the_flat_fashion_arm_is_stated_from_its_files():
     assert set(again.index) == set(primary.index)
     totals = pd.read_csv(report / "totals.csv", index_col="measure")["total"]
     agreement = pd.read_csv(report / "agreement.csv", index_col="axis").loc["total", "value"]
-    page = " ".join((ROOT / "docs" / "reproductions" / "chapter2.md").read_text().split())
-    paragraph = re.search(r"\*\*What the flat arm says\.\*\*(.*?)\(Tables 2\.2–2\.3\)\.", page).group(1)
+    paragraph = passage(CHAPTER2, r"\*\*What the flat arm says\.\*\*", r"\(Tables 2\.2–2\.3\)\.")
     by = {d: primary.index[primary["dropout"] == d] for d in (0.4, 0.2, 0.0)}
     before = {d: 100 * primary.loc[i, "test_acc"].mean() for d, i in by.items()}
     after = {d: 100 * again.loc[i, "test_acc"].mean() for d, i in by.items()}
@@ -370,3 +374,250 @@ def test_the_flat_fashion_arm_is_stated_from_its_files():
     read = decision.read(RESULTS / "chapter2-decided" / "decision" / "secondary.csv")
     verdicts = read[read["arm"] == "fashion-mnist"].set_index("measure")["verdict"]
     assert (verdicts["c4"], verdicts["c3"]) == (decision.POSITIVE, decision.NULL), "the words the paragraph uses"
+
+
+DECIDED = RESULTS / "chapter2-decided"
+ANSWER = r"## What this says \(and where it disagrees with the thesis\)"
+
+
+def decided_measures() -> pd.DataFrame:
+    """The decision's primary measures (final and fit), indexed by (arm, point, measure)."""
+    return decision.read(DECIDED / "decision" / "measures.csv").set_index(["arm", "point", "measure"])
+
+
+def decided_arms() -> pd.DataFrame:
+    """The decision's arms, indexed by arm."""
+    return decision.read(DECIDED / "decision" / "arms.csv", index_col="arm")
+
+
+def verdict_counts(measures: pd.DataFrame) -> str:
+    """The sentence that counts the primary verdicts at final, in the words the page uses."""
+    counts = measures.xs("final", level="point")["verdict"].value_counts()
+    assert counts.sum() == decision.N_PRIMARY
+    n = {v: counts.get(v, 0) for v in (decision.REPRODUCES, decision.POSITIVE, decision.NULL, decision.CONTRADICTS)}
+    return (
+        f"{n[decision.REPRODUCES]} reproduces the thesis, {n[decision.POSITIVE]} are above 0 but not above both "
+        f"sharpness baselines, {n[decision.NULL]} are null and {n[decision.CONTRADICTS]} contradict it"
+    )
+
+
+def largest_primary(measures: pd.DataFrame) -> tuple[str, str, float]:
+    """(arm, measure, total) of the largest primary total at final."""
+    final = measures.xs("final", level="point")["total"]
+    arm, measure = final.idxmax()
+    return arm, measure, final.max()
+
+
+def report_table(arm: str, name: str, folder: str = "report") -> pd.DataFrame:
+    """One CSV file of an arm's report, indexed by its first column."""
+    return pd.read_csv(DECIDED / arm / folder / name, index_col=0)
+
+
+def fit_models(arm: str) -> pd.DataFrame:
+    """The models of an arm measured at the fit point (the rows of its fit report with values)."""
+    table = pd.read_csv(DECIDED / arm / "report-fit" / "models.csv")
+    return table[table[list(decision.ARMS[arm])].notna().all(axis=1)]
+
+
+def best_baseline(arm: str) -> tuple[str, str]:
+    """The name and the formatted total of the best measure outside c0-c4 at an arm's final point."""
+    totals = report_table(arm, "totals.csv")["total"].drop(list(decision.INTRACLASS), errors="ignore")
+    return totals.idxmax(), f"{totals.max():.2f}"
+
+
+def arms_settings() -> dict:
+    """What the four arms' specs and models say of their training: the models that reached the
+    stop-loss, the models, the training sizes, Adam's rate scales, and every run's epochs, batch
+    size, stop-loss and k_neuron (as text)."""
+    from clusterprior import data
+    from clusterprior.study import expand, load_spec
+
+    out: dict = {"reached": 0, "models": 0, "sizes": set(), "scales": set()}
+    runs: list[dict] = []
+    for name in decision.ARMS:
+        table = pd.read_csv(DECIDED / name / "report" / "models.csv")
+        out["reached"] += int(table["reached_stop_loss"].sum())
+        out["models"] += len(table)
+        spec = load_spec(DECIDED / name / "study.toml")
+        runs += expand(spec)
+        out["scales"].add(spec.train.adam_lr_scale)
+        out["sizes"].add(spec.data.options.get("n_train") or len(data.load(spec.data.name, split="train").y))
+    for part, key in (("train", "epochs"), ("train", "batch_size"), ("train", "stop_loss"), ("measures", "k_neuron")):
+        out[key] = {str(r[part][key]) for r in runs}
+    return out
+
+
+def ladder_design() -> tuple[int, int]:
+    """(configurations, seeds) of a ladder rung's spec."""
+    from clusterprior.study import expand, load_spec
+
+    planned = [r["hparams"] for r in expand(load_spec(DECIDED / "ladder-2000" / "study.toml"))]
+    configurations = {tuple(sorted((k, v) for k, v in h.items() if k != "seed")) for h in planned}
+    return len(configurations), len({h["seed"] for h in planned})
+
+
+def test_what_the_decided_study_says_is_stated_from_its_files():
+    """The Chapter 2 page's "What this says": every number it gives is recomputed from the
+    decision's files, the arms' reports and their specs; every verdict it names is the file's."""
+    m = decided_measures()
+    arms = decided_arms()
+    text = passage(CHAPTER2, ANSWER, r"## The 2-D toy")
+
+    def f(arm: str, point: str, measure: str, column: str = "total") -> str:
+        return f"{m.loc[(arm, point, measure), column]:.2f}"
+
+    def span(arm: str, point: str, *measures: str, column: str = "total") -> str:
+        values = m.loc[[(arm, point, c) for c in measures], column]
+        return f"{values.min():.2f} to {values.max():.2f}"
+
+    def verdicts(arm: str, point: str, *measures: str) -> list[str]:
+        return m.loc[[(arm, point, c) for c in measures], "verdict"].tolist()
+
+    def reliability(arm: str, quantity: str) -> str:
+        return f"{report_table(arm, 'reliability.csv').loc[quantity, 'value']:.2f}"
+
+    arm, measure, largest = largest_primary(m)
+    assert (arm, measure) == ("fashion-mnist", "c3")
+    assert (arms["reproduced"] * 2 < arms["primary"]).all(), "no arm reproduces"
+    expected = [
+        f"Of the {decision.N_PRIMARY} primary verdicts",
+        verdict_counts(m),
+        f"The largest primary total is {largest:.2f} (c3 on fashion-mnist)",
+    ]
+
+    a = "mnist1d-hier"
+    c123 = ("c1", "c2", "c3")
+    assert verdicts(a, "final", *c123) == verdicts(a, "fit", *c123) == [decision.POSITIVE] * 3
+    assert verdicts(a, "final", "c4") == verdicts(a, "fit", "c4") == [decision.NULL]
+    assert (m.loc[[(a, "final", c) for c in c123], "reliability_class"] == "low").all()
+    assert best_baseline(a)[0] == decision.ROTATION
+    expected += [
+        f"c1–c3 rank the {arms.loc[a, 'models']} models a little (totals {span(a, 'final', *c123)}), never above "
+        f"σ′ ({f(a, 'final', 'c1', 'sigma_prime')}); c4 is null ({f(a, 'final', 'c4')})",
+        f"on the {arms.loc[a, 'fit_models']} models that reach it, c1–c3 score {span(a, 'fit', *c123)}, below "
+        f"σ′ ({f(a, 'fit', 'c1', 'sigma_prime')}), and c4 is null ({f(a, 'fit', 'c4')})",
+        f"low reliability ({span(a, 'final', *c123, column='reliability')})",
+        f"(init-final τ {arms.loc[a, 'tau_init_c1']:.2f}); c2 does not ({arms.loc[a, 'tau_init_c2']:.2f})",
+        f"Layer rotation has the best total ({best_baseline(a)[1]})",
+    ]
+
+    a = "digits-hier"
+    c1234 = ("c1", "c2", "c3", "c4")
+    assert verdicts(a, "final", *c1234) == [
+        decision.REPRODUCES,
+        decision.POSITIVE,
+        decision.POSITIVE,
+        decision.CONTRADICTS,
+    ]
+    assert verdicts(a, "fit", *c1234) == [decision.POSITIVE, decision.NULL, decision.NULL, decision.NULL]
+    assert m.loc[(a, "final", "c4"), "reliability"] == m.xs((a, "final"), level=("arm", "point"))["reliability"].max()
+    assert best_baseline(a)[0] == "nc1"
+    expected += [
+        f"c1 scores {f(a, 'final', 'c1')}, just above σ′ ({f(a, 'final', 'c1', 'sigma_prime')}) and "
+        f"σ″ ({f(a, 'final', 'c1', 'sigma_second')})",
+        f"c4 contradicts the thesis ({f(a, 'final', 'c4')}), and it is the arm's most reliable measure "
+        f"({f(a, 'final', 'c4', 'reliability')})",
+        f"At the fit point ({arms.loc[a, 'fit_models']} models) nothing reproduces: c1 scores {f(a, 'fit', 'c1')} "
+        f"and does not exceed σ″ ({f(a, 'fit', 'c1', 'sigma_second')})",
+        f"with a total of only {arms.loc[a, 'agreement']:.2f} (the replicate agreement)",
+        f"NC1 has the best total ({best_baseline(a)[1]})",
+    ]
+
+    a = "fashion-mnist-hier"
+    assert verdicts(a, "final", *c1234) == [decision.CONTRADICTS] * 3 + [decision.NULL]
+    assert verdicts(a, "fit", "c1", "c3", "c4") == [decision.CONTRADICTS] * 3
+    assert best_baseline(a)[0] == "output_margin"
+    secondary = decision.read(DECIDED / "decision" / "secondary.csv").set_index(["arm", "measure"])
+    assert (secondary.loc[a, "verdict"] == decision.NULL).all()
+    again = report_table(a, "agreement.csv", f"{decision.SECONDARY}/report").loc["total", "value"]
+    fitted = fit_models(a)
+    assert len(fitted) == arms.loc[a, "fit_models"] and (fitted["dropout"] != 0.4).all()
+    expected += [
+        f"c1–c3 contradict the thesis ({span(a, 'final', *c123)})",
+        f"The fit point is reached by {len(fitted)} models, none of them with dropout 0.4, whose test accuracies "
+        f"lie between {100 * fitted['test_acc'].min():.1f} % and {100 * fitted['test_acc'].max():.1f} %; there too "
+        f"c1, c3 and c4 contradict the thesis ({span(a, 'fit', 'c1', 'c3', 'c4')})",
+        f"the output margin tracks best ({best_baseline(a)[1]})",
+        f"ranks another's with a total of {again:.2f}.",
+    ]
+
+    a = "fashion-mnist"
+    assert arms.loc[a, "good_reliability"] == arms.loc[a, "primary"]
+    assert (arms["good_reliability"] == arms["primary"]).sum() == 1, "the only arm"
+    assert verdicts(a, "fit", "c4") == [decision.REPRODUCES]
+    assert len(fit_models(a)) == arms.loc[a, "fit_models"] and (fit_models(a)["dropout"] == 0).all()
+    assert best_baseline(a)[0] == "output_margin"
+    s3, s4 = secondary.loc[(a, "c3")], secondary.loc[(a, "c4")]
+    expected += [
+        f"c3 {reliability(a, 'c3')} and c4 {reliability(a, 'c4')}, about test accuracy's {reliability(a, 'test_acc')}",
+        f"c3 {f(a, 'final', 'c3')} and c4 {f(a, 'final', 'c4')}, are above 0 but below "
+        f"σ′ ({f(a, 'final', 'c3', 'sigma_prime')}) and σ″ ({f(a, 'final', 'c3', 'sigma_second')})",
+        f"the output margin is best ({best_baseline(a)[1]})",
+        f"At the fit point c4 reaches {f(a, 'fit', 'c4')}, above both baselines, but only "
+        f"{arms.loc[a, 'fit_models']} of the {arms.loc[a, 'models']} models reach that point "
+        "(all of them without dropout)",
+        f"c4 scores {s4['total']:.2f} and c3 {s3['total']:.2f}, still below σ′ ({s4['sigma_prime']:.2f}) and "
+        f"σ″ ({s4['sigma_second']:.2f})",
+    ]
+
+    ladder = decision.read(DECIDED / "decision" / "ladder.csv")
+    mean = ladder[ladder["measure"].isin(["c1", "c2", "c3", "c4"])].groupby("n_train")["reliability"].mean()
+    assert mean[20000] - mean[2000] < decision.RISE, "flat, by the rule"
+    configurations, seeds = ladder_design()
+    expected += [
+        f"{len(pd.read_csv(DECIDED / 'ladder-2000' / 'report' / 'models.csv'))} models per rung",
+        f"is {mean[2000]:.2f} at 2,000 training samples and {mean[20000]:.2f} at 20,000",
+        f"only {configurations} configurations × {seeds} seeds",
+    ]
+
+    patterns = decision.read(DECIDED / "decision" / "patterns.csv")
+    assert patterns["matches"].tolist() == ["no", "no", "no", "no", "yes"]
+    assert arms.loc["fashion-mnist", "final"] != decision.REPRODUCES
+    assert arms.loc["fashion-mnist", "fit"] == decision.REPRODUCES, "the opposite of pattern 1"
+    half = decision.N_PRIMARY // 2
+    expected += [
+        f"low reliability on at least {half} of the {decision.N_PRIMARY} primary measures, and "
+        f"{int(arms['low_reliability'].sum())} have it",
+        "only one arm has every primary measure reliable (the rule needs three)",
+        f"Bonferroni level ({100 * decision.LEVEL:.2f} %, 20,000 bootstrap draws)",
+        f"the largest 95 % half-width of a primary total is {arms['half_width_95'].max():.2f}, within the "
+        f"{decision.POWER:.2f} fixed beforehand",
+    ]
+
+    run = arms_settings()
+    assert run["stop_loss"] == {"0.0001"} and run["scales"] == {0.1}, "1e-4; Adam's rate divided by 10"
+    epochs = sorted(map(int, run["epochs"]))
+    expected += [
+        f"The running objective fell below 1e-4 on only {run['reached']} of the {run['models']:,} models",
+        f"within {epochs[-1]} epochs ({epochs[0]} on Fashion-MNIST)",
+        f"average the top {run['k_neuron'].pop()} neurons",
+        f"the batch sizes are {' and '.join(sorted(run['batch_size'], key=int))}",
+        f"{min(run['sizes']):,} to {max(run['sizes']):,} training samples "
+        f"({max(decision.LADDER):,} at most on the ladder)",
+    ]
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} not in the Chapter 2 page's 'What this says'"
+
+
+def test_the_readme_s_answer_is_stated_from_its_files():
+    """The README's "What this says" under the decision table: every number recomputed from the
+    decision's files and the arms' reports."""
+    m = decided_measures()
+    arms = decided_arms()
+    readme_page = ROOT / "README.md"
+    text = passage(readme_page, r"\*\*What this says\.\*\*", r"with the secondary analysis and the ladder\.")
+    intro = passage(readme_page, r"## Does intraclass clustering predict generalization here\?", r"<!-- results:")
+    reproducing = m.xs("final", level="point").query("verdict == @decision.REPRODUCES").index.tolist()
+    assert reproducing == [("digits-hier", "c1")]
+    patterns = decision.read(DECIDED / "decision" / "patterns.csv")
+    assert patterns["matches"].tolist() == ["no", "no", "no", "no", "yes"]
+    assert arms["powered"].all() and (arms["final"] != decision.REPRODUCES).all()
+    assert f"trained {arms_settings()['models']:,} models on four data sets" in intro and len(decision.ARMS) == 4
+    expected = [
+        f"{int(arms['reproduced'].sum())} of the {decision.N_PRIMARY} primary verdicts reproduces the thesis "
+        "(c1 on digits-hier)",
+        f"The largest primary total is {largest_primary(m)[2]:.2f}",
+        f"every arm is powered (95 % half-widths of at most {arms['half_width_95'].max():.2f})",
+    ]
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} not in the README's 'What this says'"
