@@ -130,6 +130,17 @@ def test_the_site_reads_offline(site: Path):
 
 
 @pytest.mark.slow
+def test_every_list_renders_as_a_list(site: Path):
+    """No paragraph of the site holds a line that starts with "- ": Python-Markdown does not let a
+    list interrupt a paragraph, so a list needs a blank line before it (in the generated blocks
+    too), or it reads as one run-on paragraph of dashes."""
+    paragraph = re.compile(r"<p>(.*?)</p>", re.DOTALL)
+    for page in site.rglob("*.html"):
+        for text in paragraph.findall(page.read_text(encoding="utf-8")):
+            assert "\n- " not in text, f"{page.relative_to(site)}: a list inside a paragraph: {text[:120]!r}"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("page", "least"), [("index.html", 1), ("reproductions/chapter2/index.html", 10)])
 def test_the_site_s_figures_render_in_headless_chromium(site: Path, page: str, least: int, tmp_path: Path):
     built = site / page

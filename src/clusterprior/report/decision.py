@@ -512,7 +512,7 @@ def block(folder: str | Path, cite: str) -> str:
             "",
             f"![The scale ladder: reliability and total against the training size]({cite}/ladder.png)",
         ]
-    lines += ["", f"The patterns, read in order (`{cite}/patterns.csv`):"]
+    lines += ["", f"The patterns, read in order (`{cite}/patterns.csv`):", ""]
     lines += [f"- **{p.matches}**: {p.pattern} ({p.evidence})." for p in found.itertuples()]
     named, pattern = cause(found)
     lines.append("")

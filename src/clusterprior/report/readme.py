@@ -188,6 +188,7 @@ def block(report_dir: str | Path, cite: str) -> str:
     lines += [
         "",
         f"Findings (`{cite}/totals.csv`):",
+        "",
         f"- Power: the {level_text(totals)} intervals of the totals have half-widths {totals['half_width'].min():.2f}-"
         f"{totals['half_width'].max():.2f}.",
         "- c0-c4: "
@@ -230,7 +231,7 @@ def experiment_block(folder: str | Path, cite: str) -> str:
         "|---|" + "---:|" * (len(results.columns) - 1),
     ]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in results.itertuples(index=False)]
-    lines += ["", f"The thesis's claims, each verdict computed by its stated rule (`{cite}/verdicts.csv`):"]
+    lines += ["", f"The thesis's claims, each verdict computed by its stated rule (`{cite}/verdicts.csv`):", ""]
     lines += [f"- **{row.verdict}**: {row.claim} ({row.value})." for row in verdicts.itertuples()]
     return "\n".join(lines) + "\n"
 
