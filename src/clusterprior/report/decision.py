@@ -347,8 +347,8 @@ def patterns(arms: Mapping[str, dict], rows: pd.DataFrame, rise: float, earlier:
     reproduced = int((final["verdict"] == REPRODUCES).sum())
     reliable = [a for a in done if arms[a]["good_reliability"] == arms[a]["primary"]]
     evidence = (
-        f"{reproduced} of {len(final)} primary verdicts reproduce; every primary measure of good reliability on "
-        f"{len(reliable)} arms ({', '.join(reliable) or 'none'})"
+        f"{reproduced} of {len(final)} primary verdicts reproducing; arms with every primary measure of good "
+        f"reliability: {len(reliable)} ({', '.join(reliable) or 'none'})"
     )
     add(PATTERNS[2], evidence, reproduced == 0 and len(reliable) >= 3, "the claim does not hold at this scale")
     # 4. the scale
@@ -357,7 +357,7 @@ def patterns(arms: Mapping[str, dict], rows: pd.DataFrame, rise: float, earlier:
     rising = rise >= RISE
     evidence = (
         f"{sum(arms[a]['final'] == REPRODUCES for a in done)} of {len(done)} arms reproduce; {low} of {len(final)} "
-        f"primary measures of low reliability; the ladder's mean reliability of c1-c4 rises by {_fmt(rise)} from "
+        f"primary measures of low reliability; the ladder's mean reliability of c1-c4 changes by {_fmt(rise)} from "
         f"{min(LADDER):,} to {max(LADDER):,} samples"
     )
     cause = "the scale" if rising else "inconclusive: low reliability, but not the scale (the ladder stays flat)"
