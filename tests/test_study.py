@@ -435,6 +435,27 @@ def test_the_exported_frame_keeps_hyperparameter_names(tmp_path: Path):
     assert frame.loc[0, "lr"] == 0.1 and frame.loc[0, "lr_epoch"] == 0.02
 
 
+def test_a_grid_over_epochs_keeps_the_cap_and_the_epochs_trained(tmp_path: Path):
+    """A hyperparameter named like a run's own column keeps its name: ``epochs`` is the cap the
+    grid sets, ``epochs_run`` the epochs the run trained (here fewer: the stop-loss is reached
+    after one); the report reads each run's values at the epoch it stopped."""
+    from clusterprior import report
+    from clusterprior.report import readme
+
+    text = TINY.format(n_train=200, epochs=4, seeds="[0]").replace("[train]\n", "[train]\nstop_loss = 50.0\n")
+    (tmp_path / "capped.toml").write_text(text + "epochs = [2, 3]\n")
+    out = tmp_path / "study"
+    assert main(["study", "run", str(tmp_path / "capped.toml"), "--out", str(out), "--quiet"]) == 0
+    runs = study.load(out).runs()
+    assert list(runs.columns).count("epochs") == 1
+    assert sorted(runs["epochs"]) == [2, 2, 3, 3] and (runs["epochs_run"] == 1).all()
+    built = report.build(out, n_boot=0)
+    models = pd.read_csv(built.folder / "models.csv")
+    assert (models["measured_epoch"] == 1).all(), "read where each run stopped, not at its cap"
+    assert "epochs" in built.analysis.axes
+    assert "in 1-1 epochs" in readme.block(built.folder, "x")
+
+
 def test_runs_put_their_files_in_the_storage_and_the_report_reads_them_there(tmp_path: Path, capsys):
     from clusterprior import report
     from clusterprior.study import artifacts

@@ -95,10 +95,10 @@ def _stopping(models: pd.DataFrame) -> str:
         rule = "the clean training loss"
     capped = models[reached.astype(str) == "False"]
     if capped.empty:
-        return (
-            f"every model reached the stop-loss ({rule}), in {int(models['epochs'].min())}-"
-            f"{int(models['epochs'].max())} epochs"
-        )
+        from clusterprior.study.results import run_column
+
+        trained = models[run_column(models, "epochs")]
+        return f"every model reached the stop-loss ({rule}), in {int(trained.min())}-{int(trained.max())} epochs"
     return (
         f"{len(capped)} of {len(models)} models hit the epoch cap before the stop-loss ({rule}; flagged in "
         "models.csv, `reached_stop_loss`)"

@@ -128,8 +128,8 @@ def point_values(runs: pd.DataFrame, values: pd.DataFrame, at: str) -> pd.DataFr
     """run_id, epoch, measure, value of each run's model-level values at point ``at``:
     ``final`` the run's last epoch, ``fit`` its ``fit_epoch``, ``init`` epoch 0, an epoch
     number that epoch, and ``change`` the final value minus the initial one (epoch: the
-    final one). ``runs``: run_id, epochs, fit_epoch; a run measured nowhere at the point has
-    no rows."""
+    final one). ``runs``: run_id, epochs (trained; ``epochs_run`` where a hyperparameter is
+    named ``epochs``), fit_epoch; a run measured nowhere at the point has no rows."""
     at = check_point(at)
     values = values[values["run_id"].isin(runs["run_id"])]
     if at == "change":
@@ -138,7 +138,9 @@ def point_values(runs: pd.DataFrame, values: pd.DataFrame, at: str) -> pd.DataFr
         both["value"] = both["value"] - both["value_init"]
         return both[["run_id", "epoch", "measure", "value"]]
     if at in ("final", "fit"):
-        wanted = runs.set_index("run_id")["epochs" if at == "final" else "fit_epoch"].dropna()
+        from clusterprior.study.results import run_column  # lazily: the figures alone need no pydantic
+
+        wanted = runs.set_index("run_id")[run_column(runs, "epochs") if at == "final" else "fit_epoch"].dropna()
         epoch_of = values["run_id"].map(wanted)
         return values[values["epoch"] == epoch_of].reset_index(drop=True)
     return values[values["epoch"] == (0 if at == "init" else int(at))].reset_index(drop=True)

@@ -12,6 +12,16 @@ from clusterprior.errors import UserError
 from clusterprior.files import atomic_path
 from clusterprior.study.store import FINAL_COLUMNS, check_version, connect, readable
 
+RUN_SUFFIX = "_run"  # a run's own column renamed so, where a hyperparameter has its name (Study.runs)
+
+
+def run_column(table: pd.DataFrame, name: str) -> str:
+    """The column of ``table`` (rows of :meth:`Study.runs`, or a report's ``models.csv``) that
+    holds each run's own ``name`` (``epochs``: the epochs it trained): ``name + RUN_SUFFIX``
+    where a hyperparameter took the name, else ``name``."""
+    renamed = f"{name}{RUN_SUFFIX}"
+    return renamed if renamed in table.columns else name
+
 
 class Study:
     """A study directory opened read-only: it never writes, and a database of an older schema
@@ -46,8 +56,12 @@ class Study:
         return pd.read_sql_query(sql, self._db, params=params)
 
     def _with_hparams(self, columns: str) -> pd.DataFrame:
+        """The runs' ``columns`` and one column per hyperparameter; a hyperparameter keeps its
+        name, and a run's own column of the same name takes :data:`RUN_SUFFIX` (``epochs``: the
+        cap a grid sets; ``epochs_run``: the epochs the run trained)."""
         runs = self._query(f"SELECT {columns}, hparams FROM runs ORDER BY position")
         hparams = pd.DataFrame([json.loads(h) for h in runs.pop("hparams")], index=runs.index)
+        runs = runs.rename(columns={c: f"{c}{RUN_SUFFIX}" for c in runs.columns if c in hparams.columns})
         return pd.concat([runs, hparams], axis=1)
 
     def runs(self) -> pd.DataFrame:
@@ -59,9 +73,12 @@ class Study:
         Returns
         -------
         pandas.DataFrame
-            In the runs' grid order: ``id``, ``status``, ``attempts``, ``seconds``, ``epochs``,
-            ``stop_reason``, the final metrics, ``fit_epoch``, ``n_test``, ``error``,
-            ``rule_stop_loss``, ``rule_stop_rule``, then the hyperparameters.
+            In the runs' grid order: ``id``, ``status``, ``attempts``, ``seconds``, ``epochs``
+            (trained), ``stop_reason``, the final metrics, ``fit_epoch``, ``n_test``, ``error``,
+            ``rule_stop_loss``, ``rule_stop_rule``, then the hyperparameters. A hyperparameter
+            keeps its name; a run column it shares a name with is renamed with
+            :data:`RUN_SUFFIX` (a grid over ``epochs``: ``epochs`` the cap, ``epochs_run`` the
+            epochs trained; :func:`run_column` finds it).
         """
         wanted = (
             "id",
