@@ -117,6 +117,35 @@ def test_recorder_ignores_evaluation_passes_and_records_linear_layers():
         assert len(np.unique(avg[k][split.y.numpy() == 0])) == 1
 
 
+def test_every_tensor_the_recorder_keeps_follows_the_model_to_its_device():
+    """When the trainer moves the model after the recorder was built, the recorder moves every
+    tensor it keeps, the steps recorded so far included (``meta`` stands in for a GPU here)."""
+    split, model = small_setup()
+    recorder = DynamicsRecorder(model, split.sub, split.y, split.meta.superclass_of, neurons=3)
+    with recorder:
+        train.fit(
+            model,
+            split,
+            None,
+            train.TrainConfig(epochs=1, batch_size=100, loss="bce"),
+            step_callbacks=[recorder.on_step],
+        )
+    assert recorder.losses and all(recorder.means.values()), "steps recorded before the move"
+    recorder._move(torch.device("meta"))
+
+    def tensors(value: object) -> list[torch.Tensor]:
+        if isinstance(value, torch.Tensor):
+            return [value]
+        if isinstance(value, dict):
+            return [t for v in value.values() for t in tensors(v)]
+        if isinstance(value, list):
+            return [t for v in value for t in tensors(v)]
+        return []
+
+    kept = tensors({k: v for k, v in vars(recorder).items() if k != "model"})
+    assert kept and all(t.device.type == "meta" for t in kept)
+
+
 def test_select_neurons_orders_by_outgoing_weight_norm():
     _, model = small_setup()
     with torch.no_grad():

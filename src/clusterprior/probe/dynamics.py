@@ -438,12 +438,15 @@ class DynamicsRecorder:
         self.epochs.append(state.epoch)
 
     def _move(self, device: torch.device) -> None:
-        """Follow the model to ``device`` (the trainer moves it after the recorder was built)."""
+        """Follow the model to ``device`` (the trainer moves it after the recorder was built),
+        with every step recorded so far."""
         for name in ("cluster", "target", "group", "seen"):
             setattr(self, name, getattr(self, name).to(device))
         for store in (self.neurons, self.sign_sum, self.first, self.last, self.full):
             for key in store:
                 store[key] = store[key].to(device)
+        for steps in (*self.means.values(), self.losses, self.counts):
+            steps[:] = [step.to(device) for step in steps]
 
     def result(self) -> Dynamics:
         """The recording so far, as numpy arrays.
