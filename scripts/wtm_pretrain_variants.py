@@ -1,4 +1,4 @@
-"""Why does random-label pre-training not help here? (thesis thesis Ch. 3: 88.13 % against 80.98 %)
+"""Why does random-label pre-training not help here? (thesis Ch. 3: 88.13 % against 80.98 %)
 
 Our ``random-pretrain`` setting gives 83.4 % against 82.3 % for ``reduced``. This script tries
 protocol variants that the thesis does not pin down, on the same seeds, and prints the test

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from clusterprior.cli import main
 from clusterprior.report import decision, readme
+from tests.prose import passage
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -31,6 +31,7 @@ BLOCKS = {
     "chapter2-decided/fashion-mnist-hier/bn-recalibrated",
     "chapter2-decided/fashion-mnist",
     "chapter2-decided/fashion-mnist/bn-recalibrated",
+    "chapter2-toy",
     "chapter4/adapt-copy",
     "chapter4/features",
     "chapter3/gpu",
@@ -45,15 +46,6 @@ COMPARED = (
     "agreement.csv",
     "noise_floor.csv",
 )
-
-
-def passage(page: Path, start: str, end: str) -> str:
-    """The text of ``page`` from the pattern ``start`` to the pattern ``end``, its whitespace
-    collapsed to single spaces (so that a sentence may wrap anywhere)."""
-    text = " ".join(page.read_text().split())
-    found = re.search(f"{start}(.*?){end}", text)
-    assert found, f"no passage from {start!r} to {end!r} in {page.name}"
-    return found.group(1)
 
 
 def test_every_results_block_is_generated_from_its_files():

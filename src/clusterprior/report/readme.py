@@ -297,11 +297,40 @@ def winner_take_most_block(folder: str | Path, cite: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _probability(p: float) -> str:
+    """A probability: two decimals, or one significant digit below 0.01 ("0.003")."""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+
+
+def toy_block(folder: str | Path, cite: str) -> str:
+    """The 2-D toy of the thesis's Fig. 2.1 from its ``results.csv`` (one row per depth): the
+    training accuracy over the initialisations (mean [min, max]), the mean prediction's
+    P(blue) at the blue cluster centres and in the gap between them, and the envelope IoU (the
+    P(blue) > 0.5 area against the red-free discs), then the heat maps."""
+    folder = Path(folder)
+    results = _read(folder, "results.csv")
+    first = results.iloc[0]
+    rows = [
+        f"{first['n_inits']} initialisations per depth, {first['width']} hidden units per layer, {first['epochs']} "
+        f"full-batch Adam steps (`{cite}/results.csv`):",
+        "",
+        "| depth | train acc. mean [min, max] | P(blue) at the centres | P(blue) in the gap | envelope IoU |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    rows += [
+        f"| {r.name} | {r.train_acc_mean:.3f} [{r.train_acc_min:.3f}, {r.train_acc_max:.3f}] | "
+        f"{_probability(r.centre_pred)} | {_probability(r.gap_pred)} | {r.envelope_iou:.2f} |"
+        for r in results.itertuples()
+    ]
+    rows += ["", f"![The mean predicted probability of blue for each depth]({cite}/toy_heatmaps.png)"]
+    return "\n".join(rows) + "\n"
+
+
 def render(readme: str, root: str | Path, page: str = "README.md") -> str:
     """``readme`` with every results block regenerated from ``root/<name>/patterns.csv`` (a
     pre-registered decision, :func:`clusterprior.report.decision.block`), ``root/<name>/report/``
-    (a study) or ``root/<name>/verdicts.csv`` (an experiment), its links written for ``page``
-    (:func:`relocate`)."""
+    (a study), ``root/<name>/verdicts.csv`` (an experiment), ``wtm_summary.csv`` (Chapter 3) or
+    ``toy_heatmaps.png`` (the 2-D toy), its links written for ``page`` (:func:`relocate`)."""
     root = Path(root)
 
     def fill(match: re.Match) -> str:
@@ -317,6 +346,8 @@ def render(readme: str, root: str | Path, page: str = "README.md") -> str:
             body = experiment_block(folder, f"results/{name}")
         elif (folder / "wtm_summary.csv").is_file():
             body = winner_take_most_block(folder, f"results/{name}")
+        elif (folder / "toy_heatmaps.png").is_file():
+            body = toy_block(folder, f"results/{name}")
         else:
             body = f"Not run yet: `results/{name}/` holds no report or verdicts.\n"
         return match.group(1) + relocate(body, page) + match.group(4)
