@@ -13,7 +13,7 @@ import pytest
 
 from clusterprior.cli import main
 from clusterprior.report import decision, readme
-from tests.prose import passage
+from tests.prose import missing, passage
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -613,3 +613,50 @@ def test_the_readme_s_answer_is_stated_from_its_files():
     ]
     for fragment in expected:
         assert fragment in text, f"{fragment!r} not in the README's 'What this says'"
+
+
+def test_the_earlier_studies_reading_is_their_files():
+    """The Chapter 2 page's "What the earlier studies said": each verdict it words (an interval
+    that contains or excludes 0, the best totals, the norms' wrong sign, the models at the cap,
+    the reliabilities' order) holds in the reports it reads."""
+    from clusterprior.report.tables import replicate_statistics
+
+    def totals(name: str) -> pd.DataFrame:
+        return pd.read_csv(RESULTS / name / "report" / "totals.csv", index_col="measure")
+
+    def sign(t: pd.DataFrame, measure: str) -> str:
+        row = t.loc[measure]
+        return "above" if row["lo"] > 0 else "below" if row["hi"] < 0 else "contains"
+
+    text = passage(CHAPTER2, r"## What the earlier studies said", r"What still differs between the earlier")
+    embedded, fashion, demo = totals("chapter2"), totals("chapter2-fashion"), totals("demo")
+    intraclass = list(decision.INTRACLASS)
+    assert [sign(embedded, c) for c in intraclass] == ["contains", "contains", "above", "contains", "contains"]
+    assert [sign(fashion, c) for c in intraclass] == ["above", "above", "contains", "above", "contains"]
+    assert [c for c in intraclass if sign(demo, c) != "contains"] == ["c2"]
+    for t in (embedded, fashion):
+        ranked = t["total"].sort_values(ascending=False).index.tolist()
+        assert ranked[:2] == ["layer_rotation", "sigma_prime"], "rotation best, sigma' next"
+        assert all(sign(t, m) == "below" for m in ("distance_from_init", "param_norm", "log_spectral_product"))
+    assert demo["total"].idxmax() == "sigma_prime"
+
+    capped = 1 - pd.read_csv(RESULTS / "chapter2-fashion" / "report" / "models.csv")["reached_stop_loss"].mean()
+    assert capped > 0.05, "more than the 5 % aimed at"
+    models = pd.read_csv(RESULTS / "chapter2" / "report" / "models.csv")
+    assert models["reached_stop_loss"].all()
+    demo_models = pd.read_csv(RESULTS / "demo" / "report" / "models.csv")
+    decayed = demo_models.loc[demo_models["weight_decay"] > 0, "reached_stop_loss"]
+    expected = [f"cap ({int((~decayed.astype(bool)).sum())} of {len(decayed)};"]
+
+    kendall = pd.read_csv(RESULTS / "chapter2" / "report" / "granulated_kendall.csv", index_col="measure")
+    axes = [c for c in kendall.columns if c != "total"]
+    names = ["c0", "c1", "c2", "c3", "c4", "layer_rotation", "param_norm", "distance_from_init"]
+    seeds = replicate_statistics(models, axes, ["seed"], names)
+    assert seeds is not None
+    rel = seeds.reliability["value"]
+    low = max(rel[["c0", "c1", "c2"]])
+    assert low < rel["test_acc"] / 2 and low < rel["c3"] < rel["c4"], "c0-c2 far less, c3 more, c4 most"
+    assert min(rel[["layer_rotation", "param_norm", "distance_from_init"]]) > 0.95, "almost entirely"
+    assert seeds.agreement.loc["total", "value"] > embedded.loc[intraclass, "total"].max() + 0.1
+    expected += ["c2's total is small and positive", "only its c2 interval excludes 0"]
+    assert not missing(expected, text), missing(expected, text)
