@@ -660,3 +660,27 @@ def test_the_earlier_studies_reading_is_their_files():
     assert seeds.agreement.loc["total", "value"] > embedded.loc[intraclass, "total"].max() + 0.1
     expected += ["c2's total is small and positive", "only its c2 interval excludes 0"]
     assert not missing(expected, text), missing(expected, text)
+
+
+def test_the_performance_page_s_gpu_numbers_are_the_check_s():
+    """The Performance page's bullet on benchmarks/gpu_check.py: every number from the JSON
+    files it wrote (benchmarks/gpu/gpu_check.json, results/chapter3/gpu/gpu_check_wtm.json)."""
+    import json
+
+    check = json.loads((ROOT / "benchmarks" / "gpu" / "gpu_check.json").read_text())
+    wtm = json.loads((RESULTS / "chapter3" / "gpu" / "gpu_check_wtm.json").read_text())
+    bullets = [b for b in PERFORMANCE.read_text().split("\n- ") if b.startswith("`benchmarks/gpu_check.py`")]
+    assert len(bullets) == 1, "one Performance bullet about benchmarks/gpu_check.py"
+    line = " ".join(bullets[0].split())
+    worst = max(check["measures"]["rel_diff"].values())
+    bf16 = check["bf16"]
+    expected = [
+        f"(one H100, torch {'.'.join(check['torch'].split('.')[:2])})",
+        f"to {worst:.0e} relative".replace("e-0", "e-"),
+        f"({bf16['bf16']['test_acc']:.3f} vs {bf16['fp32']['test_acc']:.3f})",
+        f"({bf16['speed_ratio_bf16_over_fp32']:.2f}×, launch-bound)",
+        f"costs {check['recorder']['ratio_with_over_without']:.2f}× on the base run",
+        f"ran in {wtm['wtm_seconds']:.0f} s",
+    ]
+    assert "H100" in check["device"] and "H100" in wtm["device"]
+    assert not missing(expected, line), missing(expected, line)
