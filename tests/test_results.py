@@ -684,3 +684,45 @@ def test_the_performance_page_s_gpu_numbers_are_the_check_s():
     ]
     assert "H100" in check["device"] and "H100" in wtm["device"]
     assert not missing(expected, line), missing(expected, line)
+
+
+def markdown_rows(path: Path) -> list[list[str]]:
+    """The cells of every table row of a markdown file (header and rule rows left out)."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    return [r for r in rows if not set("".join(r)) <= set("-: ")][1:] if rows else []
+
+
+def test_the_performance_page_s_cpu_numbers_are_the_benchmarks_reports():
+    """The Performance page's bullets on the trainer, the intraclass distances and the study
+    workers: every number from the report each benchmark writes (``--write``)."""
+    import re
+
+    bench = ROOT / "benchmarks"
+    bullets = {b.split("`")[1]: " ".join(b.split()) for b in PERFORMANCE.read_text().split("\n- ")[1:]}
+    trainer = {r[0]: r for r in markdown_rows(bench / "trainer_throughput.md")}
+    plain_reference = "cnn / digits-hier"  # ours in channels_last against a plain loop: the format's gain
+    same = [float(r[5]) for case, r in trainer.items() if case != plain_reference]
+    noise = re.search(r"vary by about \+-(\d+) %", (bench / "trainer_throughput.md").read_text()).group(1)
+    table = markdown_rows(bench / "intraclass_distances.md")
+    distances = {r[0]: r for r in table if r[0] in ("c2", "c4") and r[1].startswith("N=5,000")}
+    workers = re.search(r"Speed-up 1 -> 2 workers: ([\d.]+)x", (bench / "study_workers.md").read_text()).group(1)
+    scale = next(r for r in table if r[1].startswith("N=50,000"))
+    seconds, megabytes = float(scale[2].split()[0]), float(scale[3].split()[0].replace(",", ""))
+    plain = re.search(r"= (\d+) GB", scale[4]).group(1)
+    expected = {
+        "benchmarks/trainer_throughput.md": [
+            f"ratio {min(same):.2f}–{max(same):.2f} when both use the same memory format",
+            f"vary by about ±{noise} %",
+            f"makes the 2-D CNN {float(trainer[plain_reference][5]):.2f}× faster",
+        ],
+        "benchmarks/intraclass_distances.md": [
+            f"{distances['c2'][4].rstrip('x')}× (c2) and {distances['c4'][4].rstrip('x')}× (c4) faster",
+            f"c4 takes {seconds:.1f} s and {megabytes / 1000:.1f} GB",
+            f"would need a {plain} GB matrix",
+        ],
+        "benchmarks/study_workers.md": [f"goes {workers}× faster with 2 workers"],
+    }
+    assert max(float(e) for r in distances.values() for e in r[6:8]) < 1e-14, "equal to 1e-14"
+    for name, fragments in expected.items():
+        assert not missing(fragments, bullets[name]), (name, missing(fragments, bullets[name]))
