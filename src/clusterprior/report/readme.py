@@ -8,7 +8,9 @@ e.g. ``study/report-fit``: ``models.csv``, ``granulated_kendall.csv``, ``totals.
 ``cmi.csv``; the seeds' reliability, replicate agreement and test-noise floor are computed
 from ``models.csv`` by the report's own function), or, for an experiment, by :func:`experiment_block` from
 ``results/NAME/summary.csv`` (the means over seeds; else ``results.csv``) and
-``verdicts.csv`` (each claim's verdict, computed by the experiment's stated rule).
+``verdicts.csv`` (each claim's verdict, computed by the experiment's stated rule); a
+pre-registered decision by :func:`clusterprior.report.decision.block`, Chapter 3's table by
+:func:`winner_take_most_block` and the 2-D toy's by :func:`toy_block`.
 ``clusterprior study readme`` rewrites every such block of README.md and of the pages under
 ``docs/`` (:func:`pages`); ``--check`` (and the test suite) fails when a block and its files
 disagree.
