@@ -48,6 +48,13 @@ COMPARED = (
 )
 
 
+def performance_bullet(name: str) -> str:
+    """The Performance page's one bullet about ``name`` (its first code span), whitespace collapsed."""
+    bullets = [b for b in PERFORMANCE.read_text().split("\n- ")[1:] if b.split("`")[1] == name]
+    assert len(bullets) == 1, f"one Performance bullet about {name}"
+    return " ".join(bullets[0].split())
+
+
 def test_every_results_block_is_generated_from_its_files():
     """README.md and the documentation's pages hold every results block, each one exactly as
     its files generate it, its links written for the page that holds it."""
@@ -185,7 +192,7 @@ def test_the_performance_page_s_throughput_numbers_are_the_benchmark_s():
     flops = {m: f["train_flops_per_image"] for m, f in bench["flops"].items()}
     table = bench["projection"]["studies"]["Table 2.1"]
     mfu = total["wrn", 1] * flops["wrn"] / bench["peak_flops"]
-    line = " ".join(PERFORMANCE.read_text().split("\n- ")[1].split())
+    line = performance_bullet("benchmarks/thesis_throughput.md")
     expected = [
         f"trains at {total['wrn', 1]:.0f} images/s alone",
         f"({mfu:.0%} of the cores' measured peak)".replace("%", " %"),
@@ -194,8 +201,7 @@ def test_the_performance_page_s_throughput_numbers_are_the_benchmark_s():
         f"is {table['flops_grid']:.1e} training FLOPs".replace("e+", "e"),
         f"{table['hours_at_goal_mfu']:.1f} hours of one H100 at 25 %",
     ]
-    for fragment in expected:
-        assert fragment in line, f"docs/performance.md: {fragment!r} not in {line!r}"
+    assert not missing(expected, line), missing(expected, line)
 
 
 def test_the_performance_page_s_streaming_numbers_are_the_benchmark_s():
@@ -206,9 +212,7 @@ def test_the_performance_page_s_streaming_numbers_are_the_benchmark_s():
     bench = json.loads((ROOT / "benchmarks" / "cpu" / "streaming.json").read_text())
     small, large = bench["side_by_side"], max(bench["streamed_only"], key=lambda r: r["n"])
     worst = max(small[m]["max_rel_diff"] for m in ("all", "c1", "c2", "c3", "c4"))
-    bullets = [b for b in PERFORMANCE.read_text().split("\n- ") if b.startswith("`benchmarks/streaming.md`")]
-    assert len(bullets) == 1, "one Performance bullet about benchmarks/streaming.md"
-    line = " ".join(bullets[0].split())
+    line = performance_bullet("benchmarks/streaming.md")
     expected = [
         f"on {small['n']:,} × {small['width']}:",
         f"{small['all']['ratio']:.2f}× the time",
@@ -219,8 +223,7 @@ def test_the_performance_page_s_streaming_numbers_are_the_benchmark_s():
         f"a peak of {large['peak_mib']:,.0f} MiB",
         f"would be {large['in_memory_pre_float32_gb']:.1f} GB",
     ]
-    for fragment in expected:
-        assert fragment in line, f"docs/performance.md: {fragment!r} not in {line!r}"
+    assert not missing(expected, line), missing(expected, line)
 
 
 def test_the_preregistration_precedes_every_result_it_rules():
@@ -276,8 +279,7 @@ def test_the_fashion_arm_s_failure_is_stated_from_its_models():
         f"each to at least {math.floor(1000 * failed['test_acc_recalibrated'].min()) / 10} %",
         f"without dropout move by at most {math.ceil(1000 * moved) / 10} points",
     ]
-    for fragment in expected:
-        assert fragment in paragraph, f"{fragment!r} not in the Chapter 2 page's paragraph"
+    assert not missing(expected, paragraph), missing(expected, paragraph)
 
 
 def test_the_secondary_analysis_was_registered_before_its_results():
@@ -327,8 +329,7 @@ def test_the_re_measured_fashion_arm_is_stated_from_its_files():
         f"by {100 * floor['observed']:.2f} points (RMS), a share of {floor['share']:.2f}",
         f"with a total of {agreement:.2f} (the replicate agreement)",
     ]
-    for fragment in expected:
-        assert fragment in paragraph, f"{fragment!r} not in the Chapter 2 page's paragraph"
+    assert not missing(expected, paragraph), missing(expected, paragraph)
     script = pd.read_csv(arm / "bn_recalibration.csv").set_index("run_id")["test_acc_recalibrated"]
     assert len(script) == len(models)
     assert (models.set_index("run_id")["test_acc"] - script).abs().max() < 1e-9, "remeasure and the script agree"
@@ -361,8 +362,7 @@ def test_the_flat_fashion_arm_is_stated_from_its_files():
         f"c4 reaches {totals['c4']:.2f}, above 0, and c3 {totals['c3']:.2f}, null",
         f"below σ′ ({totals['sigma_prime']:.2f}) and σ″ ({totals['sigma_second']:.2f})",
     ]
-    for fragment in expected:
-        assert fragment in paragraph, f"{fragment!r} not in the Chapter 2 page's paragraph"
+    assert not missing(expected, paragraph), missing(expected, paragraph)
     read = decision.read(RESULTS / "chapter2-decided" / "decision" / "secondary.csv")
     verdicts = read[read["arm"] == "fashion-mnist"].set_index("measure")["verdict"]
     assert (verdicts["c4"], verdicts["c3"]) == (decision.POSITIVE, decision.NULL), "the words the paragraph uses"
@@ -587,8 +587,7 @@ def test_what_the_decided_study_says_is_stated_from_its_files():
         f"{min(run['sizes']):,} to {max(run['sizes']):,} training samples "
         f"({max(decision.LADDER):,} at most on the ladder)",
     ]
-    for fragment in expected:
-        assert fragment in text, f"{fragment!r} not in the Chapter 2 page's 'What this says'"
+    assert not missing(expected, text), missing(expected, text)
 
 
 def test_the_readme_s_answer_is_stated_from_its_files():
@@ -611,8 +610,7 @@ def test_the_readme_s_answer_is_stated_from_its_files():
         f"The largest primary total is {largest_primary(m)[2]:.2f}",
         f"every arm is powered (95 % half-widths of at most {arms['half_width_95'].max():.2f})",
     ]
-    for fragment in expected:
-        assert fragment in text, f"{fragment!r} not in the README's 'What this says'"
+    assert not missing(expected, text), missing(expected, text)
 
 
 def test_the_earlier_studies_reading_is_their_files():
@@ -669,9 +667,7 @@ def test_the_performance_page_s_gpu_numbers_are_the_check_s():
 
     check = json.loads((ROOT / "benchmarks" / "gpu" / "gpu_check.json").read_text())
     wtm = json.loads((RESULTS / "chapter3" / "gpu" / "gpu_check_wtm.json").read_text())
-    bullets = [b for b in PERFORMANCE.read_text().split("\n- ") if b.startswith("`benchmarks/gpu_check.py`")]
-    assert len(bullets) == 1, "one Performance bullet about benchmarks/gpu_check.py"
-    line = " ".join(bullets[0].split())
+    line = performance_bullet("benchmarks/gpu_check.py")
     worst = max(check["measures"]["rel_diff"].values())
     bf16 = check["bf16"]
     expected = [
@@ -699,7 +695,6 @@ def test_the_performance_page_s_cpu_numbers_are_the_benchmarks_reports():
     import re
 
     bench = ROOT / "benchmarks"
-    bullets = {b.split("`")[1]: " ".join(b.split()) for b in PERFORMANCE.read_text().split("\n- ")[1:]}
     trainer = {r[0]: r for r in markdown_rows(bench / "trainer_throughput.md")}
     plain_reference = "cnn / digits-hier"  # ours in channels_last against a plain loop: the format's gain
     same = [float(r[5]) for case, r in trainer.items() if case != plain_reference]
@@ -725,4 +720,5 @@ def test_the_performance_page_s_cpu_numbers_are_the_benchmarks_reports():
     }
     assert max(float(e) for r in distances.values() for e in r[6:8]) < 1e-14, "equal to 1e-14"
     for name, fragments in expected.items():
-        assert not missing(fragments, bullets[name]), (name, missing(fragments, bullets[name]))
+        absent = missing(fragments, performance_bullet(name))
+        assert not absent, (name, absent)
